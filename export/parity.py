@@ -1,0 +1,76 @@
+"""Does an exported graph compute what the PyTorch model computes? Measured on real photos."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
+from stylecast.runtime.metrics import max_abs_error, psnr, ssim
+
+# One square size and one that is not a multiple of 4 (odd, even portrait) on purpose:
+# the strided convs and the crop back to the input size must survive both.
+DEFAULT_SIZES = ((256, 256), (243, 317))
+
+
+@dataclass
+class SizeParity:
+    height: int
+    width: int
+    images: int
+    psnr_min: float
+    psnr_mean: float
+    ssim_min: float
+    max_abs_error: float
+
+
+def fit(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop to the target aspect, then resize: real content at exactly (height, width)."""
+    h, w = rgb.shape[:2]
+    scale = min(h / height, w / width)
+    ch, cw = round(height * scale), round(width * scale)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    img = Image.fromarray(rgb[top:top + ch, left:left + cw])
+    return np.asarray(img.resize((width, height), Image.Resampling.BICUBIC))
+
+
+def parity_images(folder: Path, limit: int = 8) -> list[np.ndarray]:
+    files = sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise StylecastError(f"{folder}: no photos for the parity check; pass --parity-images DIR")
+    return [load_image(p).rgb for p in files]
+
+
+def measure(reference: torch.nn.Module, backend: Backend, photos: list[np.ndarray],
+            sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES) -> list[SizeParity]:
+    """PyTorch fp32 (eval) vs the backend, image by image, at each size."""
+    reference = reference.eval()
+    results = []
+    for height, width in sizes:
+        batch = np.stack([fit(p, height, width) for p in photos]).transpose(0, 3, 1, 2).astype(np.float32)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(batch)).numpy()
+        got = np.concatenate([backend.run(batch[i:i + 1]) for i in range(len(batch))])
+        if got.shape != expected.shape:
+            raise StylecastError(f"{backend.path}: output shape {got.shape} != PyTorch's {expected.shape}")
+        hwc = lambda a: a.transpose(1, 2, 0)  # noqa: E731 - local reshuffle for the metrics
+        scores = [psnr(e, g) for e, g in zip(expected, got, strict=True)]
+        results.append(SizeParity(
+            height, width, len(photos),
+            psnr_min=min(scores), psnr_mean=float(np.mean(scores)),
+            ssim_min=min(ssim(hwc(e), hwc(g)) for e, g in zip(expected, got, strict=True)),
+            max_abs_error=max(max_abs_error(e, g) for e, g in zip(expected, got, strict=True)),
+        ))
+    return results
+
+
+def as_dicts(results: list[SizeParity]) -> list[dict]:
+    """JSON-safe rows; an exact match (infinite PSNR) is written as 999 dB."""
+    return [{k: (round(min(v, 999.0), 4) if isinstance(v, float) else v) for k, v in asdict(r).items()}
+            for r in results]

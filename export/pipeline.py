@@ -1,0 +1,81 @@
+"""`stylecast export`: checkpoint -> ONNX per precision, each parity-checked, plus report.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import atomic_write
+from stylecast.runtime.metadata import sha256_file, tool_versions
+from stylecast.train.checkpoint import load_model
+
+from . import parity, to_onnx
+
+# Minimum PSNR (dB) of each precision against PyTorch fp32 on real photos.
+PSNR_FLOOR = {"fp32": 60.0}
+
+
+@dataclass
+class ExportRequest:
+    checkpoint: Path
+    out_dir: Path
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    parity_images: Path = Path("benchmarks/photos")
+    sizes: tuple[tuple[int, int], ...] = parity.DEFAULT_SIZES
+    force: bool = False
+
+
+def onnx_path(out_dir: Path, style: str, precision: str) -> Path:
+    return out_dir / f"{style}.{precision}.onnx"
+
+
+def is_current(path: Path, checkpoint_sha: str) -> bool:
+    """An existing export is reused only if it came from this exact checkpoint and stylecast."""
+    if not path.is_file():
+        return False
+    meta = to_onnx.read_onnx_metadata(path)
+    ours = json.loads(tool_versions()).get("stylecast")
+    return meta.get("source_sha256") == checkpoint_sha and json.loads(meta.get("versions", "{}")).get("stylecast") == ours
+
+
+def run_export(request: ExportRequest, log=print) -> dict:  # noqa: ANN001 - log(str)
+    source = load_model(request.checkpoint)
+    style = source.meta["style"]
+    checkpoint_sha = sha256_file(request.checkpoint)
+    unknown = [p for p in request.precisions if p not in PSNR_FLOOR]
+    if unknown:
+        raise StylecastError(f"unknown precision(s) {unknown}; choose from {sorted(PSNR_FLOOR)}")
+    photos = parity.parity_images(request.parity_images)
+    report = {"style": style, "source_checkpoint": str(request.checkpoint), "source_sha256": checkpoint_sha,
+              "parity_images": len(photos), "versions": json.loads(tool_versions(*to_onnx.EXPORT_TOOLS)),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "exports": []}
+    failures = []
+    for precision in request.precisions:
+        dest = onnx_path(request.out_dir, style, precision)
+        reused = not request.force and is_current(dest, checkpoint_sha)
+        if reused:
+            log(f"{dest}: up to date with {request.checkpoint.name}, re-checking parity")
+        else:
+            log(f"exporting {dest}")
+            to_onnx.export_fp32(source, dest)
+        results = parity.measure(source.model, OnnxRuntimeBackend(dest, providers=["CPUExecutionProvider"]),
+                                 photos, request.sizes)
+        worst = min(r.psnr_min for r in results)
+        passed = worst >= PSNR_FLOOR[precision]
+        report["exports"].append({
+            "precision": precision, "file": dest.name, "bytes": dest.stat().st_size,
+            "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": PSNR_FLOOR[precision],
+            "passed": passed, "parity": parity.as_dicts(results),
+        })
+        log(f"{precision}: worst PSNR {worst:.1f} dB vs PyTorch (floor {PSNR_FLOOR[precision]:.0f} dB)")
+        if not passed:
+            failures.append(f"{dest.name} {worst:.1f} dB < {PSNR_FLOOR[precision]:.0f} dB")
+    report_path = request.out_dir / "report.json"
+    atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+    if failures:
+        raise StylecastError(f"parity check failed ({'; '.join(failures)}); see {report_path}")
+    return report

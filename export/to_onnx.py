@@ -1,0 +1,99 @@
+"""Checkpoint -> fp32 ONNX: dynamo export, dynamic N/H/W, simplified, checked, with metadata."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from stylecast.runtime.images import atomic_write
+from stylecast.runtime.metadata import FORMAT_KEY, sha256_file, tool_versions
+from stylecast.train.checkpoint import LoadedModel
+
+OPSET = 18
+INPUT, OUTPUT = "image", "stylized"
+DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+NORMALISATION = "input float32 NCHW RGB in [0,255]; output float32 NCHW RGB clamped to [0,255]"
+EXPORT_TOOLS = ("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime")
+
+
+def _name_dynamic_axes(model: onnx.ModelProto) -> None:
+    """The exporter names symbolic dims s0, s53...; users and TensorRT profiles read these names."""
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in DYNAMIC_AXES.items():
+            dims[axis].ClearField("dim_value")
+            dims[axis].dim_param = name
+
+
+def trace_to_onnx(model: torch.nn.Module) -> onnx.ModelProto:
+    """torch.export (dynamo) -> ONNX at opset 18 with batch, height and width dynamic."""
+    from torch.export import Dim
+
+    # torch warns about every torchvision op it cannot register; none is used here.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    example = torch.rand(1, 3, 64, 64) * 255.0
+    dynamic = {"x": {axis: Dim.DYNAMIC for axis in DYNAMIC_AXES}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model.eval(), (example,), dynamo=True, opset_version=OPSET,
+                                    input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=dynamic,
+                                    verbose=False)
+    return program.model_proto
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
+
+    return onnxslim.slim(model)
+
+
+def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for key, value in sorted(meta.items()):
+        model.metadata_props.add(key=key, value=value)
+
+
+def onnx_metadata(source: LoadedModel, precision: str) -> dict[str, str]:
+    """What the runtime and later stages check: style, architecture, precision, lineage, versions."""
+    src = source.meta
+    return {
+        FORMAT_KEY: "onnx",
+        "style": src["style"],
+        "arch": src["arch"],
+        "precision": precision,
+        "normalisation": NORMALISATION,
+        "source_checkpoint": source.path.name,
+        "source_sha256": sha256_file(source.path),
+        "style_image_sha256": src.get("style_image_sha256", ""),
+        "loss_net": src.get("loss_net", ""),
+        "train_steps": src.get("steps", ""),
+        "versions": tool_versions(*EXPORT_TOOLS),
+    }
+
+
+def save_onnx(model: onnx.ModelProto, dest: Path) -> None:
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write(dest, lambda tmp: onnx.save_model(model, str(tmp)))
+
+
+def export_fp32(source: LoadedModel, dest: Path) -> onnx.ModelProto:
+    model = simplify(trace_to_onnx(source.model))
+    _name_dynamic_axes(model)
+    model.producer_name, model.doc_string = "stylecast", f"stylecast {source.meta['style']} transform net"
+    set_metadata(model, onnx_metadata(source, "fp32"))
+    save_onnx(model, dest)
+    return model
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def describe(meta: dict[str, str]) -> str:
+    return json.dumps({k: meta[k] for k in ("style", "precision", "source_sha256") if k in meta})

@@ -1,0 +1,77 @@
+"""ONNX Runtime backend: TensorRT EP, CUDA EP or CPU, whichever this machine has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StylecastError
+from ..metadata import require
+from .base import Backend
+
+PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _import_ort():  # noqa: ANN202 - returns the module
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise StylecastError("ONNX Runtime is not installed: pip install onnxruntime "
+                             "(or onnxruntime-gpu via 'stylecast[gpu]')") from exc
+    return onnxruntime
+
+
+def choose_providers(available: list[str], requested: list[str] | None) -> list[str]:
+    """Requested providers in order (each must exist), else the best available ones."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise StylecastError(f"execution provider(s) {missing} not available here; available: {available}")
+        return requested
+    return [p for p in PREFERENCE if p in available] or available
+
+
+def provider_options(provider: str, cache_dir: Path) -> dict[str, str]:
+    if provider == "TensorrtExecutionProvider":
+        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir / "ort-trt"),
+                "trt_timing_cache_enable": "True"}
+    return {}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+        super().__init__(path)
+        ort = _import_ort()
+        from ..cache import cache_dir
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        chosen = choose_providers(ort.get_available_providers(), providers)
+        with_options = [(p, provider_options(p, cache_dir())) for p in chosen]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=with_options)
+        except Exception as exc:  # ORT raises its own untyped errors for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StylecastError(f"{path}: ONNX Runtime cannot load this model ({first}); "
+                                 "re-export it with `stylecast export`") from exc
+        self._meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        require(self._meta, "onnx", path)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise StylecastError(f"{path}: expected one NCHW image input, found {[i.shape for i in inputs]}")
+        self.input_name = inputs[0].name
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self._meta
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+    def describe(self) -> str:
+        return f"onnxruntime {self.session.get_providers()[0]}"

@@ -1,0 +1,128 @@
+"""Image reading and writing that copes with what users really have, and never loses data.
+
+Reading normalises every Pillow mode to 8-bit RGB (plus the alpha channel, kept aside so it can
+be re-attached), applies the EXIF orientation, and turns every failure into a one-line
+:class:`StylecastError` naming the file. Writing goes to a temporary file that is renamed into
+place, so an interrupted run never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import StylecastError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+_SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+@dataclass
+class LoadedImage:
+    rgb: np.ndarray  # HxWx3 uint8
+    alpha: np.ndarray | None  # HxW uint8, or None when the image had no transparency
+    note: str = ""  # what was done that the user may want to know (e.g. first GIF frame)
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float greyscale modes -> L, by scaling their real range, not by clipping."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return img
+
+
+def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
+    """Decode ``path`` to RGB uint8 with its orientation applied; raise StylecastError on any fault."""
+    path = Path(path)
+    note = ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous = Image.MAX_IMAGE_PIXELS
+            if allow_huge:
+                Image.MAX_IMAGE_PIXELS = None
+            try:
+                with Image.open(path) as img:
+                    if getattr(img, "n_frames", 1) > 1:
+                        note = f"animated ({img.n_frames} frames): used the first frame"
+                        img.seek(0)
+                    img.load()
+                    img = ImageOps.exif_transpose(img) or img
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except FileNotFoundError as exc:
+        raise StylecastError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise StylecastError(f"{path}: is a directory, not an image") from exc
+    except PermissionError as exc:
+        raise StylecastError(f"{path}: permission denied; check the file's permissions") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise StylecastError(f"{path}: larger than Pillow's decompression-bomb limit; "
+                             "pass --allow-huge if you trust this file") from exc
+    except UnidentifiedImageError as exc:
+        raise StylecastError(f"{path}: not an image Pillow can read (empty, corrupt or another format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise StylecastError(f"{path}: damaged image ({exc}); re-export or re-download it") from exc
+
+    img = _to_8bit(img)
+    alpha = None
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(img.getchannel("A"), dtype=np.uint8).copy()
+    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    if rgb.size == 0:
+        raise StylecastError(f"{path}: image has no pixels")
+    return LoadedImage(rgb, alpha, note)
+
+
+def resize_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Downscale so the longer side is at most ``max_side`` (never upscales)."""
+    h, w = rgb.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+def atomic_write(dest: Path, write) -> None:  # noqa: ANN001 - write(path) callback
+    """Run ``write(tmp_path)`` then rename over ``dest``: readers never see a partial file."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_image(dest: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, quality: int = 95) -> None:
+    """Write RGB (+alpha where the format keeps it) atomically; the format follows the suffix."""
+    dest = Path(dest)
+    fmt = _SAVE_FORMATS.get(dest.suffix.lower())
+    if fmt is None:
+        raise StylecastError(f"{dest}: unsupported output type; use one of {sorted(_SAVE_FORMATS)}")
+    img = Image.fromarray(rgb, "RGB")
+    if alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
+        img.putalpha(Image.fromarray(alpha, "L"))
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    try:
+        atomic_write(dest, lambda tmp: img.save(tmp, format=fmt, **options))
+    except PermissionError as exc:
+        raise StylecastError(f"{dest}: cannot write here (permission denied); choose another --out") from exc
+    except OSError as exc:
+        raise StylecastError(f"{dest}: could not write ({exc.strerror or exc}); free space or choose another --out") from exc

@@ -1,0 +1,89 @@
+"""Training batches from any folder of photos, as a pure function of (seed, step).
+
+Because batch ``k`` depends only on the seed and ``k`` (never on what ran before), a resumed
+run sees exactly the batches it would have seen, and DDP ranks take disjoint slices of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise StylecastError(f"{folder}: dataset folder not found; pass --data DIR with photos in it")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise StylecastError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def random_crop(rgb: np.ndarray, crop: int, rng: np.random.Generator,
+                scale: tuple[int, int]) -> np.ndarray:
+    """Resize so the short side is a random size in ``scale`` (>= crop), then take a random crop."""
+    h, w = rgb.shape[:2]
+    short = int(rng.integers(max(scale[0], crop), max(scale[1], crop) + 1))
+    factor = short / min(h, w)
+    size = (max(crop, round(w * factor)), max(crop, round(h * factor)))
+    img = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)
+    top = int(rng.integers(0, size[1] - crop + 1))
+    left = int(rng.integers(0, size[0] - crop + 1))
+    arr = np.asarray(img)[top:top + crop, left:left + crop]
+    return arr[:, ::-1] if rng.random() < 0.5 else arr
+
+
+class StepBatches(Dataset):
+    """Item ``k`` is this rank's share of the batch for training step ``k``."""
+
+    def __init__(self, files: list[Path], batch: int, crop: int, seed: int,
+                 scale: tuple[int, int] = (160, 320), rank: int = 0, world: int = 1) -> None:
+        self.files, self.batch, self.crop, self.seed = files, batch, crop, seed
+        self.scale, self.rank, self.world = scale, rank, world
+
+    def __len__(self) -> int:  # steps are unbounded; the sampler decides which are drawn
+        return 2**62
+
+    def _index(self, position: int) -> int:
+        epoch, offset = divmod(position, len(self.files))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.files))
+        return int(order[offset])
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        crops = []
+        for j in range(self.batch):
+            position = (step * self.world + self.rank) * self.batch + j
+            rng = np.random.default_rng([self.seed, position, 1])
+            rgb = load_image(self.files[self._index(position)]).rgb
+            crops.append(random_crop(rgb, self.crop, rng, self.scale))
+        batch = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32)
+        return torch.from_numpy(batch)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def load_style_image(path: Path, size: int | None) -> torch.Tensor:
+    """The style image as a 1x3xHxW float tensor in [0, 255], long side resized to ``size``."""
+    rgb = load_image(path).rgb
+    if size:
+        h, w = rgb.shape[:2]
+        scale = size / max(h, w)
+        rgb = np.asarray(Image.fromarray(rgb).resize((round(w * scale), round(h * scale)),
+                                                     Image.Resampling.LANCZOS))
+    return torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32)).unsqueeze(0)

@@ -1,0 +1,216 @@
+"""The training loop: resumable, interrupt-safe, single process or DDP (``torchrun``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from stylecast.runtime.errors import Interrupted, StylecastError
+from stylecast.runtime.metadata import sha256_file
+
+from .checkpoint import load_state, save_model, save_state
+from .data import StepBatches, StepSampler, list_images, load_style_image
+from .losses import LossWeights, PerceptualLoss
+from .model import ArchConfig, TransformerNet
+from .plots import plot_losses
+from .vgg import VGGFeatures
+from .weights import locate
+
+LOG_FIELDS = ["step", "content", "style", "tv", "total", "seconds", "images_per_s"]
+
+
+@dataclass
+class TrainConfig:
+    style: str
+    style_image: Path
+    data: Path
+    out: Path
+    run_dir: Path
+    steps: int = 4000
+    batch: int = 4
+    crop: int = 256
+    scale: tuple[int, int] = (256, 384)
+    style_size: int = 512
+    lr: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    workers: int = 0
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    loss_net: str = "vgg16"
+    loss_net_weights: Path | None = None
+
+    def resume_key(self) -> dict[str, str]:
+        """Settings that must match for a resume to continue the same run."""
+        keys = ("style", "batch", "crop", "scale", "style_size", "lr", "seed", "loss_net")
+        hyper = {k: getattr(self, k) for k in keys}
+        hyper["loss"] = self.loss.as_dict()
+        return {"arch": self.arch.to_json(), "hyperparameters": json.dumps(hyper, sort_keys=True)}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StylecastError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str):  # noqa: ANN201 - a context manager
+    """bf16 autocast on CPUs (2.5x faster here with AVX512-BF16) and CUDA; fp16 only if asked."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "auto":
+        precision = "bf16"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class Trainer:
+    """One job: turn a TrainConfig into a checkpoint, a loss log and a loss curve."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = pick_device(config.device)
+        if self.device.type == "cuda" and self.distributed:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.interrupted = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def _build(self) -> tuple[torch.nn.Module, PerceptualLoss, torch.optim.Optimizer]:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        model = TransformerNet(cfg.arch).to(self.device).train()
+        weights = locate(cfg.loss_net, cfg.loss_net_weights)
+        self.loss_net_id = weights.net_id
+        layers = list(dict.fromkeys([cfg.loss.content_layer, *cfg.loss.style_layers]))
+        vgg = VGGFeatures(cfg.loss_net, layers, weights.path).to(self.device)
+        style = load_style_image(cfg.style_image, cfg.style_size).to(self.device)
+        criterion = PerceptualLoss(vgg, style, cfg.loss).to(self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        return model, criterion, optimizer
+
+    def _meta(self, step: int) -> dict[str, str]:
+        cfg = self.config
+        return {
+            "style": cfg.style,
+            "style_image": cfg.style_image.name,
+            "style_image_sha256": sha256_file(cfg.style_image),
+            "loss_net": self.loss_net_id,
+            "steps": str(step),
+            **self.config.resume_key(),
+        }
+
+    def _on_sigint(self, *_: object) -> None:
+        self.interrupted = True
+
+    def run(self, resume: bool = False) -> Path:
+        cfg = self.config
+        files = list_images(cfg.data)
+        model, criterion, optimizer = self._build()
+        state_path = cfg.run_dir / "state.safetensors"
+        log_path = cfg.run_dir / "log.csv"
+        start = 0
+        if resume:
+            if not state_path.is_file():
+                raise StylecastError(f"{state_path}: nothing to resume; run without --resume to start")
+            start = load_state(state_path, model, optimizer, self.config.resume_key())
+        elif self.main and state_path.exists():
+            raise StylecastError(f"{cfg.run_dir}: holds an earlier run; pass --resume or another --run-dir")
+        train_model = model
+        if self.distributed:
+            train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        dataset = StepBatches(files, cfg.batch, cfg.crop, cfg.seed, cfg.scale, self.rank, self.world)
+        loader = DataLoader(dataset, batch_size=None, sampler=StepSampler(start, cfg.steps),
+                            num_workers=cfg.workers, persistent_workers=False)
+        if self.main:
+            cfg.run_dir.mkdir(parents=True, exist_ok=True)
+            self._truncate_log(log_path, start)
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            step = self._loop(train_model, model, criterion, optimizer, loader, start, log_path)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if self.main:
+            save_state(state_path, model, optimizer, step, self._meta(step))
+            plot_losses(log_path, cfg.run_dir / "loss.png", title=f"{cfg.style}: training losses")
+            if not self.interrupted:
+                save_model(cfg.out, model, self._meta(step))
+        if self.distributed:
+            dist.barrier()
+        if self.interrupted:
+            raise Interrupted(f"interrupted at step {step}; state saved to {state_path}, "
+                                    "continue with --resume")
+        return cfg.out
+
+    def _loop(self, train_model, model, criterion, optimizer, loader, start: int, log_path: Path) -> int:  # noqa: ANN001
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        cfg = self.config
+        step = start
+        columns = [TextColumn("[bold]train {task.fields[style]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[losses]}"), TimeRemainingColumn()]
+        with Progress(*columns, disable=not self.main) as bar:
+            task = bar.add_task("train", total=cfg.steps, completed=start, style=cfg.style, losses="")
+            tic = time.perf_counter()
+            for images in loader:
+                images = images.to(self.device, non_blocking=True)
+                with autocast_for(self.device, cfg.precision):
+                    losses = criterion(train_model(images), images)
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                optimizer.step()
+                step += 1
+                if self.main and (step % cfg.log_every == 0 or step == cfg.steps):
+                    seconds = time.perf_counter() - tic
+                    row = {k: float(v.detach()) for k, v in losses.items()}
+                    row.update(step=step, seconds=round(seconds, 3),
+                               images_per_s=round(cfg.batch * self.world * cfg.log_every / max(seconds, 1e-9), 2))
+                    self._append_log(log_path, row)
+                    bar.update(task, losses=f"content {row['content']:.3g} style {row['style']:.3g}")
+                    tic = time.perf_counter()
+                bar.update(task, completed=step)
+                if self.main and step % cfg.checkpoint_every == 0:
+                    save_state(cfg.run_dir / "state.safetensors", model, optimizer, step, self._meta(step))
+                if self.interrupted:
+                    break
+        return step
+
+    @staticmethod
+    def _truncate_log(path: Path, start: int) -> None:
+        """On resume, drop rows logged after the checkpoint so the log has no duplicated steps."""
+        rows = []
+        if path.is_file() and start > 0:
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    @staticmethod
+    def _append_log(path: Path, row: dict) -> None:
+        with open(path, "a", newline="") as handle:
+            csv.DictWriter(handle, LOG_FIELDS, extrasaction="ignore").writerow(row)

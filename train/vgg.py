@@ -1,0 +1,83 @@
+"""VGG feature extractors for the perceptual losses, loaded from converted ImageNet weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from stylecast.runtime.errors import StylecastError
+
+# Channels of each conv, "M" = 2x2 max pool. Layer names follow the paper: relu{block}_{conv}.
+CONFIGS = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512],
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def layer_names(name: str) -> list[str]:
+    """relu names in order of the convs, e.g. relu1_1, relu1_2, relu2_1, ..."""
+    names, block, conv = [], 1, 0
+    for item in CONFIGS[name]:
+        if item == "M":
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            names.append(f"relu{block}_{conv}")
+    return names
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG that returns the activations at ``layers`` for RGB input in [0, 255]."""
+
+    def __init__(self, name: str, layers: list[str], weights: Path | None) -> None:
+        super().__init__()
+        self.name, self.layers = name, list(layers)
+        all_names = layer_names(name)
+        unknown = [layer for layer in layers if layer not in all_names]
+        if unknown:
+            raise StylecastError(f"{name} has no layer(s) {unknown}; choose from {all_names}")
+        last = max(all_names.index(layer) for layer in layers)
+        modules, conv_i, cin = [], 0, 3
+        self.tap_index: dict[int, str] = {}
+        for item in CONFIGS[name]:
+            if conv_i > last:
+                break
+            if item == "M":
+                modules.append(nn.MaxPool2d(2, 2))
+                continue
+            modules += [nn.Conv2d(cin, item, 3, padding=1), nn.ReLU()]
+            if all_names[conv_i] in layers:
+                self.tap_index[len(modules) - 1] = all_names[conv_i]
+            cin, conv_i = item, conv_i + 1
+        self.body = nn.Sequential(*modules)
+        if weights is not None:
+            self._load(weights)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
+        self.requires_grad_(False).eval()
+
+    def _load(self, path: Path) -> None:
+        tensors = load_file(str(path))
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        for i, conv in enumerate(convs):
+            try:
+                with torch.no_grad():
+                    conv.weight.copy_(tensors[f"conv{i}.weight"])
+                    conv.bias.copy_(tensors[f"conv{i}.bias"])
+            except (KeyError, RuntimeError) as exc:
+                raise StylecastError(f"{path}: not {self.name} weights ({exc})") from exc
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out = {}
+        for i, module in enumerate(self.body):
+            x = module(x)
+            if i in self.tap_index:
+                out[self.tap_index[i]] = x
+        return out
