@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from stylecast.train.cli import need_torch
 
@@ -21,10 +22,18 @@ def export(
     need_torch("export")
     from stylecast.runtime.artefacts import safetensors_metadata
 
-    from .pipeline import ExportRequest, run_export
+    from .pipeline import ExportRequest, phases, run_export
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
-    request = ExportRequest(checkpoint=checkpoint, out_dir=out or Path("artifacts") / style,
+    out_dir = out or Path("artifacts") / style
+    request = ExportRequest(checkpoint=checkpoint, out_dir=out_dir,
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
                             parity_images=parity_images, force=force)
-    run_export(request, log=typer.echo)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"export {style}", total=phases(request))
+        report = run_export(request, log=bar.console.print,
+                            step=lambda done: bar.update(task, description=done, advance=1))
+    for entry in report["exports"]:
+        worst = min(p["psnr_min"] for p in entry["parity"])
+        typer.echo(f"{out_dir / entry['file']}: parity {worst:.1f} dB (floor {entry['psnr_floor_db']:.0f}) ok")

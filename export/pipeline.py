@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,13 @@ def is_current(path: Path, checkpoint_sha: str) -> bool:
     return meta.get("source_sha256") == checkpoint_sha and json.loads(meta.get("versions", "{}")).get("stylecast") == ours
 
 
-def run_export(request: ExportRequest, log=print) -> dict:  # noqa: ANN001 - log(str)
+def phases(request: ExportRequest) -> int:
+    """How many phases run_export reports through ``step`` (each call = one finished phase)."""
+    return 2 * len(request.precisions)
+
+
+def run_export(request: ExportRequest, log: Callable[[str], None] = print,
+               step: Callable[[str], None] = lambda _: None) -> dict:
     source = load_model(request.checkpoint)
     style = source.meta["style"]
     checkpoint_sha = sha256_file(request.checkpoint)
@@ -62,6 +69,7 @@ def run_export(request: ExportRequest, log=print) -> dict:  # noqa: ANN001 - log
         else:
             log(f"exporting {dest}")
             to_onnx.export_fp32(source, dest)
+        step(f"{precision}: exported, checking parity")
         results = parity.measure(source.model, OnnxRuntimeBackend(dest, providers=["CPUExecutionProvider"]),
                                  photos, request.sizes)
         worst = min(r.psnr_min for r in results)
@@ -71,6 +79,7 @@ def run_export(request: ExportRequest, log=print) -> dict:  # noqa: ANN001 - log
             "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": PSNR_FLOOR[precision],
             "passed": passed, "parity": parity.as_dicts(results),
         })
+        step(f"{precision}: parity checked")
         log(f"{precision}: worst PSNR {worst:.1f} dB vs PyTorch (floor {PSNR_FLOOR[precision]:.0f} dB)")
         if not passed:
             failures.append(f"{dest.name} {worst:.1f} dB < {PSNR_FLOOR[precision]:.0f} dB")

@@ -46,3 +46,7 @@ def main() -> None:
             traceback.print_exc()
         err.print(f"error: {exc}", markup=False, style="bold red")
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

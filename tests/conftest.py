@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny committed photos, a random-weight VGG (tests only), a tiny trained model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+TINY_ARCH = ["--width", "4", "--res-blocks", "1"]
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real `stylecast` command in a fresh interpreter, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "stylecast.runtime.cli", *args], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def photos() -> Path:
+    return DATA / "photos"
+
+
+@pytest.fixture(scope="session")
+def style_image() -> Path:
+    return DATA / "style.jpg"
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg(tmp_path_factory) -> Path:
+    """VGG16 convs up to relu4_3 with random weights. Only tests may train against random weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    from stylecast.train.vgg import CONFIGS
+
+    torch.manual_seed(0)
+    tensors, cin, i = {}, 3, 0
+    for item in CONFIGS["vgg16"][:13]:  # through conv4_3
+        if item == "M":
+            continue
+        tensors[f"conv{i}.weight"] = torch.randn(item, cin, 3, 3) * (2.0 / (cin * 9)) ** 0.5
+        tensors[f"conv{i}.bias"] = torch.zeros(item)
+        cin, i = item, i + 1
+    path = tmp_path_factory.mktemp("vgg") / "vgg16-random.safetensors"
+    save_file(tensors, str(path), metadata={"name": "vgg16", "source": "test-random", "source_sha256": "0" * 64})
+    return path
+
+
+def train_args(photos: Path, style_image: Path, vgg: Path, out: Path, run_dir: Path, steps: int) -> list[str]:
+    return ["train", "--style", "tiny", "--data", str(photos), "--style-image", str(style_image),
+            "--out", str(out), "--run-dir", str(run_dir), "--steps", str(steps), "--batch", "2",
+            "--crop", "32", "--style-size", "48", "--loss-net-weights", str(vgg), "--log-every", "1",
+            "--checkpoint-every", "2", "--styles-dir", str(DATA), *TINY_ARCH]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, photos, style_image, tiny_vgg) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    out = root / "tiny.safetensors"
+    result = run_cli(*train_args(photos, style_image, tiny_vgg, out, root / "run", steps=3))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_checkpoint, photos) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    result = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return out / "tiny.fp32.onnx"
