@@ -183,3 +183,15 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path, photos, style_image, tiny_vgg)
     assert meta["steps"] == "2"
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 3  # header + 2 steps, written by rank 0 only
+
+
+def test_export_fails_loudly_below_parity_floor(tiny_checkpoint, photos, tmp_path, monkeypatch):
+    from stylecast.export import pipeline
+    from stylecast.runtime.errors import StylecastError
+
+    monkeypatch.setitem(pipeline.PSNR_FLOOR, "fp32", 1000.0)  # no real export reaches 1000 dB
+    request = pipeline.ExportRequest(tiny_checkpoint, tmp_path, parity_images=photos)
+    with pytest.raises(StylecastError, match="parity check failed"):
+        pipeline.run_export(request, log=lambda _: None)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["exports"][0]["passed"] is False  # the evidence is kept for the user to read
