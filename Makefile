@@ -16,6 +16,9 @@ ART := artifacts/$(STYLE)
 SAMPLES := benchmarks/photos
 # int8 calibration photos (the parity photos in $(SAMPLES) are excluded by content).
 CALIB ?= $(DATA)
+# int8 post-training quantization misses its 35 dB floor on the wave model (see report.json):
+# keep the int8 file, marked below_target, instead of failing the export. Empty it to fail loudly.
+ALLOW_BELOW_FLOOR ?= int8
 
 .PHONY: setup weights train train-resume export demo test lint clean precision-latency
 
@@ -40,7 +43,7 @@ train-resume: weights
 
 $(ART)/$(STYLE).fp32.onnx: models/$(STYLE).safetensors $(VENV)/.installed
 	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) \
-		--precision fp32,fp16,int8 --calibration-images $(CALIB)
+		--precision fp32,fp16,int8 --calibration-images $(CALIB) --allow-below-floor "$(ALLOW_BELOW_FLOOR)"
 	@if $(PY) -c "import tensorrt" 2>/dev/null; then \
 		for p in fp32 fp16 int8; do $(SC) build-engine $(ART)/$(STYLE).$$p.onnx || exit 1; done; \
 	else echo "TensorRT not installed here: no engines built (run stylecast build-engine on the GPU or Jetson)"; fi

@@ -24,6 +24,8 @@ def export(
     int8_method: Annotated[str, typer.Option(
         help="int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or one of them.")] = "auto",
     triton: Annotated[Path | None, typer.Option(help="Also write a Triton model repository here.")] = None,
+    allow_below_floor: Annotated[str, typer.Option(
+        help="Comma-separated precisions kept (marked below_target in report.json) when they miss their floor.")] = "",
 ) -> None:
     """Export a checkpoint to ONNX and prove parity with PyTorch on real photos (report.json)."""
     need_torch("export")
@@ -38,7 +40,8 @@ def export(
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
                             parity_images=parity_images, force=force,
                             int8=Int8Settings(calibration_images, calibration_count, parse_size(calibration_size),
-                                              int8_method))
+                                              int8_method),
+                            allow_below_floor=frozenset(p.strip() for p in allow_below_floor.split(",") if p.strip()))
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:
         task = bar.add_task(f"export {style}", total=phases(request))
@@ -46,7 +49,8 @@ def export(
                             step=lambda done: bar.update(task, description=done, advance=1))
     for entry in report["exports"]:
         worst = min(p["psnr_min"] for p in entry["parity"])
-        typer.echo(f"{out_dir / entry['file']}: parity {worst:.1f} dB (floor {entry['psnr_floor_db']:.0f}) ok")
+        verdict = "BELOW TARGET" if entry.get("below_target") else "ok"
+        typer.echo(f"{out_dir / entry['file']}: parity {worst:.1f} dB (floor {entry['psnr_floor_db']:.0f}) {verdict}")
     if triton:
         from .triton import export_repository
 

@@ -136,3 +136,18 @@ def test_triton_repository_configs_parse_as_model_config(low_precision_export, t
         assert [(t.name, list(t.dims)) for t in config.output] == [("stylized", [3, -1, -1])]
         assert config.HasField("dynamic_batching")
         assert (repo / name / "1" / "model.onnx").stat().st_size > 1000
+
+
+def test_floor_miss_fails_unless_explicitly_allowed(tiny_checkpoint, photos, tmp_path, monkeypatch):
+    from stylecast.export import pipeline
+    from stylecast.runtime.errors import StylecastError
+
+    monkeypatch.setitem(pipeline.PSNR_FLOOR, "fp32", 1000.0)  # unreachable: every export misses it
+    request = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "strict", parity_images=photos, sizes=((40, 40),))
+    with pytest.raises(StylecastError, match="parity check failed.*tiny.fp32.onnx"):
+        pipeline.run_export(request, log=lambda _: None)
+    assert not json.loads((tmp_path / "strict" / "report.json").read_text())["exports"][0]["passed"]
+    allowed = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "kept", parity_images=photos, sizes=((40, 40),),
+                                     allow_below_floor=frozenset({"fp32"}))
+    entry = pipeline.run_export(allowed, log=lambda _: None)["exports"][0]
+    assert entry["below_target"] and not entry["passed"] and (tmp_path / "kept" / "tiny.fp32.onnx").is_file()
