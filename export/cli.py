@@ -19,8 +19,8 @@ def export(
     force: Annotated[bool, typer.Option(help="Re-export even if the ONNX is current.")] = False,
     calibration_images: Annotated[Path | None, typer.Option(
         help="int8: real photos to calibrate on (parity photos are excluded by content).")] = None,
-    calibration_count: Annotated[int, typer.Option(help="int8: how many photos calibrate.")] = 32,
-    calibration_size: Annotated[str, typer.Option(help="int8: deployment size HxW the scales are set for.")] = "512x512",
+    calibration_count: Annotated[int, typer.Option(help="int8: how many photos calibrate.")] = 16,
+    calibration_size: Annotated[str, typer.Option(help="int8: deployment size HxW the scales are set for.")] = "256x256",
     int8_method: Annotated[str, typer.Option(
         help="int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or one of them.")] = "auto",
     triton: Annotated[Path | None, typer.Option(help="Also write a Triton model repository here.")] = None,

@@ -2,8 +2,9 @@
 
 ONNX Runtime's static quantizer writes the Q/DQ pairs: per-channel symmetric int8 weights,
 per-tensor symmetric int8 activations, scales calibrated on real photos at the deployment size.
-Only Conv inputs are quantized (the TensorRT convention); InstanceNormalization, its inputs and
-everything between stay fp32 unless ``quantize_conv_outputs`` asks for int8 conv outputs too.
+Only Conv inputs are quantized (the TensorRT convention): conv outputs, InstanceNormalization and
+the residual adds stay fp32, so no conv output is rounded to 8 bits before InstanceNorm removes
+its per-channel offsets.
 """
 
 from __future__ import annotations
@@ -65,16 +66,14 @@ class PhotoReader(CalibrationDataReader):
         self._iter = None
 
 
-def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[int, int], method: str,
-                  quantize_conv_outputs: bool = False, fp32_nodes: list[str] | None = None) -> onnx.ModelProto:
+def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[int, int], method: str) -> None:
     """Static Q/DQ quantization of ``fp32_path`` into ``dest`` (not yet stamped with metadata)."""
     if method not in METHODS:
         raise StylecastError(f"unknown calibration method '{method}'; choose from {sorted(METHODS)}")
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     options = {"ActivationSymmetric": True, "WeightSymmetric": True,
-               "OpTypesToExcludeOutputQuantization": [] if quantize_conv_outputs else ["Conv"]}
+               "OpTypesToExcludeOutputQuantization": ["Conv"]}
     quantize_static(str(fp32_path), str(dest), PhotoReader(files, input_name, size),
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=fp32_nodes or [], calibrate_method=METHODS[method], extra_options=options)
-    return onnx.load(str(dest))
+                    calibrate_method=METHODS[method], extra_options=options)

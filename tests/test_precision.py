@@ -84,9 +84,12 @@ def test_int8_graph_is_explicit_symmetric_qdq_with_fp32_instance_norm(low_precis
     assert conv_inputs and all(p is not None and p.op_type == "DequantizeLinear" for p in conv_inputs)
     for dq in (n for n in nodes if n.op_type == "DequantizeLinear"):
         zero = inits.get(dq.input[2]) if len(dq.input) > 2 else None
-        assert zero is None or (zero.dtype == np.int8 and not zero.any()), "symmetric int8: zero points are 0"
+        assert zero is None or not zero.any(), "symmetric: every zero point is 0"
+        assert inits.get(dq.input[0], np.zeros(1, np.int8)).dtype in (np.int8, np.int32)  # int32: conv biases
         if dq.input[0] in inits:  # a weight: one scale per output channel
             assert inits[dq.input[1]].size == inits[dq.input[0]].shape[0] > 1
+    quantize = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    assert quantize and all(inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any() for q in quantize)
     for norm in (n for n in nodes if n.op_type == "InstanceNormalization"):
         assert producers[norm.input[0]].op_type == "Conv", "InstanceNorm reads the fp32 conv output, unquantized"
     entry = _entry(out, "int8")
