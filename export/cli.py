@@ -17,18 +17,31 @@ def export(
     precision: Annotated[str, typer.Option(help="Comma-separated precisions to export.")] = "fp32",
     parity_images: Annotated[Path, typer.Option(help="Real photos for the parity check.")] = Path("benchmarks/photos"),
     force: Annotated[bool, typer.Option(help="Re-export even if the ONNX is current.")] = False,
+    calibration_images: Annotated[Path | None, typer.Option(
+        help="int8: real photos to calibrate on (parity photos are excluded by content).")] = None,
+    calibration_count: Annotated[int, typer.Option(help="int8: how many photos calibrate.")] = 16,
+    calibration_size: Annotated[str, typer.Option(help="int8: deployment size HxW the scales are set for.")] = "256x256",
+    int8_method: Annotated[str, typer.Option(
+        help="int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or one of them.")] = "auto",
+    triton: Annotated[Path | None, typer.Option(help="Also write a Triton model repository here.")] = None,
+    allow_below_floor: Annotated[str, typer.Option(
+        help="Comma-separated precisions kept (marked below_target in report.json) when they miss their floor.")] = "",
 ) -> None:
     """Export a checkpoint to ONNX and prove parity with PyTorch on real photos (report.json)."""
     need_torch("export")
     from stylecast.runtime.artefacts import safetensors_metadata
 
     from .pipeline import ExportRequest, phases, run_export
+    from .precisions import Int8Settings, parse_size
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
     out_dir = out or Path("artifacts") / style
     request = ExportRequest(checkpoint=checkpoint, out_dir=out_dir,
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
-                            parity_images=parity_images, force=force)
+                            parity_images=parity_images, force=force,
+                            int8=Int8Settings(calibration_images, calibration_count, parse_size(calibration_size),
+                                              int8_method),
+                            allow_below_floor=frozenset(p.strip() for p in allow_below_floor.split(",") if p.strip()))
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:
         task = bar.add_task(f"export {style}", total=phases(request))
@@ -36,4 +49,10 @@ def export(
                             step=lambda done: bar.update(task, description=done, advance=1))
     for entry in report["exports"]:
         worst = min(p["psnr_min"] for p in entry["parity"])
-        typer.echo(f"{out_dir / entry['file']}: parity {worst:.1f} dB (floor {entry['psnr_floor_db']:.0f}) ok")
+        verdict = "BELOW TARGET" if entry.get("below_target") else "ok"
+        typer.echo(f"{out_dir / entry['file']}: parity {worst:.1f} dB (floor {entry['psnr_floor_db']:.0f}) {verdict}")
+    if triton:
+        from .triton import export_repository
+
+        for folder in export_repository(triton, [out_dir / e["file"] for e in report["exports"]]):
+            typer.echo(f"{folder / 'config.pbtxt'}: Triton model")

@@ -40,11 +40,15 @@ def fit(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.BICUBIC))
 
 
-def parity_images(folder: Path, limit: int = 8) -> list[np.ndarray]:
+def parity_files(folder: Path, limit: int = 8) -> list[Path]:
     files = sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         raise StylecastError(f"{folder}: no photos for the parity check; pass --parity-images DIR")
-    return [load_image(p).rgb for p in files]
+    return files
+
+
+def parity_images(folder: Path, limit: int = 8) -> list[np.ndarray]:
+    return [load_image(p).rgb for p in parity_files(folder, limit)]
 
 
 def measure(reference: torch.nn.Module, backend: Backend, photos: list[np.ndarray],

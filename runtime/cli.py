@@ -11,6 +11,7 @@ from rich.console import Console
 from stylecast.export.cli import export
 from stylecast.train.cli import train, weights_app
 
+from .engine_cli import build_engine
 from .errors import StylecastError
 from .stylize_cli import info, stylize
 
@@ -34,6 +35,7 @@ app.add_typer(weights_app, name="weights")
 app.command()(export)
 app.command()(stylize)
 app.command()(info)
+app.command()(build_engine)
 
 
 def main() -> None:

@@ -69,10 +69,10 @@ def plan_outputs(sources: list[Path], out_dir: Path, tag: str) -> list[Job]:
 
 def stylize(
     inputs: Annotated[list[str], typer.Argument(help="Images, folders or glob patterns.")],
-    model: Annotated[Path, typer.Option(help="Exported model (.onnx).")],
+    model: Annotated[Path, typer.Option(help="Exported model (.onnx) or TensorRT engine (.engine).")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stylized"),
     max_side: Annotated[int | None, typer.Option(help="Downscale inputs so the long side is at most this.")] = None,
-    backend: Annotated[str, typer.Option(help="auto or onnxruntime.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime or tensorrt.")] = "auto",
     provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order.")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
     gallery: Annotated[Path | None, typer.Option(help="Also write a side-by-side PNG of inputs and outputs.")] = None,

@@ -44,5 +44,10 @@ def load_backend(path: Path, backend: str = "auto", providers: list[str] | None 
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, providers=providers, threads=threads)
+    if backend in ("auto", "tensorrt") and suffix in (".engine", ".plan"):
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path)
     raise StylecastError(f"{path}: no backend for '{suffix}' files with --backend {backend}; "
-                         "give an .onnx model exported by `stylecast export`")
+                         "give an .onnx model exported by `stylecast export` "
+                         "or an .engine built by `stylecast build-engine`")

@@ -32,10 +32,16 @@ def choose_providers(available: list[str], requested: list[str] | None) -> list[
     return [p for p in PREFERENCE if p in available] or available
 
 
-def provider_options(provider: str, cache_dir: Path) -> dict[str, str]:
+def provider_options(provider: str, cache_dir: Path, precision: str = "fp32") -> dict[str, str]:
+    """TensorRT EP: engine and timing caches, and the reduced precision the graph was exported in.
+
+    fp16/int8 graphs already carry their types (fp16 tensors, Q/DQ pairs); the EP flags let a
+    weakly typed TensorRT pick those kernels. int8 needs no calibration table: the scales are in the Q/DQ.
+    """
     if provider == "TensorrtExecutionProvider":
         return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir / "ort-trt"),
-                "trt_timing_cache_enable": "True"}
+                "trt_timing_cache_enable": "True", "trt_fp16_enable": str(precision == "fp16"),
+                "trt_int8_enable": str(precision == "int8")}
     return {}
 
 
@@ -52,7 +58,12 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
         chosen = choose_providers(ort.get_available_providers(), providers)
-        with_options = [(p, provider_options(p, cache_dir())) for p in chosen]
+        precision = "fp32"
+        if "TensorrtExecutionProvider" in chosen:  # its flags depend on the graph's precision
+            from ..artefacts import onnx_metadata
+
+            precision = onnx_metadata(path).get("precision", "fp32")
+        with_options = [(p, provider_options(p, cache_dir(), precision)) for p in chosen]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=with_options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files

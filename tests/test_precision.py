@@ -1,0 +1,156 @@
+"""fp16 and int8 graphs on a tiny net: the precision is in the graph, parity is measured, floors are enforced."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from PIL import Image
+
+from stylecast.export.pipeline import PSNR_FLOOR, SSIM_FLOOR
+from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.stylizer import Stylizer
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="session")
+def calibration_photos(tmp_path_factory, photos):
+    """Real photo content that is not byte-identical to the parity photos: crops and mirrors of them."""
+    folder = tmp_path_factory.mktemp("calibration")
+    for path in sorted(photos.glob("*.jpg")):
+        img = Image.open(path).convert("RGB")
+        w, h = img.size
+        img.crop((0, 0, w * 3 // 4, h * 3 // 4)).save(folder / f"{path.stem}-crop.jpg")
+        img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / f"{path.stem}-mirror.jpg")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def low_precision_export(tmp_path_factory, tiny_checkpoint, photos, calibration_photos):
+    out = tmp_path_factory.mktemp("lowp")
+    result = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--precision", "fp32,fp16,int8",
+                     "--parity-images", str(photos), "--calibration-images", str(calibration_photos),
+                     "--calibration-count", "5", "--calibration-size", "64x64", "--triton", str(out / "triton"))
+    return out, result
+
+
+def _entry(out, precision):
+    report = json.loads((out / "report.json").read_text())
+    return next(e for e in report["exports"] if e["precision"] == precision)
+
+
+def test_every_precision_reports_parity_against_its_floor(low_precision_export):
+    out, result = low_precision_export
+    failed = []
+    for precision in ("fp32", "fp16", "int8"):
+        entry = _entry(out, precision)
+        assert len({(p["height"], p["width"]) for p in entry["parity"]}) >= 2
+        worst = min(p["psnr_min"] for p in entry["parity"])
+        worst_ssim = min(p["ssim_min"] for p in entry["parity"])
+        assert entry["psnr_floor_db"] == PSNR_FLOOR[precision] and entry["ssim_floor"] == SSIM_FLOOR[precision]
+        assert entry["passed"] == (worst >= PSNR_FLOOR[precision] and worst_ssim >= SSIM_FLOOR[precision])
+        assert read_metadata(out / entry["file"])["precision"] == precision
+        if not entry["passed"]:
+            failed.append(entry["file"])
+    # A floor miss fails the whole export, loudly, after the report is written.
+    assert (result.returncode == 2) == bool(failed), result.stderr
+    for name in failed:
+        assert name in result.stderr and "parity check failed" in result.stderr
+    assert _entry(out, "fp16")["passed"], "fp16 keeps InstanceNorm in fp32 and must stay within 45 dB"
+
+
+def test_fp16_graph_is_mixed_with_fp32_io_and_fp32_instance_norm(low_precision_export):
+    out, _ = low_precision_export
+    model = onnx.load(str(out / "tiny.fp16.onnx"))
+    assert [i.type.tensor_type.elem_type for i in (*model.graph.input, *model.graph.output)] == [1, 1]
+    half = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(n.input[1] in half for n in convs)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.input)}
+    for node in (n for n in model.graph.node if n.op_type == "InstanceNormalization"):
+        assert types[node.input[0]] == onnx.TensorProto.FLOAT
+
+
+def test_int8_graph_is_explicit_symmetric_qdq_with_fp32_instance_norm(low_precision_export):
+    out, _ = low_precision_export
+    model = onnx.load(str(out / "tiny.int8.onnx"))
+    nodes = model.graph.node
+    producers = {o: n for n in nodes for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    conv_inputs = [producers.get(n.input[0]) for n in nodes if n.op_type == "Conv"]
+    assert conv_inputs and all(p is not None and p.op_type == "DequantizeLinear" for p in conv_inputs)
+    for dq in (n for n in nodes if n.op_type == "DequantizeLinear"):
+        zero = inits.get(dq.input[2]) if len(dq.input) > 2 else None
+        assert zero is None or not zero.any(), "symmetric: every zero point is 0"
+        assert inits.get(dq.input[0], np.zeros(1, np.int8)).dtype in (np.int8, np.int32)  # int32: conv biases
+        if dq.input[0] in inits:  # a weight: one scale per output channel
+            assert inits[dq.input[1]].size == inits[dq.input[0]].shape[0] > 1
+    quantize = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    assert quantize and all(inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any() for q in quantize)
+    for norm in (n for n in nodes if n.op_type == "InstanceNormalization"):
+        assert producers[norm.input[0]].op_type == "Conv", "InstanceNorm reads the fp32 conv output, unquantized"
+    entry = _entry(out, "int8")
+    calibration = entry["calibration"]
+    assert calibration["method"] in calibration["selection_psnr_db"] and len(calibration["selection_psnr_db"]) == 3
+    assert calibration["method"] == max(calibration["selection_psnr_db"], key=calibration["selection_psnr_db"].get)
+    assert calibration["images"] == 5 and calibration["size"] == [64, 64]
+
+
+def test_int8_model_runs_through_the_runtime(low_precision_export):
+    out, _ = low_precision_export
+    stylizer = Stylizer(out / "tiny.int8.onnx")
+    rgb = np.random.default_rng(1).integers(0, 255, (45, 38, 3), dtype=np.uint8)
+    assert stylizer.precision == "int8" and stylizer(rgb).shape == (45, 38, 3)
+
+
+def test_int8_refuses_calibrating_on_the_parity_photos(tiny_checkpoint, photos, tmp_path):
+    result = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path), "--precision", "int8",
+                     "--parity-images", str(photos), "--calibration-images", str(photos))
+    assert result.returncode == 2 and "no calibration photos" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_int8_without_calibration_photos_names_the_option(tiny_checkpoint, photos, tmp_path):
+    result = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path), "--precision", "int8",
+                     "--parity-images", str(photos))
+    assert result.returncode == 2 and "--calibration-images" in result.stderr
+
+
+def test_triton_repository_configs_parse_as_model_config(low_precision_export, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    from stylecast.export.triton import export_repository
+
+    out, result = low_precision_export
+    repo = out / "triton" if result.returncode == 0 else tmp_path  # a failed export writes no repository
+    if result.returncode != 0:
+        assert not (out / "triton").exists()
+        export_repository(repo, [out / f"tiny.{p}.onnx" for p in ("fp32", "fp16", "int8")])
+    written = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
+    assert written == ["tiny_fp16", "tiny_fp32", "tiny_int8"]
+    for name in written:
+        config = text_format.Parse((repo / name / "config.pbtxt").read_text(), pb.ModelConfig())
+        assert config.name == name and config.platform == "onnxruntime_onnx" and config.max_batch_size > 0
+        assert [(t.name, pb.DataType.Name(t.data_type), list(t.dims)) for t in config.input] == [
+            ("image", "TYPE_FP32", [3, -1, -1])]
+        assert [(t.name, list(t.dims)) for t in config.output] == [("stylized", [3, -1, -1])]
+        assert config.HasField("dynamic_batching")
+        assert (repo / name / "1" / "model.onnx").stat().st_size > 1000
+
+
+def test_floor_miss_fails_unless_explicitly_allowed(tiny_checkpoint, photos, tmp_path, monkeypatch):
+    from stylecast.export import pipeline
+    from stylecast.runtime.errors import StylecastError
+
+    monkeypatch.setitem(pipeline.PSNR_FLOOR, "fp32", 1000.0)  # unreachable: every export misses it
+    request = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "strict", parity_images=photos, sizes=((40, 40),))
+    with pytest.raises(StylecastError, match="parity check failed.*tiny.fp32.onnx"):
+        pipeline.run_export(request, log=lambda _: None)
+    assert not json.loads((tmp_path / "strict" / "report.json").read_text())["exports"][0]["passed"]
+    allowed = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "kept", parity_images=photos, sizes=((40, 40),),
+                                     allow_below_floor=frozenset({"fp32"}))
+    entry = pipeline.run_export(allowed, log=lambda _: None)["exports"][0]
+    assert entry["below_target"] and not entry["passed"] and (tmp_path / "kept" / "tiny.fp32.onnx").is_file()
