@@ -41,16 +41,18 @@ train: weights
 train-resume: weights
 	$(SC) train --style $(STYLE) --data $(DATA) --resume $(ARGS)
 
+# The demo needs only fp32 (no calibration photos, so it works on a fresh clone).
 $(ART)/$(STYLE).fp32.onnx: models/$(STYLE).safetensors $(VENV)/.installed
+	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) --precision fp32
+
+export: setup
 	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) \
 		--precision fp32,fp16,int8 --calibration-images $(CALIB) --allow-below-floor "$(ALLOW_BELOW_FLOOR)"
 	@if $(PY) -c "import tensorrt" 2>/dev/null; then \
 		for p in fp32 fp16 int8; do $(SC) build-engine $(ART)/$(STYLE).$$p.onnx || exit 1; done; \
 	else echo "TensorRT not installed here: no engines built (run stylecast build-engine on the GPU or Jetson)"; fi
 
-export: $(ART)/$(STYLE).fp32.onnx
-
-demo: export
+demo: $(ART)/$(STYLE).fp32.onnx
 	$(SC) stylize $(SAMPLES) --model $(ART)/$(STYLE).fp32.onnx --out $(ART)/demo \
 		--gallery $(ART)/gallery.png --gallery-style styles/$(STYLE).jpg
 	@echo "open $(ART)/gallery.png"

@@ -175,7 +175,7 @@ def test_runtime_package_never_imports_torch():
 @pytest.mark.slow
 def test_torchrun_ddp_two_cpu_processes(tmp_path, photos, style_image, tiny_vgg):
     args = train_args(photos, style_image, tiny_vgg, tmp_path / "ddp.safetensors", tmp_path / "run", 2)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "stylecast.runtime.cli", *args, "--device", "cpu"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
