@@ -3,6 +3,7 @@
 #   make test               the test suite (what CI runs)
 #   make train STYLE=wave   train models/$(STYLE).safetensors on $(DATA)
 #   make export STYLE=wave  artifacts/$(STYLE)/$(STYLE).fp32.onnx + report.json
+#   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -13,7 +14,7 @@ TORCH_VERSION ?= 2.13.0
 ART := artifacts/$(STYLE)
 SAMPLES := benchmarks/photos
 
-.PHONY: setup weights train train-resume export demo test lint clean
+.PHONY: setup weights train train-resume export demo test lint clean compress
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ demo: export
 	$(SC) stylize $(SAMPLES) --model $(ART)/$(STYLE).fp32.onnx --out $(ART)/demo \
 		--gallery $(ART)/gallery.png --gallery-style styles/$(STYLE).jpg
 	@echo "open $(ART)/gallery.png"
+
+# Re-running continues where it stopped: finished stages are skipped by their manifests.
+compress: weights
+	$(SC) compress --teacher models/$(STYLE).safetensors --data $(DATA) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

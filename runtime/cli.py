@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 
 from stylecast.export.cli import export
+from stylecast.export.compress_cli import compress
 from stylecast.train.cli import train, weights_app
+from stylecast.train.compress_cli import distill, prune
 
 from .errors import StylecastError
 from .stylize_cli import info, stylize
@@ -34,6 +36,9 @@ app.add_typer(weights_app, name="weights")
 app.command()(export)
 app.command()(stylize)
 app.command()(info)
+app.command()(distill)
+app.command()(prune)
+app.command()(compress)
 
 
 def main() -> None:
