@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Export: checkpoints to ONNX with parity checks against PyTorch."""

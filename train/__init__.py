@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Training: the transform net, VGG perceptual losses, data, checkpoints. Imports torch on use only."""

@@ -171,7 +171,7 @@ class Trainer:
             if not state_path.is_file():
                 raise StylecastError(f"{state_path}: nothing to resume; run without --resume to start")
             start = load_state(state_path, model, optimizer, self.config.resume_key())
-        elif self.main and state_path.exists():
+        elif state_path.exists():  # every rank checks, so none is left waiting in DDP
             raise StylecastError(f"{cfg.run_dir}: holds an earlier run; pass --resume or another --run-dir")
         train_model = model
         if self.distributed:

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Inference backends behind one small interface (`Backend`), chosen by file type."""
