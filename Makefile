@@ -5,6 +5,7 @@
 #   make export STYLE=wave  artifacts/$(STYLE)/$(STYLE).{fp32,fp16,int8}.onnx + report.json
 #                           (+ TensorRT engines where TensorRT is installed)
 #   make precision-latency  fp32/fp16/int8 latency on ONNX Runtime CPU, same run
+#   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -20,7 +21,7 @@ CALIB ?= $(DATA)
 # keep the int8 file, marked below_target, instead of failing the export. Empty it to fail loudly.
 ALLOW_BELOW_FLOOR ?= int8
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency
+.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,9 @@ demo: $(ART)/$(STYLE).fp32.onnx
 
 precision-latency: export
 	OMP_NUM_THREADS=1 $(PY) benchmarks/precision_latency.py $(ART) --size 512x512 --threads 1 --repeat 10
+# Re-running continues where it stopped: finished stages are skipped by their manifests.
+compress: weights
+	$(SC) compress --teacher models/$(STYLE).safetensors --data $(DATA) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

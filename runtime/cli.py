@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 
 from stylecast.export.cli import export
+from stylecast.export.compress_cli import compress
 from stylecast.train.cli import train, weights_app
+from stylecast.train.compress_cli import distill, prune
 
 from .engine_cli import build_engine
 from .errors import StylecastError
@@ -36,6 +38,9 @@ app.command()(export)
 app.command()(stylize)
 app.command()(info)
 app.command()(build_engine)
+app.command()(distill)
+app.command()(prune)
+app.command()(compress)
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ def test_arch_config_round_trip_and_rejects_unknown_fields():
     config = ArchConfig(width=16, res_blocks=3, last_kernel=3)
     assert ArchConfig.from_json(config.to_json()) == config
     with pytest.raises(ValueError, match="unknown"):
-        ArchConfig.from_json('{"width": 8, "depthwise": true}')
+        ArchConfig.from_json('{"width": 8, "wings": 2}')
 
 
 def test_gram_matrix_normalised_by_size():

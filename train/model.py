@@ -1,4 +1,5 @@
-"""The Johnson et al. (2016) transform net, with width and depth as knobs for student models.
+"""The Johnson et al. (2016) transform net, with width, depth, kernels, depthwise-separable residual
+convs and explicit per-layer channel counts as knobs for distilled and pruned student models.
 
 Input and output are plain RGB in [0, 255]: the normalisation lives inside the net, so an
 exported graph needs no pre-processing beyond HWC->NCHW, and the output is clamped there too.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,18 +23,62 @@ class ArchConfig:
     res_blocks: int = 5
     first_kernel: int = 9
     last_kernel: int = 9
+    depthwise: bool = False  # residual convs as depthwise 3x3 + pointwise 1x1 (MobileNet-style)
+    # Explicit channels of a pruned net, overriding width: see layer_channels() for the order.
+    channels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.channels and len(self.channels) != 5 + self.res_blocks:
+            raise ValueError(f"channels needs 5 + res_blocks = {5 + self.res_blocks} entries, got {len(self.channels)}")
+        if self.channels:  # width then just names the first layer, so equal nets compare equal
+            object.__setattr__(self, "width", self.channels[0])
+
+    def layer_channels(self) -> tuple[int, ...]:
+        """(enc1, enc2, trunk, inner of each residual block..., dec1, dec2): every width the net has."""
+        if self.channels:
+            return self.channels
+        w = self.width
+        return (w, 2 * w, 4 * w, *[4 * w] * self.res_blocks, 2 * w, w)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """New fields are written only when set, so older checkpoints' arch strings stay byte-identical."""
+        data = asdict(self)
+        for name in ("depthwise", "channels"):
+            if not data[name]:
+                del data[name]
+        if "channels" in data:
+            data["channels"] = list(data["channels"])
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown architecture fields {sorted(unknown)}")
+            raise ValueError(f"unknown architecture fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)
+
+    @classmethod
+    def from_spec(cls, spec: str) -> ArchConfig:
+        """``width=16,last_kernel=3,depthwise=1`` (the CLI form); channels as ``channels=8/16/32/...``."""
+        data: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not key=value")
+            key = key.strip().replace("-", "_")
+            if key == "depthwise":
+                data[key] = value.strip().lower() in ("1", "true", "yes")
+            elif key == "channels":
+                data[key] = tuple(int(v) for v in value.split("/"))
+            else:
+                data[key] = int(value)
+        return cls.from_dict(data)
 
 
 class ConvLayer(nn.Sequential):
@@ -42,19 +88,29 @@ class ConvLayer(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride))
 
 
+class SeparableConvLayer(nn.Sequential):
+    """Depthwise k x k then pointwise 1x1: about k*k times fewer multiply-adds than a full conv."""
+
+    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cin, kernel, groups=cin),
+                         nn.Conv2d(cin, cout, 1))
+
+
 class ConvNormReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
-        super().__init__(
-            ConvLayer(cin, cout, kernel, stride), nn.InstanceNorm2d(cout, affine=True), nn.ReLU()
-        )
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, separable: bool = False) -> None:
+        conv = SeparableConvLayer(cin, cout, kernel) if separable else ConvLayer(cin, cout, kernel, stride)
+        super().__init__(conv, nn.InstanceNorm2d(cout, affine=True), nn.ReLU())
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    """x + body(x): ``inner`` channels live only inside the block, so pruning may cut them freely."""
+
+    def __init__(self, channels: int, inner: int | None = None, separable: bool = False) -> None:
         super().__init__()
+        inner = inner or channels
         self.body = nn.Sequential(
-            ConvNormReLU(channels, channels, 3),
-            ConvLayer(channels, channels, 3),
+            ConvNormReLU(channels, inner, 3, separable=separable),
+            SeparableConvLayer(inner, channels, 3) if separable else ConvLayer(inner, channels, 3),
             nn.InstanceNorm2d(channels, affine=True),
         )
 
@@ -80,17 +136,18 @@ class TransformerNet(nn.Module):
     def __init__(self, config: ArchConfig | None = None) -> None:
         super().__init__()
         self.config = config or ArchConfig()
-        w, k1, k2 = self.config.width, self.config.first_kernel, self.config.last_kernel
+        cfg = self.config
+        e1, e2, trunk, *inner, d1, d2 = cfg.layer_channels()
         self.encoder = nn.Sequential(
-            ConvNormReLU(3, w, k1),
-            ConvNormReLU(w, 2 * w, 3, stride=2),
-            ConvNormReLU(2 * w, 4 * w, 3, stride=2),
+            ConvNormReLU(3, e1, cfg.first_kernel),
+            ConvNormReLU(e1, e2, 3, stride=2),
+            ConvNormReLU(e2, trunk, 3, stride=2),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(self.config.res_blocks)])
+        self.residuals = nn.Sequential(*[ResidualBlock(trunk, c, cfg.depthwise) for c in inner])
         self.decoder = nn.Sequential(
-            UpsampleConv(4 * w, 2 * w, 3),
-            UpsampleConv(2 * w, w, 3),
-            ConvLayer(w, 3, k2),
+            UpsampleConv(trunk, d1, 3),
+            UpsampleConv(d1, d2, 3),
+            ConvLayer(d2, 3, cfg.last_kernel),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,6 @@ from .plots import plot_losses
 from .vgg import VGGFeatures
 from .weights import locate
 
-LOG_FIELDS = ["step", "content", "style", "tv", "total", "seconds", "images_per_s"]
-
 
 @dataclass
 class TrainConfig:
@@ -98,6 +96,8 @@ def data_fingerprint(files: list[Path]) -> str:
 class Trainer:
     """One job: turn a TrainConfig into a checkpoint, a loss log and a loss curve."""
 
+    terms: tuple[str, ...] = ("content", "style", "tv", "total")  # the criterion's keys, logged and plotted
+
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -116,18 +116,32 @@ class Trainer:
     def main(self) -> bool:
         return self.rank == 0
 
-    def _build(self) -> tuple[torch.nn.Module, PerceptualLoss, torch.optim.Optimizer]:
+    def _build(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(self.config.seed)
+        model = self._student().to(self.device).train()
+        criterion = self._criterion(model).to(self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        return model, criterion, optimizer
+
+    def _student(self) -> TransformerNet:
+        return TransformerNet(self.config.arch)
+
+    def _loss_net(self, layers: list[str]) -> VGGFeatures:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        model = TransformerNet(cfg.arch).to(self.device).train()
         weights = locate(cfg.loss_net, cfg.loss_net_weights)
         self.loss_net_id = weights.net_id
-        layers = list(dict.fromkeys([cfg.loss.content_layer, *cfg.loss.style_layers]))
-        vgg = VGGFeatures(cfg.loss_net, layers, weights.path).to(self.device)
+        return VGGFeatures(cfg.loss_net, list(dict.fromkeys(layers)), weights.path).to(self.device)
+
+    def _criterion(self, model: TransformerNet) -> torch.nn.Module:
+        """Maps (output, input batch) to a dict of the ``terms`` losses; subclasses change what is learnt."""
+        cfg = self.config
+        vgg = self._loss_net([cfg.loss.content_layer, *cfg.loss.style_layers])
         style = load_style_image(cfg.style_image, cfg.style_size).to(self.device)
-        criterion = PerceptualLoss(vgg, style, cfg.loss).to(self.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        return model, criterion, optimizer
+        return PerceptualLoss(vgg, style, cfg.loss)
+
+    @property
+    def log_fields(self) -> list[str]:
+        return ["step", *self.terms, "seconds", "images_per_s"]
 
     def _meta(self, step: int) -> dict[str, str]:
         cfg = self.config
@@ -176,7 +190,7 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
         if self.main:
             save_state(state_path, model, optimizer, step, self._meta(step))
-            plot_losses(log_path, cfg.run_dir / "loss.png", title=f"{cfg.style}: training losses")
+            plot_losses(log_path, cfg.run_dir / "loss.png", title=f"{cfg.style}: training losses", series=self.terms)
             if not self.interrupted:
                 save_model(cfg.out, model, self._meta(step))
                 # The log and curve travel with the checkpoint (models/<style>.log.csv, .loss.png).
@@ -225,19 +239,17 @@ class Trainer:
                     break
         return step
 
-    @staticmethod
-    def _truncate_log(path: Path, start: int) -> None:
+    def _truncate_log(self, path: Path, start: int) -> None:
         """On resume, drop rows logged after the checkpoint so the log has no duplicated steps."""
         rows = []
         if path.is_file() and start > 0:
             with open(path, newline="") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start]
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, LOG_FIELDS)
+            writer = csv.DictWriter(handle, self.log_fields)
             writer.writeheader()
             writer.writerows(rows)
 
-    @staticmethod
-    def _append_log(path: Path, row: dict) -> None:
+    def _append_log(self, path: Path, row: dict) -> None:
         with open(path, "a", newline="") as handle:
-            csv.DictWriter(handle, LOG_FIELDS, extrasaction="ignore").writerow(row)
+            csv.DictWriter(handle, self.log_fields, extrasaction="ignore").writerow(row)

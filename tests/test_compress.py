@@ -1,0 +1,168 @@
+"""Compression on tiny nets: student architectures, structured pruning, distillation, the resumable pipeline."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.stylizer import Stylizer
+from stylecast.train.checkpoint import load_model, save_model
+from stylecast.train.model import ArchConfig, TransformerNet
+from stylecast.train.prune import gflops, prune_until, pruned_arch
+
+from .conftest import DATA, run_cli
+
+
+def test_legacy_arch_json_is_unchanged_and_loads():
+    legacy = '{"first_kernel": 9, "last_kernel": 9, "res_blocks": 5, "width": 32}'
+    assert ArchConfig().to_json() == legacy
+    assert ArchConfig.from_json(legacy) == ArchConfig()
+
+
+def test_arch_spec_round_trip_and_channel_count_check():
+    arch = ArchConfig.from_spec("width=16,last_kernel=3,depthwise=1")
+    assert (arch.width, arch.last_kernel, arch.depthwise) == (16, 3, True)
+    assert ArchConfig.from_json(arch.to_json()) == arch
+    pruned = ArchConfig.from_spec("res_blocks=2,channels=8/16/24/8/16/16/8")
+    assert ArchConfig.from_json(pruned.to_json()) == pruned and pruned.layer_channels()[2] == 24
+    with pytest.raises(ValueError, match="5 \\+ res_blocks"):
+        ArchConfig.from_spec("res_blocks=2,channels=8/16/24")
+    with pytest.raises(ValueError, match="unknown"):
+        ArchConfig.from_spec("width=8,wings=2")
+
+
+@pytest.mark.parametrize("spec", ["width=8,res_blocks=2,depthwise=1,last_kernel=3",
+                                  "res_blocks=2,channels=8/16/24/8/16/16/8"])
+def test_student_variants_keep_any_input_size(spec):
+    net = TransformerNet(ArchConfig.from_spec(spec)).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 33, 47) * 255).shape == (1, 3, 33, 47)
+
+
+def test_depthwise_and_small_last_kernel_cut_flops():
+    full = gflops(TransformerNet(ArchConfig(width=16)), 64, 64)
+    assert gflops(TransformerNet(ArchConfig(width=16, last_kernel=3)), 64, 64) < full
+    assert gflops(TransformerNet(ArchConfig(width=16, depthwise=True)), 64, 64) < 0.6 * full
+
+
+def test_pruning_removes_channels_in_multiples_of_8_and_rebuilds_from_metadata():
+    torch.manual_seed(0)
+    net = TransformerNet(ArchConfig(width=16, res_blocks=2)).eval()
+    base = gflops(net, 64, 64)
+    x = torch.rand(1, 3, 37, 45) * 255
+    pruned = prune_until(net, lambda n: gflops(n, 64, 64) <= 0.5 * base)
+    channels = pruned.config.layer_channels()
+    assert gflops(pruned, 64, 64) <= 0.5 * base
+    assert all(c % 8 == 0 and c > 0 for c in channels) and channels != ArchConfig(width=16, res_blocks=2).layer_channels()
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in TransformerNet(net.config).parameters())
+    assert pruned_arch(pruned) == pruned.config
+    with torch.no_grad():
+        out = pruned(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def _write_teacher(path: Path, width: int = 16) -> Path:
+    """A random-weight teacher with the metadata a trained one carries (style image: tests/data/style.jpg)."""
+    torch.manual_seed(1)
+    style_sha = hashlib.sha256((DATA / "style.jpg").read_bytes()).hexdigest()
+    save_model(path, TransformerNet(ArchConfig(width=width, res_blocks=1)).eval(),
+               {"style": "tiny", "style_image": "style.jpg", "style_image_sha256": style_sha, "steps": "0",
+                "hyperparameters": json.dumps({"style_size": 48})})
+    return path
+
+
+def test_prune_cli_writes_a_loadable_exportable_checkpoint(tmp_path, photos):
+    teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    out = tmp_path / "pruned.safetensors"
+    done = run_cli("prune", "--model", str(teacher), "--out", str(out), "--target-flops", "50", "--size", "64")
+    assert done.returncode == 0, done.stderr
+    meta = read_metadata(out)
+    assert meta["method"] == "prune" and meta["pruned_from_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert float(meta["flops_percent"]) <= 50
+    assert "channels" in json.loads(meta["arch"])
+    exported = run_cli("export", str(out), "--out", str(tmp_path / "onnx"), "--parity-images", str(photos))
+    assert exported.returncode == 0, exported.stderr
+    stylized = Stylizer(tmp_path / "onnx" / "tiny.fp32.onnx")(load_file_rgb(photos / "coffee.jpg"))
+    assert stylized.dtype.name == "uint8" and stylized.ndim == 3
+
+
+def load_file_rgb(path: Path):
+    from stylecast.runtime.images import load_image
+
+    return load_image(path).rgb
+
+
+def test_prune_cli_needs_exactly_one_target(tmp_path):
+    teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    both = run_cli("prune", "--model", str(teacher), "--out", str(tmp_path / "p.safetensors"))
+    assert both.returncode == 2 and "exactly one" in both.stderr and "Traceback" not in both.stderr
+
+
+def distill_args(teacher: Path, photos: Path, vgg: Path, out: Path, run_dir: Path, steps: int, *extra: str) -> list[str]:
+    return ["distill", "--teacher", str(teacher), "--data", str(photos), "--out", str(out), "--run-dir", str(run_dir),
+            "--steps", str(steps), "--batch", "2", "--crop", "32", "--loss-net-weights", str(vgg), "--log-every", "1",
+            "--checkpoint-every", "1", "--styles-dir", str(DATA), *extra]
+
+
+def test_distill_trains_student_with_lineage_and_resumes_exactly(tmp_path, photos, tiny_vgg):
+    teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    arch = ["--arch", "width=8,res_blocks=1,last_kernel=3,depthwise=1", "--feature-weight", "1"]
+    straight = run_cli(*distill_args(teacher, photos, tiny_vgg, tmp_path / "a.safetensors", tmp_path / "a", 3, *arch))
+    assert straight.returncode == 0, straight.stderr
+    meta = read_metadata(tmp_path / "a.safetensors")
+    assert meta["method"] == "distill" and meta["teacher_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert ArchConfig.from_json(meta["arch"]) == ArchConfig(width=8, res_blocks=1, last_kernel=3, depthwise=True)
+    header = (tmp_path / "a" / "log.csv").read_text().splitlines()[0]
+    assert header.startswith("step,pixel,content,style,feature,total")
+    first = run_cli(*distill_args(teacher, photos, tiny_vgg, tmp_path / "b.safetensors", tmp_path / "b", 2, *arch))
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli(*distill_args(teacher, photos, tiny_vgg, tmp_path / "b.safetensors", tmp_path / "b", 3, *arch),
+                      "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distill_refuses_wrong_painting_and_mismatched_init(tmp_path, photos, tiny_vgg):
+    teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    wrong = run_cli(*distill_args(teacher, photos, tiny_vgg, tmp_path / "s.safetensors", tmp_path / "r", 1),
+                    "--style-image", str(photos / "coffee.jpg"))
+    assert wrong.returncode == 2 and "coffee.jpg" in wrong.stderr and "sha256" in wrong.stderr
+    init = run_cli(*distill_args(teacher, photos, tiny_vgg, tmp_path / "s.safetensors", tmp_path / "r2", 1),
+                   "--init", str(teacher), "--arch", "width=8,res_blocks=1")
+    assert init.returncode == 2 and "architecture" in init.stderr and "Traceback" not in init.stderr
+
+
+def test_compress_pipeline_end_to_end_and_skips_finished_stages(tmp_path, photos, tiny_vgg):
+    teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    out, work, report_dir = tmp_path / "tiny-slim.safetensors", tmp_path / "work", tmp_path / "report"
+    args = ["compress", "--teacher", str(teacher), "--data", str(photos), "--out", str(out), "--work", str(work),
+            "--report-dir", str(report_dir), "--student", "w8=width=8,res_blocks=1,last_kernel=3",
+            "--prune-flops", "50", "--steps", "2", "--batch", "2", "--crop", "32", "--holdout", "1",
+            "--eval-size", "64", "--styles-dir", str(DATA), "--parity-images", str(photos),
+            "--loss-net-weights", str(tiny_vgg)]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((report_dir / "report.json").read_text())
+    assert set(report["models"]) == {"teacher", "w8", "pruned"}
+    for name in ("w8", "pruned"):
+        row = report["models"][name]
+        assert row["flops_ratio"] > 1 and 0 < row["ssim"] <= 1 and row["latency_ms"] > 0
+        assert set(row["gflops"]) == {"256", "512", "1080p"} and "style_delta" in row
+    assert report["models"]["pruned"]["method"] == "prune+distill"
+    trained_on = [p.resolve().name for p in (work / "split" / "train").iterdir()]
+    assert len(report["held_out"]) == 1 and report["held_out"][0] not in trained_on
+    meta = read_metadata(out)
+    assert meta["student"] == report["selected"] and meta["teacher_sha256"] == report["teacher_sha256"]
+    assert load_model(out).model.config == ArchConfig.from_json(meta["arch"])
+    assert (report_dir / "side-by-side.png").stat().st_size > 1000
+    assert "| teacher |" in (report_dir / "report.md").read_text()
+    manifests = sorted(p.parent.name for p in work.glob("*/manifest.json"))
+    assert manifests == ["evaluate", "prune", "pruned", "split", "w8"]
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("up to date") == 5  # split, prune, both students, evaluation: nothing redone

@@ -1,0 +1,118 @@
+"""`stylecast distill` and `stylecast prune`: imported by the CLI without importing torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stylecast.runtime.artefacts import safetensors_metadata
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.metadata import sha256_file
+
+from .cli import need_torch, style_preset
+
+
+def teacher_style_image(teacher: Path, styles_dir: Path, style_image: Path | None) -> tuple[str, Path]:
+    """The teacher's style and painting; the painting must be the very one the teacher learnt."""
+    if not teacher.is_file():
+        raise StylecastError(f"{teacher}: teacher checkpoint not found; train one with `stylecast train`")
+    meta = safetensors_metadata(teacher)
+    style = meta.get("style")
+    if not style:
+        raise StylecastError(f"{teacher}: no style in its metadata; re-create it with `stylecast train`")
+    recorded = meta.get("style_image") or style_preset(style, styles_dir).get("image", f"{style}.jpg")
+    image = style_image or styles_dir / recorded
+    if not image.is_file():
+        raise StylecastError(f"{image}: the teacher's style image is missing; pass --style-image PATH")
+    expected = meta.get("style_image_sha256")
+    if expected and sha256_file(image) != expected:
+        raise StylecastError(f"{image}: not the painting {teacher.name} was trained on (sha256 differs); "
+                             "pass the original with --style-image")
+    return style, image
+
+
+def parse_arch(spec: str):  # noqa: ANN201 - ArchConfig, imported with torch
+    from .model import ArchConfig
+
+    try:
+        return ArchConfig.from_spec(spec)
+    except (ValueError, TypeError) as exc:
+        raise StylecastError(f"--arch {spec!r}: {exc}; e.g. --arch width=16,last_kernel=3,depthwise=1") from exc
+
+
+def distill(
+    teacher: Annotated[Path, typer.Option(help="Trained teacher checkpoint (e.g. models/wave.safetensors).")],
+    data: Annotated[Path, typer.Option(help="Folder of training photos.")],
+    arch: Annotated[str, typer.Option(help="Student: width=16,res_blocks=5,first_kernel=9,last_kernel=3,depthwise=1 "
+                                           "or channels=a/b/c/... (5 + res_blocks numbers).")] = "width=16",
+    out: Annotated[Path | None, typer.Option(help="Student (default: models/<style>-student.safetensors).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Resume state and logs (default: runs/<style>-student).")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights (a pruned teacher) instead of random.")] = None,
+    styles_dir: Annotated[Path, typer.Option(help="Where style images and presets live.")] = Path("styles"),
+    style_image: Annotated[Path | None, typer.Option(help="The teacher's painting (checked against its sha256).")] = None,
+    steps: Annotated[int, typer.Option(help="Total optimiser steps.")] = 2000,
+    batch: Annotated[int, typer.Option(help="Images per step.")] = 4,
+    crop: Annotated[int, typer.Option(help="Square training crop size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed for weights, batches and crops.")] = 0,
+    pixel_weight: Annotated[float | None, typer.Option(help="Weight of the pixel MSE vs the teacher.")] = None,
+    content_weight: Annotated[float | None, typer.Option(help="Weight of the VGG feature MSE vs the teacher.")] = None,
+    style_weight: Annotated[float | None, typer.Option(help="Weight of the Gram MSE vs the teacher.")] = None,
+    feature_weight: Annotated[float, typer.Option(help="Weight of the trunk attention-transfer loss (0 = off).")] = 0.0,
+    method: Annotated[str, typer.Option(hidden=True, help="Recorded in the metadata (prune sets 'prune+distill').")] = "",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast), fp32, bf16 or fp16.")] = "auto",
+    checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N steps.")] = 100,
+    log_every: Annotated[int, typer.Option(help="Log losses every N steps.")] = 10,
+    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly where it stopped.")] = False,
+) -> None:
+    """Train a smaller student to reproduce a trained teacher (pixel + perceptual + optional feature losses)."""
+    need_torch()
+    from .distill import DistillConfig, DistillTrainer, DistillWeights
+
+    style, image = teacher_style_image(teacher, styles_dir, style_image)
+    student = parse_arch(arch)
+    weights = DistillWeights(feature=feature_weight)
+    for name, value in (("pixel", pixel_weight), ("content", content_weight), ("style", style_weight)):
+        if value is not None:
+            setattr(weights, name, value)
+    config = DistillConfig(
+        style=style, style_image=image, data=data,
+        out=out or Path("models") / f"{style}-student.safetensors", run_dir=run_dir or Path("runs") / f"{style}-student",
+        steps=steps, batch=batch, crop=crop, scale=(max(160, crop), max(320, 2 * crop)), lr=lr, seed=seed,
+        checkpoint_every=checkpoint_every, log_every=log_every, device=device, precision=precision, arch=student,
+        loss_net_weights=loss_net_weights, teacher=teacher, init=init,
+        method=method or ("prune+distill" if init else "distill"), distill=weights,
+    )
+    written = DistillTrainer(config).run(resume=resume)
+    typer.echo(f"wrote {written} (log and loss curve in {config.run_dir})")
+
+
+def prune(
+    model: Annotated[Path, typer.Option(help="Trained checkpoint to prune (the teacher).")],
+    out: Annotated[Path, typer.Option(help="Pruned checkpoint to write (before fine-tuning).")],
+    target_flops: Annotated[float | None, typer.Option(help="Keep at most this % of the FLOPs (e.g. 28).")] = None,
+    target_latency: Annotated[float | None, typer.Option(help="Prune until ONNX Runtime CPU latency at --size is "
+                                                                "at most this many ms.")] = None,
+    size: Annotated[int, typer.Option(help="Square image size for FLOPs and latency.")] = 512,
+    divisor: Annotated[int, typer.Option(help="Keep channel counts multiples of this (8 for tensor cores).")] = 8,
+    step_ratio: Annotated[float, typer.Option(help="Channel fraction removed per pruning round.")] = 0.05,
+) -> None:
+    """Structured channel pruning (Torch-Pruning): physically smaller convs, residual coupling respected.
+
+    Fine-tune the result with `stylecast distill --init OUT --arch <printed spec> --teacher MODEL`."""
+    need_torch()
+    if (target_flops is None) == (target_latency is None):
+        raise StylecastError("give exactly one of --target-flops PERCENT or --target-latency MS")
+    if target_flops is not None and not 0 < target_flops < 100:
+        raise StylecastError(f"--target-flops {target_flops}: must be a percentage between 0 and 100")
+    if target_latency is not None and target_latency <= 0:
+        raise StylecastError(f"--target-latency {target_latency}: must be a positive number of milliseconds")
+    from .prune import PruneTarget, prune_checkpoint
+
+    target = PruneTarget(flops_percent=target_flops, latency_ms=target_latency, size=size)
+    result = prune_checkpoint(model, out, target, divisor=divisor, step_ratio=step_ratio)
+    typer.echo(f"wrote {out}: {result.flops_percent:.1f}% of the FLOPs at {size}², arch {result.spec}")
