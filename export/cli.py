@@ -13,7 +13,7 @@ from stylecast.train.cli import need_torch
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.safetensors).")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: artifacts/<style>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: artifacts/<checkpoint name>).")] = None,
     precision: Annotated[str, typer.Option(help="Comma-separated precisions to export.")] = "fp32",
     parity_images: Annotated[Path, typer.Option(help="Real photos for the parity check.")] = Path("benchmarks/photos"),
     force: Annotated[bool, typer.Option(help="Re-export even if the ONNX is current.")] = False,
@@ -35,7 +35,7 @@ def export(
     from .precisions import Int8Settings, parse_size
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
-    out_dir = out or Path("artifacts") / style
+    out_dir = out or Path("artifacts") / checkpoint.stem
     request = ExportRequest(checkpoint=checkpoint, out_dir=out_dir,
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
                             parity_images=parity_images, force=force,

@@ -123,7 +123,7 @@ def export_stage(plan: CompressPlan, name: str, checkpoint: Path, log: Callable[
     out_dir = plan.work / name / "onnx"
     report = run_export(ExportRequest(checkpoint=checkpoint, out_dir=out_dir, parity_images=plan.parity_images),
                         log=log)
-    return onnx_path(out_dir, report["style"], "fp32")
+    return onnx_path(out_dir, report["name"], "fp32")
 
 
 def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path], log: Callable[[str], None],

@@ -36,8 +36,8 @@ class ExportRequest:
     allow_below_floor: frozenset[str] = frozenset()
 
 
-def onnx_path(out_dir: Path, style: str, precision: str) -> Path:
-    return out_dir / f"{style}.{precision}.onnx"
+def onnx_path(out_dir: Path, name: str, precision: str) -> Path:
+    return out_dir / f"{name}.{precision}.onnx"
 
 
 def is_current(path: Path, checkpoint_sha: str, conversion: str = "") -> bool:
@@ -65,13 +65,14 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
         raise StylecastError(f"unknown precision(s) {unknown}; choose from {sorted(PSNR_FLOOR)}")
     photos = parity.parity_images(request.parity_images)
     held_out = {sha256_file(p) for p in parity.parity_files(request.parity_images)}
-    report = {"style": style, "source_checkpoint": str(request.checkpoint), "source_sha256": checkpoint_sha,
+    name = request.checkpoint.stem  # wave, wave-slim: students never overwrite their teacher's files
+    report = {"style": style, "name": name, "source_checkpoint": str(request.checkpoint), "source_sha256": checkpoint_sha,
               "parity_images": len(photos), "versions": json.loads(tool_versions(*to_onnx.EXPORT_TOOLS)),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "exports": []}
     failures = []
     with tempfile.TemporaryDirectory(prefix="stylecast-export-") as scratch:
         for precision in request.precisions:
-            dest = onnx_path(request.out_dir, style, precision)
+            dest = onnx_path(request.out_dir, name, precision)
             conversion = precisions.conversion_settings(precision, request.int8)
             reused = not request.force and is_current(dest, checkpoint_sha, conversion)
             details: dict = {}
