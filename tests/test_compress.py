@@ -86,7 +86,7 @@ def test_prune_cli_writes_a_loadable_exportable_checkpoint(tmp_path, photos):
     assert "channels" in json.loads(meta["arch"])
     exported = run_cli("export", str(out), "--out", str(tmp_path / "onnx"), "--parity-images", str(photos))
     assert exported.returncode == 0, exported.stderr
-    stylized = Stylizer(tmp_path / "onnx" / "tiny.fp32.onnx")(load_file_rgb(photos / "coffee.jpg"))
+    stylized = Stylizer(tmp_path / "onnx" / "pruned.fp32.onnx")(load_file_rgb(photos / "coffee.jpg"))
     assert stylized.dtype.name == "uint8" and stylized.ndim == 3
 
 
