@@ -6,6 +6,8 @@
 #                           (+ TensorRT engines where TensorRT is installed)
 #   make precision-latency  fp32/fp16/int8 latency on ONNX Runtime CPU, same run
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
+#   make bench              every model x format x precision x resolution -> benchmarks/results/
+#   make bench-check        quick CPU benchmark of $(STYLE) gated against $(BENCH_BASELINE) (CI)
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -20,8 +22,11 @@ CALIB ?= $(DATA)
 # int8 post-training quantization misses its 35 dB floor on the wave model (see report.json):
 # keep the int8 file, marked below_target, instead of failing the export. Empty it to fail loudly.
 ALLOW_BELOW_FLOOR ?= int8
+BENCH_BASELINE ?= benchmarks/baselines/cpu-quick.json
+# One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
+BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress
+.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +68,18 @@ precision-latency: export
 # Re-running continues where it stopped: finished stages are skipped by their manifests.
 compress: weights
 	$(SC) compress --teacher models/$(STYLE).safetensors --data $(DATA) $(ARGS)
+
+# Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
+bench: setup
+	for m in models/*.safetensors; do $(MAKE) --no-print-directory export STYLE=$$(basename $$m .safetensors) || exit 1; done
+	$(SC) bench $(ARGS)
+
+# The gate needs only the fp32 export: a fresh clone has no calibration photos for int8.
+bench-check: $(ART)/$(STYLE).fp32.onnx
+	$(SC) bench $(BENCH_GATE) --check $(BENCH_BASELINE) --out artifacts/bench-check $(ARGS)
+
+bench-baseline: $(ART)/$(STYLE).fp32.onnx
+	$(SC) bench $(BENCH_GATE) --save-baseline $(BENCH_BASELINE) --out artifacts/bench-check $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

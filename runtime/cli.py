@@ -8,6 +8,7 @@ import traceback
 import typer
 from rich.console import Console
 
+from stylecast.export.bench.cli import bench
 from stylecast.export.cli import export
 from stylecast.export.compress_cli import compress
 from stylecast.train.cli import train, weights_app
@@ -41,6 +42,7 @@ app.command()(build_engine)
 app.command()(distill)
 app.command()(prune)
 app.command()(compress)
+app.command()(bench)
 
 
 def main() -> None:

@@ -48,7 +48,8 @@ def provider_options(provider: str, cache_dir: Path, precision: str = "fp32") ->
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None,
+                 config: dict[str, str] | None = None) -> None:
         super().__init__(path)
         ort = _import_ort()
         from ..cache import cache_dir
@@ -57,6 +58,8 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        for key, value in (config or {}).items():  # session config entries, e.g. thread spinning
+            options.add_session_config_entry(key, value)
         chosen = choose_providers(ort.get_available_providers(), providers)
         precision = "fp32"
         if "TensorrtExecutionProvider" in chosen:  # its flags depend on the graph's precision

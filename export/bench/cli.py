@@ -1,0 +1,119 @@
+"""`stylecast bench`: imported by the CLI without importing torch or onnx."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stylecast.runtime.errors import StylecastError
+from stylecast.train.cli import need_torch
+
+QUICK_RESOLUTIONS = ["256"]
+FULL_RESOLUTIONS = ["256", "512", "1080p"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _console_table(result: dict, console: Console) -> None:
+    from .report import CONSOLE, columns, header_lines, highlights, notes, table_rows
+
+    headers = tuple(h for h, _, _ in columns(result) if h in CONSOLE)
+    table = Table(*headers, title="stylecast bench", title_justify="left")
+    for row in table_rows(result, headers):
+        table.add_row(*row)
+    for line in header_lines(result):
+        console.print(line, markup=False)
+    console.print(table)
+    for line in notes(result):
+        console.print(line, markup=False, style="yellow")
+    for line in highlights(result):
+        console.print(line, markup=False)
+
+
+def bench(
+    models: Annotated[list[Path] | None, typer.Option("--models", help="Checkpoints or folders (default: models/).")] = None,
+    artifacts: Annotated[Path, typer.Option(help="Exports: <artifacts>/<name>/*.onnx, *.engine.")] = Path("artifacts"),
+    photos: Annotated[Path, typer.Option(help="Real photos for inputs and parity.")] = Path("benchmarks/photos"),
+    resolution: Annotated[list[str] | None,
+                          typer.Option(help="256, WIDTHxHEIGHT or 1080p; repeat (default 256, 512, 1080p).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]: where PyTorch runs.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads for every engine (default: all usable cores).")] = None,
+    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s) (default: all available).")] = None,
+    quick: Annotated[bool, typer.Option(help="CI size: 256² only, short timing, no torch.compile.")] = False,
+    budget: Annotated[float | None, typer.Option(help="Seconds of timed rounds per model and resolution.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <name>.json, .md and .png.")] = Path("benchmarks/results"),
+    name: Annotated[str | None, typer.Option(help="File name stem (default: from the CPU/GPU and threads).")] = None,
+    check: Annotated[Path | None, typer.Option(help="Baseline JSON: exit 1 naming every regression.")] = None,
+    save_baseline: Annotated[Path | None, typer.Option(help="Write this run's ratios as a baseline JSON.")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Allowed relative speedup drop, saved with a baseline "
+                                                     "(default 0.5: a format may lose half its advantage).")] = None,
+) -> None:
+    """Benchmark every model variant x format x precision x resolution against PyTorch eager fp32."""
+    need_torch("export")
+    from dataclasses import replace
+
+    from stylecast.train.trainer import pick_device
+
+    from . import gate, report, suite, timing
+    from .machine import usable_cores
+    from .torch_runner import default_modes
+
+    baseline = gate.load_baseline(check) if check else None  # a bad baseline fails before minutes of timing
+    torch_device = pick_device(device)
+    modes = default_modes(torch_device)
+    skip = {}
+    if quick:
+        modes.remove("compile")
+        skip["compile"] = "skipped: --quick leaves out torch.compile (its build takes minutes on small CPUs)"
+    policy = timing.QUICK if quick else timing.FULL
+    if budget is not None:
+        policy = replace(policy, budget_s=budget)
+    try:
+        resolutions = [suite.Resolution.parse(r) for r in resolution or (QUICK_RESOLUTIONS if quick else FULL_RESOLUTIONS)]
+    except ValueError as exc:
+        raise StylecastError(f"--resolution: {exc}") from exc
+    config = suite.BenchConfig(
+        models=models or [Path("models")], artifacts=artifacts, photos=photos, resolutions=resolutions,
+        device=torch_device, threads=threads or usable_cores(), policy=policy, torch_modes=modes, skip_modes=skip,
+        providers=provider, peak_seconds=0.5 if quick else 1.5,
+    )
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # CI logs: no squeezed table
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("bench", total=None, step="")
+
+        def progress(text: str, done: int, total: int) -> None:
+            if total:
+                bar.update(task, completed=done, total=total, step=text)
+            elif text.startswith("warm-up"):
+                bar.update(task, step=text)
+            else:
+                bar.update(task, description=text, completed=0, total=None, step="")
+
+        result = suite.run(config, progress=progress, log=lambda text: bar.console.print(text, markup=False))
+    stem = name or f"{_slug(result['machine'].get('gpu') or result['machine']['cpu'])}-{config.threads}t"
+    report.write_json(result, out / f"{stem}.json")
+    report.write_markdown(result, out / f"{stem}.md")
+    report.plot(result, out / f"{stem}.png")
+    _console_table(result, console)
+    console.print(f"wrote {out / stem}.json, .md and .png", markup=False)
+    if save_baseline:
+        allowed = {**gate.DEFAULT_TOLERANCE, **({"speedup_rel": tolerance} if tolerance is not None else {})}
+        gate.save_baseline(gate.make_baseline(result, allowed), save_baseline)
+        console.print(f"baseline: {save_baseline}", markup=False)
+    if baseline is not None:
+        problems = gate.check(result, baseline)
+        for line in problems:
+            console.print(f"regression: {line}", markup=False, style="bold red")
+        if problems:
+            raise typer.Exit(1)
+        console.print(f"no regression against {check} ({len(baseline['rows'])} rows)", markup=False)

@@ -1,0 +1,216 @@
+"""`stylecast bench` on tiny nets: every format gets a row, failures stay in their row, the gate bites."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from stylecast.export.bench import gate
+from stylecast.export.bench.suite import Resolution
+from stylecast.export.bench.timing import summarise
+
+from .conftest import run_cli
+
+FAST = ["--quick", "--resolution", "64", "--budget", "0.5", "--threads", "1"]
+
+
+def test_resolutions_parse():
+    assert Resolution.parse("256") == Resolution(256, 256)
+    assert Resolution.parse("1080p") == Resolution(1080, 1920) and Resolution.parse("1080p").label == "1920x1080"
+    assert Resolution.parse("640x480") == Resolution(480, 640)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        Resolution.parse("big")
+
+
+def test_summarise_median_and_spread():
+    stats = summarise([float(v) for v in range(1, 12)])  # 1..11 ms
+    assert stats["p50"] == 6 and stats["p10"] == 2 and stats["p90"] == 10 and stats["iqr"] == 5
+    assert stats["min"] == 1 and stats["max"] == 11 and stats["n"] == 11
+
+
+def _conv_gflops(cin: int, cout: int, kernel: int, pixels: int) -> float:
+    return 2 * cin * cout * kernel * kernel * pixels / 1e9
+
+
+def test_flops_and_params_of_the_johnson_net():
+    """Counted by PyTorch's FlopCounterMode, checked against the layer-by-layer formula of the architecture."""
+    from stylecast.train.model import TransformerNet, count_parameters
+    from stylecast.train.prune import gflops as count_gflops
+
+    model = TransformerNet()
+    full, half, quarter = 256 * 256, 128 * 128, 64 * 64
+    expected = (_conv_gflops(3, 32, 9, full) + _conv_gflops(32, 64, 3, half) + _conv_gflops(64, 128, 3, quarter)
+                + 10 * _conv_gflops(128, 128, 3, quarter) + _conv_gflops(128, 64, 3, half)
+                + _conv_gflops(64, 32, 3, full) + _conv_gflops(32, 3, 9, full))
+    assert count_gflops(model, 256, 256) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(20.16, abs=0.01)
+    assert count_gflops(model, 512, 512) == pytest.approx(4 * expected, rel=1e-9)
+    assert count_parameters(model) == pytest.approx(1.68e6, rel=0.01)
+
+
+def _row(key: str, speedup: float, psnr: float = 999.0, ssim: float = 1.0, status: str = "ok") -> dict:
+    variant, resolution, fmt, precision, engine = key.split("/")
+    return {"variant": variant, "resolution": resolution, "format": fmt, "precision": precision, "engine": engine,
+            "status": status, "speedup": speedup, "psnr_min": psnr, "ssim_min": ssim}
+
+
+ORT = "m/256x256/ONNX Runtime/fp32/CPU"
+EAGER = "m/256x256/PyTorch/fp32/eager"
+
+
+def _baseline(*rows: dict) -> dict:
+    result = {"machine": {"cpu": "x", "versions": {}}, "settings": {"resolutions": ["256x256"]}, "rows": list(rows)}
+    return gate.make_baseline(result, {"speedup_rel": 0.3, "psnr_db": 6.0, "ssim": 0.01})
+
+
+def test_gate_compares_same_run_ratios_with_tolerance():
+    baseline = _baseline(_row(EAGER, 1.0), _row(ORT, 2.0, psnr=130.0))
+    assert gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 1.5, psnr=110.0)]}, baseline) == []  # within 30%; both exact
+    slower = gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 1.3)]}, baseline)
+    assert len(slower) == 1 and slower[0].startswith(ORT) and "speedup 1.3x < 1.40x" in slower[0]
+    worse = gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 2.0, psnr=70.0, ssim=0.95)]}, baseline)
+    assert [p.split(": ")[1].split()[0] for p in worse] == ["PSNR", "SSIM"]
+    broken = gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 0.0, status="error: boom")]}, baseline)
+    assert broken == [f"{ORT}: error: boom"]
+    assert "not measured" in gate.check({"rows": [_row(EAGER, 1.0)]}, baseline)[0]
+
+
+def test_markdown_shows_gpu_stages_and_highlights():
+    """The CUDA-only column (H2D/compute/D2H from events) renders when rows carry it; CPU runs leave it out."""
+    from stylecast.export.bench.report import markdown
+
+    gpu = {**_row(ORT, 2.5, psnr=41.25), "p50_ms": 4.0, "h2d_p50_ms": 0.5, "compute_p50_ms": 3.0, "d2h_p50_ms": 0.25}
+    result = {"machine": {"cpu": "cpu", "gpu": "GPU", "cpu_cores_usable": 2},
+              "settings": {"threads": 2, "device": "cuda", "batch": 1, "baseline": "PyTorch eager fp32", "timer": "events",
+                           "photo_count": 4, "photos": "p", "policy": {"warmup_calls": 3, "warmup_s": 2.0, "min_rounds": 5,
+                                                                       "max_rounds": 40, "budget_s": 60.0}},
+              "created": "now", "peaks_gflops": {"fp32": {"gflops": 100.0}}, "rows": [_row(EAGER, 1.0), gpu]}
+    text = markdown(result)
+    assert "H2D/compute/D2H ms" in text and "| 0.50/3.00/0.25 |" in text and "| 2.50x |" in text
+    assert "- m 256x256: fastest ONNX Runtime fp32 CPU (2.50x, 41.2 dB); best PyTorch mode: eager (1.00x)" in text
+    result["rows"] = [_row(EAGER, 1.0)]
+    assert "H2D" not in markdown(result)
+
+
+def test_baseline_file_is_validated(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": {}}')
+    with pytest.raises(gate.StylecastError, match="not a stylecast bench baseline"):
+        gate.load_baseline(bad)
+    with pytest.raises(gate.StylecastError, match="--save-baseline"):
+        gate.load_baseline(tmp_path / "missing.json")
+
+
+@pytest.fixture(scope="module")
+def bench_tree(tmp_path_factory, tiny_checkpoint, tiny_onnx):
+    """models/tiny.safetensors + artifacts/tiny/: a good fp32 export and a damaged 'fp16' file."""
+    root = tmp_path_factory.mktemp("bench")
+    (root / "models").mkdir()
+    shutil.copy(tiny_checkpoint, root / "models" / "tiny.safetensors")
+    (root / "artifacts" / "tiny").mkdir(parents=True)
+    shutil.copy(tiny_onnx, root / "artifacts" / "tiny" / "tiny.fp32.onnx")
+    (root / "artifacts" / "tiny" / "tiny.fp16.onnx").write_bytes(b"\x08\x07 truncated download")
+    return root
+
+
+def _bench(root, *args: str):
+    return run_cli("bench", "--models", str(root / "models"), "--artifacts", str(root / "artifacts"), *FAST, *args)
+
+
+@pytest.fixture(scope="module")
+def first_run(bench_tree, photos):
+    done = _bench(bench_tree, "--photos", str(photos), "--out", str(bench_tree / "out"), "--name", "run",
+                  "--save-baseline", str(bench_tree / "baseline.json"))
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads((bench_tree / "out" / "run.json").read_text())
+
+
+def _find(result: dict, fmt: str, precision: str, engine: str | None = None) -> dict:
+    return next(r for r in result["rows"] if r["format"] == fmt and r["precision"] == precision
+                and (engine is None or r["engine"] == engine))
+
+
+def test_bench_rows_for_every_format(first_run, bench_tree):
+    eager = _find(first_run, "PyTorch", "fp32", "eager")
+    assert eager["status"] == "ok" and eager["speedup"] == 1.0 and eager["psnr_min"] == 999.0
+    assert eager["samples"] >= 5 and eager["p90_ms"] >= eager["p50_ms"] > 0 and eager["params"] > 0
+    ort = _find(first_run, "ONNX Runtime", "fp32", "CPU")
+    assert ort["status"] == "ok" and ort["psnr_min"] >= 60 and ort["ssim_min"] > 0.99 and ort["parity_images"] == 4
+    assert ort["bytes"] == (bench_tree / "artifacts" / "tiny" / "tiny.fp32.onnx").stat().st_size
+    assert ort["gflops"] == eager["gflops"] > 0 and ort["gflops_per_s"] > 0 and ort["speedup"] > 0
+    damaged = _find(first_run, "ONNX Runtime", "fp16")
+    assert damaged["status"].startswith("error:") and "tiny.fp16.onnx" in damaged["status"]
+    assert _find(first_run, "TensorRT", "-")["status"] == "skipped: TensorRT not installed"
+    assert _find(first_run, "PyTorch", "fp32", "compile")["status"].startswith("skipped: --quick")
+    assert first_run["peaks_gflops"]["fp32"]["gflops"] > 0 and first_run["settings"]["threads"] == 1
+    assert first_run["machine"]["versions"]["onnxruntime"]
+    table = (bench_tree / "out" / "run.md").read_text()
+    assert "| model | res | format |" in table and "| tiny | 64x64 | ONNX Runtime | fp32 | CPU | ok |" in table
+    assert (bench_tree / "out" / "run.png").stat().st_size > 5000
+
+
+def test_gate_passes_a_reasonable_baseline(first_run, bench_tree, photos, tmp_path):
+    """The saved baseline with a loose speed tolerance: timing noise cannot fail it, parity still counts."""
+    baseline = json.loads((bench_tree / "baseline.json").read_text())
+    assert {gate.row_key(_find(first_run, "ONNX Runtime", "fp32", "CPU"))} <= set(baseline["rows"])
+    baseline["tolerance"]["speedup_rel"] = 0.99
+    loose = tmp_path / "loose.json"
+    loose.write_text(json.dumps(baseline))
+    done = _bench(bench_tree, "--photos", str(photos), "--out", str(tmp_path), "--check", str(loose))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no regression against" in done.stdout
+
+
+def test_gate_fails_on_real_regressions(first_run, bench_tree, photos, tmp_path):
+    """A damaged export (last conv's bias off by 40, like a wrong normalisation) and a speedup the model
+    cannot deliver: exit 1, both named."""
+    import onnx
+    from onnx import numpy_helper
+
+    tree = tmp_path / "tree"
+    shutil.copytree(bench_tree, tree)
+    path = tree / "artifacts" / "tiny" / "tiny.fp32.onnx"
+    model = onnx.load(str(path))
+    last_bias = [n for n in model.graph.node if n.op_type == "Conv"][-1].input[2]
+    bias = next(t for t in model.graph.initializer if t.name == last_bias)
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(40.0), bias.name))
+    onnx.save(model, str(path))
+    baseline = json.loads((bench_tree / "baseline.json").read_text())
+    baseline["tolerance"]["speedup_rel"] = 0.99
+    eager_key = gate.row_key(_find(first_run, "PyTorch", "fp32", "eager"))
+    channels_last = gate.row_key(_find(first_run, "PyTorch", "fp32", "channels_last"))
+    baseline["rows"][channels_last]["speedup"] = 1000.0
+    demanding = tmp_path / "demanding.json"
+    demanding.write_text(json.dumps(baseline))
+    done = _bench(tree, "--photos", str(photos), "--out", str(tmp_path / "out"), "--check", str(demanding))
+    assert done.returncode == 1, done.stdout + done.stderr
+    regressions = [line for line in done.stdout.splitlines() if line.startswith("regression:")]
+    ort_key = gate.row_key(_find(first_run, "ONNX Runtime", "fp32", "CPU"))
+    assert any(ort_key in line and "PSNR" in line for line in regressions), regressions
+    assert any(channels_last in line and "speedup" in line for line in regressions), regressions
+    assert not any(eager_key + ":" in line for line in regressions)
+
+
+def test_stale_export_is_refused(bench_tree, tmp_path):
+    """An ONNX exported from an older version of the checkpoint is named and refused, not timed."""
+    from stylecast.export.bench.discover import artefacts_for
+
+    checkpoint = tmp_path / "tiny.safetensors"
+    checkpoint.write_bytes((bench_tree / "models" / "tiny.safetensors").read_bytes() + b" ")
+    found, _ = artefacts_for(checkpoint, bench_tree / "artifacts")
+    fp32 = next(a for a in found if a.precision == "fp32")
+    assert fp32.status.startswith("refused:") and "re-run stylecast export" in fp32.status
+
+
+def test_bench_user_errors_are_one_line(tmp_path):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    done = run_cli("bench", "--models", str(empty), "--quick")
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no checkpoints" in done.stderr
+    bad = tmp_path / "baseline.json"
+    bad.write_text("{")
+    done = run_cli("bench", "--models", str(empty), "--check", str(bad))
+    assert done.returncode == 2 and "baseline.json" in done.stderr and "Traceback" not in done.stderr
