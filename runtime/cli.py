@@ -10,6 +10,8 @@ from rich.console import Console
 
 from stylecast.export.cli import export
 from stylecast.train.cli import train, weights_app
+from stylecast.train.evaluate_cli import evaluate
+from stylecast.train.optimize_cli import optimize
 
 from .errors import StylecastError
 from .stylize_cli import info, stylize
@@ -34,6 +36,8 @@ app.add_typer(weights_app, name="weights")
 app.command()(export)
 app.command()(stylize)
 app.command()(info)
+app.command()(optimize)
+app.command()(evaluate)
 
 
 def main() -> None:
