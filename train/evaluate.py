@@ -203,8 +203,9 @@ class Evaluator:
             "contents": [p.name for p in ev.contents], "size": ev.size,
             "loss_network": {"name": ev.loss_net, "weights": ev.net_id, "input": self.vgg.input,
                              "content_layer": GATYS_CONTENT_LAYER, "style_layers": list(GATYS_STYLE_LAYERS),
-                             "content_loss": "|F - P|^2 / |P|^2 at the content layer",
-                             "style_loss": "mean over style layers of |G - A|^2 / |A|^2 (Gram matrices)"},
+                             "content_loss": "|F - P|^2 / |P|^2 (features F of the output, P of the photo)",
+                             "style_loss": "mean over the style layers of |G - A|^2 / |A|^2 (Gram matrices G of "
+                                           "the output, A of the style image)"},
             "methods": {m.name: str(m.source) for m in ev.methods},
             "summary": summary, "scores": [asdict(s) for s in ev.scores], "fid": FID_NOT_COMPUTED,
             "versions": json.loads(tool_versions("torch", "onnxruntime")),
@@ -222,8 +223,8 @@ def markdown(report: dict) -> str:
     net = report["loss_network"]
     lines = [
         f"Style `{report['style_image']}`, {len(report['contents'])} photo(s) at long side {report['size']} px. "
-        f"Losses from {net['name']} ({net['weights']}): content {net['content_loss']} at {net['content_layer']}, "
-        f"style {net['style_loss']} at {', '.join(net['style_layers'])}. SSIM and PSNR are against the photo. "
+        f"Losses from {net['name']} ({net['weights']}): content loss at {net['content_layer']} = {net['content_loss']}; "
+        f"style loss at {', '.join(net['style_layers'])} = {net['style_loss']}. SSIM and PSNR are against the photo. "
         "Time per image: measured by evaluate for ONNX models, else from each output's sidecar.",
         "",
         "| method | content loss | style loss | SSIM vs content | PSNR vs content (dB) | s / image |",

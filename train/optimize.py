@@ -32,10 +32,10 @@ COLOUR_MODES = ("luminance", "histogram")
 class GatysConfig:
     """Everything that decides the result; stored in each output's sidecar."""
 
-    scales: list[int] = field(default_factory=lambda: [256, 384, 512])  # long side at each scale
-    steps: list[int] = field(default_factory=lambda: [200, 100, 50])  # iterations at each scale
+    scales: list[int] = field(default_factory=lambda: [192, 320, 512])  # long side at each scale
+    steps: list[int] = field(default_factory=lambda: [100, 40, 20])  # iterations at each scale
     content_weight: float = 1.0
-    style_weight: float = 1e3
+    style_weight: float = 10.0
     tv_weight: float = 1.0
     content_layer: str = GATYS_CONTENT_LAYER
     style_layers: list[str] = field(default_factory=lambda: list(GATYS_STYLE_LAYERS))
@@ -64,6 +64,9 @@ class GatysConfig:
             problems.append(f"--preserve-color {self.preserve_color}: choose {' or '.join(COLOUR_MODES)}")
         if self.precision not in ("fp32", "bf16"):
             problems.append(f"--precision {self.precision}: choose fp32 or bf16")
+        elif self.precision == "bf16" and self.optimizer == "lbfgs":
+            # Measured: with bf16 autocast the L-BFGS line search finds no descent (loss unchanged after 40 iterations).
+            problems.append("--precision bf16 needs --optimizer adam: L-BFGS's line search needs fp32 losses")
         if problems:
             raise StylecastError("; ".join(problems))
 
@@ -76,7 +79,8 @@ class StepReport:
     step: int  # iterations done so far, over all scales
     scale: int
     losses: dict[str, float]
-    seconds: float  # optimisation time so far, over all scales
+    seconds: float  # optimisation wall time so far, over all scales
+    cpu_seconds: float  # CPU time of this process so far: what the run cost on a busy machine
     image: Callable[[], np.ndarray]  # the current result as HxWx3 uint8 (computed on demand)
 
 
@@ -140,7 +144,7 @@ class GatysOptimizer:
         styles = self._prepare(content, styles)
         source = grey_luminance(content) if cfg.preserve_color == "luminance" else content
         image: torch.Tensor | None = None
-        done, elapsed = 0, 0.0
+        done, elapsed, cpu_start = 0, 0.0, time.process_time()
         for side, steps in zip(cfg.scales, cfg.steps, strict=True):
             tic = time.perf_counter()
             target = to_tensor(resize_long_side(source, side)).to(self.device)
@@ -161,7 +165,8 @@ class GatysOptimizer:
                     image.clamp_(0, 255)
                 done += 1
                 now = elapsed + time.perf_counter() - tic
-                on_step(StepReport(done, side, terms, now, self._finisher(image, content)))
+                on_step(StepReport(done, side, terms, now, time.process_time() - cpu_start,
+                                   self._finisher(image, content)))
             elapsed += time.perf_counter() - tic
         assert image is not None
         return self._finisher(image, content)()

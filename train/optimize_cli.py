@@ -45,15 +45,15 @@ def optimize(
     style: Annotated[list[str], typer.Argument(help="Style image(s), each PATH or PATH:WEIGHT to blend several, "
                                                     "e.g. wave.jpg:0.7 starry.jpg:0.3.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output image (.png, .jpg, ...).")],
-    scales: Annotated[str, typer.Option(help="Long side at each scale, coarse to fine.")] = "256,384,512",
-    steps: Annotated[str, typer.Option(help="Iterations per scale: one number for all, or one per scale.")] = "200,100,50",
+    scales: Annotated[str, typer.Option(help="Long side at each scale, coarse to fine.")] = "192,320,512",
+    steps: Annotated[str, typer.Option(help="Iterations per scale: one number for all, or one per scale.")] = "100,40,20",
     loss_net: Annotated[str, typer.Option(help="vgg19 (Gatys, Oxford weights) or vgg16.")] = "vgg19",
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG safetensors (default: the cache).")] = None,
     optimizer: Annotated[str, typer.Option(help="lbfgs (Gatys) or adam.")] = "lbfgs",
     lr: Annotated[float | None, typer.Option(help="Adam step in grey levels (default 5).")] = None,
     init: Annotated[str, typer.Option(help="Start from the content, the style or noise.")] = "content",
     content_weight: Annotated[float, typer.Option(help="Weight of the relative content loss.")] = 1.0,
-    style_weight: Annotated[float, typer.Option(help="Weight of the relative style loss.")] = 1e3,
+    style_weight: Annotated[float, typer.Option(help="Weight of the relative style loss (higher: more style).")] = 10.0,
     tv_weight: Annotated[float, typer.Option(help="Total-variation weight (smoothness).")] = 1.0,
     content_layer: Annotated[str, typer.Option(help="Content layer (ReLU of conv4_2 by default).")] = "relu4_2",
     style_layers: Annotated[str, typer.Option(help="Style layers.")] = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
@@ -61,7 +61,7 @@ def optimize(
     style_scale: Annotated[float, typer.Option(help="Style image size relative to the output's.")] = 1.0,
     preserve_color: Annotated[str | None, typer.Option(help="luminance (transfer luma only) or histogram "
                                                             "(recolour the style to the photo's colours).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast (Adam only).")] = "fp32",
     seed: Annotated[int, typer.Option(help="Seed (noise init); same seed, same machine, same image.")] = 0,
     snapshot: Annotated[list[str] | None, typer.Option(help="Also save the image after STEP iterations: STEP:PATH "
                                                             "(repeatable).")] = None,

