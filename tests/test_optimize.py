@@ -12,7 +12,7 @@ from stylecast.runtime.color import luminance, match_colour, with_chroma_of
 from stylecast.runtime.errors import StylecastError
 from stylecast.train.losses import RelativeStyleLoss
 from stylecast.train.optimize import GatysConfig, GatysOptimizer, to_tensor
-from stylecast.train.optimize_cli import parse_weighted
+from stylecast.train.optimize_cli import parse_list, parse_weighted
 from stylecast.train.vgg import VGGFeatures
 
 from .conftest import run_cli
@@ -128,6 +128,10 @@ def test_config_refuses_mismatched_scales_and_unknown_choices():
     with pytest.raises(StylecastError, match="bf16 needs --optimizer adam"):
         GatysConfig(precision="bf16").check()
     GatysConfig(precision="bf16", optimizer="adam").check()
+    with pytest.raises(StylecastError, match="2 style layer weights for 5 style layers"):
+        GatysConfig(style_layer_weights=[1.0, 2.0]).check()
+    with pytest.raises(StylecastError, match="--scales 256,big"):
+        parse_list("256,big", "--scales")
     config = GatysConfig(scales=[64, 128], steps=[7])
     config.check()
     assert config.steps == [7, 7]

@@ -54,8 +54,10 @@ class GatysConfig:
         problems = []
         if len(self.steps) != len(self.scales):
             problems.append(f"{len(self.steps)} step counts for {len(self.scales)} scales; give one or one per scale")
-        if any(s < 16 for s in self.scales) or any(n < 1 for n in self.steps):
+        if not self.scales or any(s < 16 for s in self.scales) or any(n < 1 for n in self.steps):
             problems.append("scales must be >= 16 pixels and steps >= 1")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            problems.append(f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"--optimizer {self.optimizer}: choose {' or '.join(OPTIMIZERS)}")
         if self.init not in INITS:

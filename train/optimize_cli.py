@@ -26,11 +26,12 @@ def parse_weighted(spec: str) -> tuple[Path, float]:
     return Path(spec), 1.0
 
 
-def parse_ints(text: str, option: str) -> list[int]:
+def parse_list(text: str, option: str, kind: type = int) -> list:
+    """``256,384,512`` -> [256, 384, 512]; a typo becomes a one-line error naming the option."""
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
-        raise StylecastError(f"{option} {text}: expected comma-separated whole numbers, e.g. 256,384,512") from exc
+        raise StylecastError(f"{option} {text}: expected comma-separated {kind.__name__} values, e.g. 256,384,512") from exc
 
 
 def parse_snapshot(spec: str) -> tuple[int, Path]:
@@ -75,10 +76,10 @@ def optimize(
 
     weighted = [parse_weighted(s) for s in style]
     config = GatysConfig(
-        scales=parse_ints(scales, "--scales"), steps=parse_ints(steps, "--steps"),
+        scales=parse_list(scales, "--scales"), steps=parse_list(steps, "--steps"),
         content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
         content_layer=content_layer, style_layers=[s.strip() for s in style_layers.split(",") if s.strip()],
-        style_layer_weights=[float(w) for w in style_layer_weights.split(",")] if style_layer_weights else None,
+        style_layer_weights=parse_list(style_layer_weights, "--style-layer-weights", float) if style_layer_weights else None,
         optimizer=optimizer, lr=lr, init=init, style_scale=style_scale, preserve_color=preserve_color,
         precision=precision, seed=seed,
     )
