@@ -64,6 +64,13 @@ def test_multi_scale_runs_coarse_to_fine(vgg, images):
     assert reports[1].image().shape == (13, 16, 3)  # a snapshot mid-run has the size of its scale
 
 
+def test_lbfgs_keeps_descending_after_each_upsampling(vgg, images):
+    """Regression: with mean losses and clamped steps, L-BFGS stood still from the second scale on."""
+    _, reports = _run(vgg, images, scales=[32, 64], steps=[4, 4])
+    second = [r.losses["total"] for r in reports if r.scale == 64]
+    assert second[-1] < 0.9 * second[0]
+
+
 def test_style_init_starts_from_the_painting(vgg, images):
     _, reports = _run(vgg, images, init="style", steps=[1])
     _, from_content = _run(vgg, images, steps=[1])

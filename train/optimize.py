@@ -163,8 +163,9 @@ class GatysOptimizer:
             optimizer = _optimizer(cfg, image)
             for _ in range(steps):
                 terms = self._step(optimizer, image, loss)
-                with torch.no_grad():
-                    image.clamp_(0, 255)
+                if cfg.optimizer == "adam":  # projected steps suit Adam; they would corrupt L-BFGS's curvature pairs
+                    with torch.no_grad():
+                        image.clamp_(0, 255)
                 done += 1
                 now = elapsed + time.perf_counter() - tic
                 on_step(StepReport(done, side, terms, now, time.process_time() - cpu_start,
@@ -196,9 +197,13 @@ class GatysOptimizer:
             weighted = {"content": cfg.content_weight * raw["content"], "style": cfg.style_weight * raw["style"],
                         "tv": cfg.tv_weight * raw["tv"]}
             total = weighted["content"] + weighted["style"] + weighted["tv"]
-            total.backward()
+            # The losses are means, so each pixel's gradient shrinks as the image grows; at 320 px
+            # L-BFGS's curvature test (y.s > 1e-10) then never passes and it stops moving. Summing
+            # over pixels instead (the same minimum) keeps the gradients' scale independent of size.
+            objective = total * image.numel()
+            objective.backward()
             seen.update({k: float(v.detach()) for k, v in weighted.items()}, total=float(total.detach()))
-            return total
+            return objective
 
         optimizer.step(closure)
         return seen
