@@ -8,6 +8,8 @@
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 #   make bench              every model x format x precision x resolution -> benchmarks/results/
 #   make bench-check        quick CPU benchmark of $(STYLE) gated against $(BENCH_BASELINE) (CI)
+#   make compare STYLE=wave feed-forward model vs Gatys (50/100/300 L-BFGS iterations, VGG19 and VGG16)
+#   make optimize-demo      one Gatys multi-scale 512 px stylization of a sample photo
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -26,7 +28,7 @@ BENCH_BASELINE ?= benchmarks/baselines/cpu-quick.json
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline
+.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline weights-vgg19 compare optimize-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +67,7 @@ demo: $(ART)/$(STYLE).fp32.onnx
 
 precision-latency: export
 	OMP_NUM_THREADS=1 $(PY) benchmarks/precision_latency.py $(ART) --size 512x512 --threads 1 --repeat 10
+
 # Re-running continues where it stopped: finished stages are skipped by their manifests.
 compress: weights
 	$(SC) compress --teacher models/$(STYLE).safetensors --data $(DATA) $(ARGS)
@@ -80,6 +83,31 @@ bench-check: $(ART)/$(STYLE).fp32.onnx
 
 bench-baseline: $(ART)/$(STYLE).fp32.onnx
 	$(SC) bench $(BENCH_GATE) --save-baseline $(BENCH_BASELINE) --out artifacts/bench-check $(ARGS)
+weights-vgg19: setup
+	$(SC) weights fetch vgg19
+
+# Gatys vs feed-forward on $(SAMPLES) at $(COMPARE_SIZE) px, single scale (as Johnson et al. compared):
+# one $(GATYS_STEPS)-iteration run per photo and loss network, saved also after each of $(GATYS_SNAPSHOTS)
+# iterations (an L-BFGS run is the same up to there), then one evaluation of everything with $(EVAL_NET).
+CMP := $(ART)/compare
+COMPARE_SIZE ?= 256
+GATYS_STEPS ?= 300
+GATYS_SNAPSHOTS ?= 50 100
+LOSS_NETS ?= vgg19 vgg16
+EVAL_NET ?= vgg16
+compare: $(ART)/$(STYLE).fp32.onnx weights weights-vgg19
+	for net in $(LOSS_NETS); do for photo in $(SAMPLES)/*.jpg; do name=$$(basename $$photo .jpg); \
+		$(SC) optimize $$photo styles/$(STYLE).jpg -o $(CMP)/gatys$(GATYS_STEPS)-$$net/$$name.png --loss-net $$net \
+			--scales $(COMPARE_SIZE) --steps $(GATYS_STEPS) \
+			$(foreach n,$(GATYS_SNAPSHOTS),--snapshot $(n):$(CMP)/gatys$(n)-$$net/$$name.png) || exit 1; done; done
+	$(SC) evaluate $(SAMPLES) --style styles/$(STYLE).jpg --size $(COMPARE_SIZE) --loss-net $(EVAL_NET) --out $(CMP) \
+		--method $(STYLE)=$(ART)/$(STYLE).fp32.onnx \
+		$(foreach net,$(LOSS_NETS),$(foreach n,$(GATYS_SNAPSHOTS) $(GATYS_STEPS),--method gatys$(n)-$(net)=$(CMP)/gatys$(n)-$(net)))
+	@echo "open $(CMP)/report.md and $(CMP)/contact.png"
+
+optimize-demo: weights-vgg19
+	$(SC) optimize $(SAMPLES)/astronaut.jpg styles/$(STYLE).jpg -o $(ART)/optimize/astronaut.png \
+		--scales 192,320,512 --steps 100,40,20
 
 test: setup
 	$(PY) -m pytest -q

@@ -13,6 +13,8 @@ from stylecast.export.cli import export
 from stylecast.export.compress_cli import compress
 from stylecast.train.cli import train, weights_app
 from stylecast.train.compress_cli import distill, prune
+from stylecast.train.evaluate_cli import evaluate
+from stylecast.train.optimize_cli import optimize
 
 from .engine_cli import build_engine
 from .errors import StylecastError
@@ -43,6 +45,8 @@ app.command()(distill)
 app.command()(prune)
 app.command()(compress)
 app.command()(bench)
+app.command()(optimize)
+app.command()(evaluate)
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def plan_outputs(sources: list[Path], out_dir: Path, tag: str) -> list[Job]:
 
 def stylize(
     inputs: Annotated[list[str], typer.Argument(help="Images, folders or glob patterns.")],
-    model: Annotated[Path, typer.Option(help="Exported model (.onnx) or TensorRT engine (.engine).")],
+    model: Annotated[list[Path], typer.Option(help="Model (.onnx or .engine); repeat to chain models in order.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("stylized"),
     max_side: Annotated[int | None, typer.Option(help="Downscale inputs so the long side is at most this.")] = None,
     backend: Annotated[str, typer.Option(help="auto, onnxruntime or tensorrt.")] = "auto",
@@ -79,9 +79,10 @@ def stylize(
     gallery_style: Annotated[Path | None, typer.Option(help="Style image to show atop the gallery.")] = None,
     allow_huge: Annotated[bool, typer.Option(help="Lift Pillow's decompression-bomb limit.")] = False,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
+    strength: Annotated[float, typer.Option(help="Style strength: 1 full style, 0 the photo (a blend between).")] = 1.0,
 ) -> None:
     """Stylize images with an exported model; continues past bad files and sums up at the end."""
-    stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads)
+    stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads, strength=strength)
     jobs = plan_outputs(expand_inputs(inputs), out, stylizer.style)
     console = Console(stderr=True, highlight=False)
     failures: list[str] = []

@@ -7,27 +7,41 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import Backend, load_backend
+from .errors import StylecastError
 from .images import resize_max_side
 
 
 class Stylizer:
-    """Stylize RGB uint8 images with one exported model.
+    """Stylize RGB uint8 images with one exported model, or a chain of them, at a chosen strength.
 
     >>> stylizer = Stylizer("artifacts/wave/wave.fp32.onnx")   # doctest: +SKIP
     >>> out = stylizer(rgb)                                     # HxWx3 uint8 -> HxWx3 uint8
+
+    A list of models runs in order, each on the previous one's float output (the seeds' texture
+    then style); ``strength`` below 1 blends the result with the photo, 0 giving the photo back.
     """
 
-    def __init__(self, model: Path | str, backend: str = "auto", providers: list[str] | None = None,
-                 threads: int | None = None) -> None:
-        self.backend: Backend = load_backend(Path(model), backend, providers, threads)
+    def __init__(self, model: Path | str | list[Path | str], backend: str = "auto",
+                 providers: list[str] | None = None, threads: int | None = None, strength: float = 1.0) -> None:
+        models = model if isinstance(model, list) else [model]
+        if not models:
+            raise StylecastError("no model given; pass --model PATH (repeat it to chain models)")
+        if not 0.0 <= strength <= 1.0:
+            raise StylecastError(f"--strength {strength}: must be between 0 (the photo) and 1 (full style)")
+        self.backends: list[Backend] = [load_backend(Path(m), backend, providers, threads) for m in models]
+        self.backend = self.backends[0]
+        self.strength = strength
+
+    def _joined(self, key: str) -> str:
+        return "+".join(dict.fromkeys(b.metadata.get(key, "unknown") for b in self.backends))
 
     @property
     def style(self) -> str:
-        return self.backend.metadata.get("style", "unknown")
+        return self._joined("style")
 
     @property
     def precision(self) -> str:
-        return self.backend.metadata.get("precision", "unknown")
+        return self._joined("precision")
 
     def __call__(self, rgb: np.ndarray, max_side: int | None = None) -> np.ndarray:
         return self.stylize_batch([resize_max_side(rgb, max_side)])[0]
@@ -35,8 +49,13 @@ class Stylizer:
     def stylize_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Images of one size run as one batch; mixed sizes run one by one."""
         if len({im.shape for im in images}) == 1:
-            batch = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
-            return list(to_uint8(self.backend.run(batch)))
+            photos = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
+            batch = photos
+            for backend in self.backends:
+                batch = backend.run(batch)
+            if self.strength < 1.0:
+                batch = self.strength * batch + (1.0 - self.strength) * photos
+            return list(to_uint8(batch))
         return [self.stylize_batch([im])[0] for im in images]
 
 

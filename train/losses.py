@@ -67,3 +67,49 @@ class PerceptualLoss(nn.Module):
         }
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
+
+
+# Gatys et al.: content at conv4_2 (its ReLU here), style Grams at conv1_1..conv5_1 (their ReLUs).
+GATYS_CONTENT_LAYER = "relu4_2"
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+class RelativeStyleLoss(nn.Module):
+    """Content and style distances of one image to fixed targets, each relative to its target's energy.
+
+    Dividing by the target's mean square makes the terms independent of the loss network's input
+    scale (a Caffe VGG19 sees 0..255 pixels, torchvision's VGG16 unit-variance ones), so one set of
+    weights works for both, and an evaluation reports numbers that compare across images: content
+    is ``|F - P|^2 / |P|^2`` at one layer, style the weighted mean of ``|G - A|^2 / |A|^2`` over the
+    style layers. Several styles blend by a weighted mean of their Gram matrices.
+    """
+
+    def __init__(self, vgg: VGGFeatures, content: torch.Tensor, styles: list[tuple[torch.Tensor, float]],
+                 content_layer: str = GATYS_CONTENT_LAYER, style_layers: tuple[str, ...] = GATYS_STYLE_LAYERS,
+                 layer_weights: tuple[float, ...] | None = None) -> None:
+        super().__init__()
+        self.vgg, self.content_layer, self.style_layers = vgg, content_layer, tuple(style_layers)
+        weights = layer_weights or (1.0,) * len(self.style_layers)
+        if len(weights) != len(self.style_layers):
+            raise ValueError(f"{len(weights)} layer weights for {len(self.style_layers)} style layers")
+        self.layer_weights = [w / sum(weights) for w in weights]
+        total = sum(w for _, w in styles)
+        with torch.no_grad():
+            self.register_buffer("content_target", vgg(content)[content_layer].float())
+            grams = {layer: 0.0 for layer in self.style_layers}
+            for image, weight in styles:
+                features = vgg(image)
+                for layer in self.style_layers:
+                    grams[layer] = grams[layer] + gram_matrix(features[layer]) * (weight / total)
+        for layer, gram in grams.items():
+            self.register_buffer(f"gram_{layer}", gram)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.vgg(image)
+        target = self.content_target
+        content = F.mse_loss(features[self.content_layer].float(), target) / target.pow(2).mean().clamp_min(1e-12)
+        style = image.new_zeros((), dtype=torch.float32)
+        for layer, weight in zip(self.style_layers, self.layer_weights, strict=True):
+            goal = getattr(self, f"gram_{layer}")
+            style = style + weight * F.mse_loss(gram_matrix(features[layer]), goal) / goal.pow(2).mean().clamp_min(1e-12)
+        return {"content": content, "style": style, "tv": total_variation(image.float())}

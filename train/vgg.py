@@ -10,6 +10,8 @@ from torch import nn
 
 from stylecast.runtime.errors import StylecastError
 
+from .weights import CAFFE_BGR, RGB_IMAGENET, input_convention
+
 # Channels of each conv, "M" = 2x2 max pool. Layer names follow the paper: relu{block}_{conv}.
 CONFIGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
@@ -18,6 +20,12 @@ CONFIGS = {
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# How each weights release wants its pixels, from RGB in [0, 255]: (channel order, mean, std), both
+# in RGB order and on the 0..255 scale. The weights file names its convention (``input`` metadata).
+INPUT_CONVENTIONS = {
+    RGB_IMAGENET: ("rgb", tuple(m * 255.0 for m in IMAGENET_MEAN), tuple(s * 255.0 for s in IMAGENET_STD)),
+    CAFFE_BGR: ("bgr", (123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
+}
 
 
 def layer_names(name: str) -> list[str]:
@@ -33,7 +41,12 @@ def layer_names(name: str) -> list[str]:
 
 
 class VGGFeatures(nn.Module):
-    """Frozen VGG that returns the activations at ``layers`` for RGB input in [0, 255]."""
+    """Frozen VGG that returns the activations at ``layers`` for RGB input in [0, 255].
+
+    The pixel convention (channel order, mean, std) follows the weights file's ``input`` metadata,
+    so torchvision-style (lpips VGG16) and Caffe-style (Oxford VGG19) releases both see what they
+    were trained on.
+    """
 
     def __init__(self, name: str, layers: list[str], weights: Path | None) -> None:
         super().__init__()
@@ -56,10 +69,17 @@ class VGGFeatures(nn.Module):
                 self.tap_index[len(modules) - 1] = all_names[conv_i]
             cin, conv_i = item, conv_i + 1
         self.body = nn.Sequential(*modules)
+        self.input = RGB_IMAGENET
         if weights is not None:
             self._load(weights)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
+            self.input = input_convention(weights)
+        if self.input not in INPUT_CONVENTIONS:
+            raise StylecastError(f"{weights}: unknown input convention {self.input!r} "
+                                 f"(known: {sorted(INPUT_CONVENTIONS)}); re-convert it with `stylecast weights fetch`")
+        order, mean, std = INPUT_CONVENTIONS[self.input]
+        self.bgr = order == "bgr"
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.requires_grad_(False).eval()
 
     def _load(self, path: Path) -> None:
@@ -73,8 +93,13 @@ class VGGFeatures(nn.Module):
             except (KeyError, RuntimeError) as exc:
                 raise StylecastError(f"{path}: not {self.name} weights ({exc})") from exc
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 255] -> what the first conv was trained on."""
         x = (x - self.mean) / self.std
+        return x.flip(1) if self.bgr else x
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.preprocess(x)
         out = {}
         for i, module in enumerate(self.body):
             x = module(x)

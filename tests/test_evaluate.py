@@ -1,0 +1,116 @@
+"""`stylecast evaluate` on tiny models and hand-made outputs; style strength and model chains in the runtime."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.stylizer import Stylizer
+from stylecast.train.evaluate import find_output
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def random_vgg16(tiny_vgg, tmp_path_factory):
+    """The test VGG plus block 5 (evaluate scores at relu5_1), random weights: tests only."""
+    torch.manual_seed(1)
+    tensors = load_file(str(tiny_vgg))
+    for i in (10, 11, 12):
+        tensors[f"conv{i}.weight"] = torch.randn(512, 512, 3, 3) * (2.0 / (512 * 9)) ** 0.5
+        tensors[f"conv{i}.bias"] = torch.zeros(512)
+    path = tmp_path_factory.mktemp("vgg16full") / "vgg16-random.safetensors"
+    save_file(tensors, str(path), metadata={"name": "vgg16", "source": "test-random", "source_sha256": "0" * 64})
+    return path
+
+
+def _copies(photos, folder, size=32):
+    """'Outputs' that are the photos themselves, with a sidecar giving a time."""
+    folder.mkdir()
+    for photo in sorted(photos.glob("*.jpg"))[:2]:
+        img = Image.open(photo).convert("RGB")
+        img.thumbnail((size, size))
+        img.save(folder / f"{photo.stem}.png")
+        (folder / f"{photo.stem}.png.json").write_text(json.dumps({"seconds": 1.5}))
+    return sorted(photos.glob("*.jpg"))[:2]
+
+
+def test_evaluate_scores_runs_and_reads_methods(tmp_path, photos, style_image, tiny_onnx, random_vgg16):
+    contents = _copies(photos, tmp_path / "same")
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", *map(str, contents), "--style", str(style_image), "--method", f"ff={tiny_onnx}",
+                     "--method", f"same={tmp_path / 'same'}", "--out", str(out), "--size", "32",
+                     "--loss-net-weights", str(random_vgg16))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    rows = {row["method"]: row for row in report["summary"]}
+    assert set(rows) == {"content (no style)", "ff", "same"}
+    assert rows["content (no style)"]["content_loss"] == 0 and rows["content (no style)"]["ssim"] == pytest.approx(1)
+    assert rows["same"]["content_loss"] < 0.05 and rows["same"]["seconds_per_image"] == 1.5
+    assert rows["same"]["timing"] == ["sidecar"]
+    assert rows["ff"]["timing"] == ["measured"] and rows["ff"]["seconds_per_image"] > 0
+    assert rows["ff"]["content_loss"] > rows["same"]["content_loss"] and rows["ff"]["style_loss"] > 0
+    assert report["loss_network"]["content_layer"] == "relu4_2" and "test-random" in report["loss_network"]["weights"]
+    assert report["fid"].startswith("not computed")
+    table = (out / "report.md").read_text()
+    assert "| method | content loss | style loss |" in table and "| ff |" in table and "FID: not computed" in table
+    assert sorted(p.name for p in (out / "ff").iterdir()) == sorted(f"{p.stem}.png" for p in contents)
+    sheet = Image.open(out / "contact.png")
+    assert sheet.size[0] > 3 * 64 and sheet.size[1] > 2 * 256
+
+
+def test_evaluate_refuses_outputs_of_another_photo(tmp_path, photos, style_image, random_vgg16):
+    contents = _copies(photos, tmp_path / "m")
+    (tmp_path / "m" / f"{contents[0].stem}.png.json").write_text(json.dumps({"content_sha256": "0" * 64}))
+    result = run_cli("evaluate", str(contents[0]), "--style", str(style_image), "--method", f"m={tmp_path / 'm'}",
+                     "--out", str(tmp_path / "eval"), "--size", "32", "--loss-net-weights", str(random_vgg16))
+    assert result.returncode == 2 and "made from another photo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_find_output_needs_exactly_one_candidate(tmp_path, photos):
+    (tmp_path / "coffee.png").write_bytes(b"")
+    (tmp_path / "coffee.loss.png").write_bytes(b"")  # a loss curve is never an output
+    assert find_output(tmp_path, photos / "coffee.jpg").name == "coffee.png"
+    (tmp_path / "coffee.wave.jpg").write_bytes(b"")
+    with pytest.raises(StylecastError, match="2 candidate outputs"):
+        find_output(tmp_path, photos / "coffee.jpg")
+    with pytest.raises(StylecastError, match="no output for rocket.jpg"):
+        find_output(tmp_path, photos / "rocket.jpg")
+
+
+def test_strength_blends_with_the_photo(tiny_onnx):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)
+    full = Stylizer(tiny_onnx)(photo).astype(int)
+    assert np.array_equal(Stylizer(tiny_onnx, strength=0.0)(photo), photo)
+    half = Stylizer(tiny_onnx, strength=0.5)(photo).astype(int)
+    assert np.abs(half - (full + photo.astype(int)) / 2).max() <= 1
+    with pytest.raises(StylecastError, match="--strength 1.5"):
+        Stylizer(tiny_onnx, strength=1.5)
+
+
+def test_chained_models_feed_each_other_in_float(tiny_onnx):
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)
+    chain = Stylizer([tiny_onnx, tiny_onnx])
+    backend = chain.backends[0]
+    once = backend.run(photo.transpose(2, 0, 1)[None].astype(np.float32))
+    twice = np.clip(np.rint(backend.run(once)), 0, 255).astype(np.uint8)[0].transpose(1, 2, 0)
+    assert np.array_equal(chain(photo), twice)
+    assert chain.style == "tiny" and len(chain.backends) == 2
+
+
+def test_stylize_cli_chains_and_blends(tiny_onnx, photos, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(photos / "coffee.jpg", inputs)
+    result = run_cli("stylize", str(inputs), "--model", str(tiny_onnx), "--model", str(tiny_onnx),
+                     "--strength", "0.5", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "coffee.tiny.jpg").is_file()
