@@ -71,7 +71,12 @@ class OnnxRuntimeBackend(Backend):
         return self._meta
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        except Exception as exc:  # ORT's errors are untyped; memory exhaustion is the usual one
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StylecastError(f"{self.path}: inference failed on a {'x'.join(map(str, batch.shape))} input "
+                                 f"({first[:200]}); try --tile 512 or --max-side") from exc
 
     def describe(self) -> str:
         return f"onnxruntime {self.session.get_providers()[0]}"
