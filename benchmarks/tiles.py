@@ -1,0 +1,83 @@
+"""Tiled inference, measured: agreement with whole-image inference, and peak memory on an 8K photo.
+
+    python -m benchmarks.tiles --model artifacts/wave/wave.fp32.onnx --photo PHOTO [--huge 8000x6000]
+
+Writes artifacts/bench/tiles.json. Agreement is measured where the whole image still fits (long side
+``--compare-side``); peak RSS is that of a real `stylecast stylize` process on an upscaled photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stylecast.runtime.metrics import psnr, ssim
+from stylecast.runtime.stylizer import Stylizer
+from stylecast.runtime.tiling import stylize_tiled
+
+SETTINGS = [(256, 32), (512, 64), (512, 128), (768, 192)]
+
+
+def agreement(model: Path, photo: Path, side: int) -> list[dict]:
+    img = Image.open(photo).convert("RGB")
+    img = img.resize((side, round(side * img.height / img.width)), Image.Resampling.LANCZOS)
+    rgb = np.asarray(img)
+    stylizer = Stylizer(model)
+    whole = stylizer(rgb)
+    rows = []
+    for tile, overlap in SETTINGS:
+        tiled = stylize_tiled(stylizer, rgb, tile, overlap)
+        rows.append({"size": f"{rgb.shape[1]}x{rgb.shape[0]}", "tile": tile, "overlap": overlap,
+                     "psnr_db": round(psnr(whole, tiled), 2), "ssim": round(ssim(whole, tiled), 4)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def peak_rss(model: Path, photo: Path, size: tuple[int, int], work: Path) -> dict:
+    """Upscale ``photo`` to ``size``, stylize it in a child `stylecast` and read the child's peak RSS."""
+    big = work / f"huge-{size[0]}x{size[1]}.jpg"
+    if not big.is_file():
+        Image.open(photo).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(big, quality=92)
+    cmd = [sys.executable, "-m", "stylecast.runtime.cli", "stylize", str(big), "--model", str(model),
+           "--out", str(work / "huge-out"), "--tile", "512", "--overlap", "64"]
+    tic = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
+    row = {"size": f"{size[0]}x{size[1]}", "tile": 512, "overlap": 64, "peak_rss_mib": round(rss_mib),
+           "image_buffers_mib": round(size[0] * size[1] * 3 * 2 / 2**20), "seconds": round(seconds, 1),
+           "command": " ".join(cmd[2:])}
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--photo", type=Path, required=True)
+    parser.add_argument("--compare-side", type=int, default=1536)
+    parser.add_argument("--huge", default="8000x6000", help="WxH for the peak-memory run ('' to skip)")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"model": str(args.model), "photo": str(args.photo), "agreement": agreement(args.model, args.photo,
+                                                                                         args.compare_side)}
+    if args.huge:
+        width, height = (int(v) for v in args.huge.lower().split("x"))
+        result["peak_memory"] = peak_rss(args.model, args.photo, (width, height), args.out)
+    (args.out / "tiles.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out / 'tiles.json'}")
+
+
+if __name__ == "__main__":
+    main()

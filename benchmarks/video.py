@@ -1,0 +1,80 @@
+"""Video, measured: a long synthetic pan with audio through `stylecast stylize`, flicker with and without
+``--temporal-blend``, and frames per second at several ``--video-batch`` sizes on ONNX Runtime CPU.
+
+    python -m benchmarks.video --model artifacts/wave/wave.fp32.onnx --photo PHOTO
+
+Writes artifacts/bench/video.json (the sidecar reports of each run, plus the batch timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stylecast.runtime.stylizer import Stylizer
+from tests.synthetic import panning_frames, write_video
+
+
+def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
+    cmd = [sys.executable, "-m", "stylecast.runtime.cli", "stylize", str(source), "--model", str(model),
+           "--out", str(dest), *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    report = json.loads(dest.with_name(dest.name + ".json").read_text())
+    report["command"] = " ".join(["stylecast", *cmd[3:]])
+    print({k: report[k] for k in ("frames", "fps", "audio", "processing_fps", "temporal_blend", "flicker")}, flush=True)
+    return report
+
+
+def batch_speed(model: Path, frames: list[np.ndarray], sizes: list[int]) -> list[dict]:
+    """Frames per second of the backend alone at each batch size (after one warm-up call)."""
+    stylizer = Stylizer(model)
+    rows = []
+    for size in sizes:
+        stylizer.stylize_batch(frames[:size])
+        tic = time.perf_counter()
+        for start in range(0, len(frames) - size + 1, size):
+            stylizer.stylize_batch(frames[start:start + size])
+        done = (len(frames) // size) * size
+        rows.append({"batch": size, "fps": round(done / (time.perf_counter() - tic), 2)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--photo", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--fps", type=int, default=12)
+    parser.add_argument("--size", default="256x144", help="frame WxH")
+    parser.add_argument("--blend", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    photo = Image.open(args.photo).convert("RGB")
+    photo = np.asarray(photo.resize((width * 2, round(width * 2 * photo.height / photo.width))))
+    count = round(args.seconds * args.fps)
+    source = args.out / f"pan-{width}x{height}-{count}f.mp4"
+    if not source.is_file():
+        write_video(source, panning_frames(photo, count, height, width), fps=args.fps)
+    result = {"source": str(source), "runs": [stylize(args.model, source, args.out / "pan.stylized.mp4"),
+                                              stylize(args.model, source, args.out / "pan.blended.mp4",
+                                                      "--temporal-blend", str(args.blend))]}
+    sample = list(panning_frames(photo, 24, height, width))
+    result["backend_fps_by_batch"] = batch_speed(args.model, sample, [1, 2, 4, 8])
+    (args.out / "video.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out / 'video.json'}")
+
+
+if __name__ == "__main__":
+    main()
