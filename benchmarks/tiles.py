@@ -8,12 +8,8 @@ Writes artifacts/bench/tiles.json. Agreement is measured where the whole image s
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,9 @@ from PIL import Image
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.tiling import stylize_tiled
+
+from . import harness
+from .harness import stylecast
 
 SETTINGS = [(256, 32), (512, 64), (512, 128), (768, 192)]
 
@@ -46,28 +45,20 @@ def peak_rss(model: Path, photo: Path, size: tuple[int, int], work: Path) -> dic
     big = work / f"huge-{size[0]}x{size[1]}.jpg"
     if not big.is_file():
         Image.open(photo).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(big, quality=92)
-    cmd = [sys.executable, "-m", "stylecast.runtime.cli", "stylize", str(big), "--model", str(model),
-           "--out", str(work / "huge-out"), "--tile", "512", "--overlap", "64"]
-    tic = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - tic
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
+    seconds, command = stylecast("stylize", str(big), "--model", str(model), "--out", str(work / "huge-out"),
+                                 "--tile", "512", "--overlap", "64")
     rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
     row = {"size": f"{size[0]}x{size[1]}", "tile": 512, "overlap": 64, "peak_rss_mib": round(rss_mib),
            "image_buffers_mib": round(size[0] * size[1] * 3 * 2 / 2**20), "seconds": round(seconds, 1),
-           "command": " ".join(cmd[2:])}
+           "command": command}
     print(row, flush=True)
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--photo", type=Path, required=True)
+    parser = harness.parser(__doc__)
     parser.add_argument("--compare-side", type=int, default=1536)
     parser.add_argument("--huge", default="8000x6000", help="WxH for the peak-memory run ('' to skip)")
-    parser.add_argument("--out", type=Path, default=Path("artifacts/bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"model": str(args.model), "photo": str(args.photo), "agreement": agreement(args.model, args.photo,

@@ -8,10 +8,7 @@ Writes artifacts/bench/video.json (the sidecar reports of each run, plus the bat
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,15 +18,14 @@ from PIL import Image
 from stylecast.runtime.stylizer import Stylizer
 from tests.synthetic import panning_frames, write_video
 
+from . import harness
+from .harness import stylecast
+
 
 def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "stylecast.runtime.cli", "stylize", str(source), "--model", str(model),
-           "--out", str(dest), *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
+    _, command = stylecast("stylize", str(source), "--model", str(model), "--out", str(dest), *extra)
     report = json.loads(dest.with_name(dest.name + ".json").read_text())
-    report["command"] = " ".join(["stylecast", *cmd[3:]])
+    report["command"] = command
     print({k: report[k] for k in ("frames", "fps", "audio", "processing_fps", "temporal_blend", "flicker")}, flush=True)
     return report
 
@@ -50,14 +46,11 @@ def batch_speed(model: Path, frames: list[np.ndarray], sizes: list[int]) -> list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--photo", type=Path, required=True)
+    parser = harness.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fps", type=int, default=12)
     parser.add_argument("--size", default="256x144", help="frame WxH")
     parser.add_argument("--blend", type=float, default=0.5)
-    parser.add_argument("--out", type=Path, default=Path("artifacts/bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     width, height = (int(v) for v in args.size.lower().split("x"))

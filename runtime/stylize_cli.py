@@ -22,6 +22,7 @@ from .gallery import make_gallery
 from .images import IMAGE_SUFFIXES, load_image, resize_max_side, save_image
 from .metadata import sha256_file
 from .stylizer import Stylizer
+from .temporal import check_blend
 from .tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, stylize_tiled
 from .video import VIDEO_SUFFIXES, VideoReport, stylize_video
 
@@ -163,11 +164,12 @@ def stylize(
     overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles, blended smoothly.")] = DEFAULT_OVERLAP,
     temporal_blend: Annotated[float, typer.Option(help="Video: blend up to this share of the previous output "
                                                        "where the input did not change (0 = off).")] = 0.0,
-    video_batch: Annotated[int, typer.Option(help="Video: frames per inference call.")] = 1,
+    video_batch: Annotated[int, typer.Option(min=1, help="Video: frames per inference call.")] = 1,
 ) -> None:
     """Stylize images and videos with an exported model; continues past bad files and sums up at the end."""
     if tile:
         check_tiling(tile, overlap)
+    check_blend(temporal_blend)
     stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads)
     jobs = plan_outputs(expand_inputs(inputs), out, stylizer.style)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -179,31 +181,17 @@ def stylize(
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("stylize", total=len(jobs), detail="")
+            run = Run(stylizer, model, console, lambda text: bar.update(task, detail=text), max_side=max_side,
+                      allow_huge=allow_huge, quality=quality, tile=tile, overlap=overlap,
+                      temporal_blend=temporal_blend, video_batch=video_batch)
             for job in jobs:
                 try:
                     if job.is_video:
-                        started = time.perf_counter()
-
-                        def frames_done(n: int, total: int | None, name: str = job.source.name,
-                                        started: float = started) -> None:
-                            fps = n / max(time.perf_counter() - started, 1e-9)
-                            bar.update(task, detail=f"{name} frame {n}/{total or '?'} {fps:.1f} fps")
-
-                        report = stylize_video(job.source, job.dest, frame_runner(stylizer, tile, overlap),
-                                               batch=video_batch, temporal_blend=temporal_blend, progress=frames_done,
-                                               model_meta=model_summary(stylizer, model))
-                        console.print(video_summary(report), markup=False)
+                        run.video(job)
                     else:
-                        image = load_image(job.source, allow_huge=allow_huge)
-                        rgb = resize_max_side(image.rgb, max_side)
-                        alpha = None if image.alpha is None else resize_max_side(image.alpha, max_side)
-                        result = run_image(stylizer, rgb, tile, overlap, progress=lambda n, total, name=job.source.name:
-                                           bar.update(task, detail=f"{name} tile {n}/{total}"))
-                        save_image(job.dest, result, alpha, quality=quality)
-                        if image.note:
-                            console.print(f"{job.source}: {image.note}", markup=False)
+                        pair = run.image(job)
                         if gallery:
-                            pairs.append((rgb, result))
+                            pairs.append(pair)
                 except StylecastError as exc:
                     failures.append((job.source, str(exc)))
                     console.print(f"failed: {exc}", markup=False, style="red")
@@ -222,6 +210,48 @@ def stylize(
                   (f": {summarise(failures)}" if failures else ""), markup=False)
     if failures:
         raise typer.Exit(1)
+
+
+@dataclass
+class Run:
+    """One `stylecast stylize` invocation's model and settings, applied to one input at a time."""
+
+    stylizer: Stylizer
+    model: Path
+    console: Console
+    status: Callable[[str], None]  # a short progress note beside the bar
+    max_side: int | None = None
+    allow_huge: bool = False
+    quality: int = 95
+    tile: int | None = None
+    overlap: int = DEFAULT_OVERLAP
+    temporal_blend: float = 0.0
+    video_batch: int = 1
+
+    def image(self, job: Job) -> tuple[np.ndarray, np.ndarray]:
+        """Stylize and save one image; returns (input, output) for the gallery."""
+        image = load_image(job.source, allow_huge=self.allow_huge)
+        rgb = resize_max_side(image.rgb, self.max_side)
+        alpha = None if image.alpha is None else resize_max_side(image.alpha, self.max_side)
+        result = run_image(self.stylizer, rgb, self.tile, self.overlap,
+                           progress=lambda n, total: self.status(f"{job.source.name} tile {n}/{total}"))
+        save_image(job.dest, result, alpha, quality=self.quality)
+        if image.note:
+            self.console.print(f"{job.source}: {image.note}", markup=False)
+        return rgb, result
+
+    def video(self, job: Job) -> VideoReport:
+        started = time.perf_counter()
+
+        def frames_done(n: int, total: int | None) -> None:
+            fps = n / max(time.perf_counter() - started, 1e-9)
+            self.status(f"{job.source.name} frame {n}/{total or '?'} {fps:.1f} fps")
+
+        report = stylize_video(job.source, job.dest, frame_runner(self.stylizer, self.tile, self.overlap),
+                               batch=self.video_batch, temporal_blend=self.temporal_blend, progress=frames_done,
+                               model_meta=model_summary(self.stylizer, self.model))
+        self.console.print(video_summary(report), markup=False)
+        return report
 
 
 def model_summary(stylizer: Stylizer, model: Path) -> dict[str, str]:

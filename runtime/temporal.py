@@ -46,12 +46,16 @@ class FlickerMeter:
                 "ratio": round(out / inp, 4) if inp > 0 else None}
 
 
+def check_blend(amount: float) -> None:
+    if not 0.0 <= amount < 1.0:
+        raise StylecastError(f"--temporal-blend {amount} must be in [0, 1) (0 = off, 0.5 = a good start)")
+
+
 class TemporalBlend:
     """out'_t = w * out'_{t-1} + (1 - w) * out_t, with w = A * max(0, 1 - |in_t - in_{t-1}| / MOTION_SCALE)."""
 
     def __init__(self, amount: float) -> None:
-        if not 0.0 <= amount < 1.0:
-            raise StylecastError(f"--temporal-blend {amount} must be in [0, 1) (0 = off, 0.5 = a good start)")
+        check_blend(amount)
         self.amount = amount
         self.previous: tuple[np.ndarray, np.ndarray] | None = None
 

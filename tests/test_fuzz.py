@@ -47,9 +47,11 @@ def mutated(draw, seeds: dict[str, bytes]):
     return suffix, bytes(data) + draw(st.binary(max_size=32))
 
 
-def _only_user_errors(call) -> None:
+def _only_user_errors(path, data: bytes, load) -> None:
+    """Write ``data`` to ``path`` and load it: it may load or raise a one-line StylecastError, nothing else."""
+    path.write_bytes(data)
     try:
-        call()
+        load(path)
     except StylecastError as exc:
         assert "\n" not in str(exc)
 
@@ -58,17 +60,13 @@ def _only_user_errors(call) -> None:
 @given(case=mutated(SEEDS))
 def test_image_loader_fuzz(tmp_path, case):
     suffix, data = case
-    path = tmp_path / f"fuzz{suffix}"
-    path.write_bytes(data)
-    _only_user_errors(lambda: load_image(path))
+    _only_user_errors(tmp_path / f"fuzz{suffix}", data, load_image)
 
 
 @FUZZ
 @given(data=st.binary(max_size=512))
 def test_image_loader_random_bytes(tmp_path, data):
-    path = tmp_path / "random.png"
-    path.write_bytes(data)
-    _only_user_errors(lambda: load_image(path))
+    _only_user_errors(tmp_path / "random.png", data, load_image)
 
 
 @st.composite
@@ -85,17 +83,13 @@ def safetensors_headers(draw):
 @FUZZ
 @given(data=safetensors_headers())
 def test_checkpoint_metadata_fuzz(tmp_path, data):
-    path = tmp_path / "m.safetensors"
-    path.write_bytes(data)
-    _only_user_errors(lambda: read_metadata(path))
+    _only_user_errors(tmp_path / "m.safetensors", data, read_metadata)
 
 
 @FUZZ
 @given(data=st.binary(max_size=256))
 def test_report_metadata_fuzz(tmp_path, data):
-    path = tmp_path / "report.json"
-    path.write_bytes(data)
-    _only_user_errors(lambda: read_metadata(path))
+    _only_user_errors(tmp_path / "report.json", data, read_metadata)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +101,5 @@ def onnx_bytes(tiny_onnx) -> dict[str, bytes]:
 @given(data=st.data())
 def test_onnx_loader_fuzz(tmp_path, onnx_bytes, data):
     _, blob = data.draw(mutated(onnx_bytes))
-    path = tmp_path / "fuzz.onnx"
-    path.write_bytes(blob)
-    _only_user_errors(lambda: OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"]))
-    _only_user_errors(lambda: read_metadata(path))
+    _only_user_errors(tmp_path / "fuzz.onnx", blob, lambda p: OnnxRuntimeBackend(p, providers=["CPUExecutionProvider"]))
+    _only_user_errors(tmp_path / "fuzz.onnx", blob, read_metadata)
