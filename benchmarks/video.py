@@ -26,7 +26,8 @@ def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
     _, command = stylecast("stylize", str(source), "--model", str(model), "--out", str(dest), *extra)
     report = json.loads(dest.with_name(dest.name + ".json").read_text())
     report["command"] = command
-    print({k: report[k] for k in ("frames", "fps", "audio", "processing_fps", "temporal_blend", "flicker")}, flush=True)
+    shown = ("frames", "fps", "audio", "processing_fps", "backend_busy", "temporal_blend", "flicker")
+    print({k: report[k] for k in shown}, flush=True)
     return report
 
 

@@ -264,7 +264,8 @@ def model_summary(stylizer: Stylizer, model: Path) -> dict[str, str]:
 def video_summary(report: VideoReport) -> str:
     flicker = report.flicker.get("ratio")
     return (f"{report.source}: {report.frames} frames {report.width}x{report.height} @ {report.fps:g} fps, "
-            f"audio {report.audio}, {report.processing_fps:g} fps processed, flicker ratio "
+            f"audio {report.audio}, {report.processing_fps:g} fps processed (backend busy "
+            f"{report.backend_busy:.0%}), flicker ratio "
             f"{'n/a' if flicker is None else f'{flicker:.2f}'} (output vs input frame-to-frame change); "
             f"report {report.output}.json")
 

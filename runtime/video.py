@@ -59,6 +59,7 @@ class VideoReport:
     temporal_blend: float = 0.0
     flicker: dict = field(default_factory=dict)
     processing_fps: float = 0.0
+    backend_busy: float = 0.0  # share of the run the backend spent inferring: near 1.0 means I/O never held it up
     model: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 
@@ -245,9 +246,13 @@ def _infer(pipe: _Pipeline, decoded: queue.Queue, styled: queue.Queue, stylize_b
     meter, blend = FlickerMeter(), TemporalBlend(report.temporal_blend)
     frames: list[tuple] = []
     tic = time.perf_counter()
+    busy = 0.0
 
     def flush() -> bool:
+        nonlocal busy
+        start = time.perf_counter()
         outputs = stylize_batch([f[0] for f in frames])
+        busy += time.perf_counter() - start
         for (rgb, pts, time_base, rotation), result in zip(frames, outputs, strict=True):
             result = blend(rgb, result)
             meter.add(rgb, result)
@@ -273,6 +278,7 @@ def _infer(pipe: _Pipeline, decoded: queue.Queue, styled: queue.Queue, stylize_b
         flush()
     seconds = time.perf_counter() - tic
     report.processing_fps = round(report.frames / seconds, 2) if seconds > 0 else 0.0
+    report.backend_busy = round(busy / seconds, 3) if seconds > 0 else 0.0
     report.flicker = meter.summary()
 
 
