@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,11 +20,17 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return found
 
 
-def stylecast(*args: str) -> tuple[float, str]:
-    """Run `stylecast ARGS` in a child process as a user would; seconds taken and the command line."""
+def stylecast(*args: str) -> tuple[float, float, str]:
+    """Run `stylecast ARGS` in a child process as a user would: seconds taken, the child's own peak RSS in MiB
+    (from wait4, so earlier children do not count) and the command line."""
     cmd = [sys.executable, "-m", "stylecast.runtime.cli", *args]
-    tic = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    return time.perf_counter() - tic, " ".join(["stylecast", *args])
+    with tempfile.TemporaryFile("w+") as log:
+        tic = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - tic
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            log.seek(0)
+            raise SystemExit(log.read())
+    return seconds, usage.ru_maxrss / 1024, " ".join(["stylecast", *args])  # Linux reports KiB

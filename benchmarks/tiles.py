@@ -1,6 +1,6 @@
 """Tiled inference, measured: agreement with whole-image inference, and peak memory on an 8K photo.
 
-    python -m benchmarks.tiles --model artifacts/wave/wave.fp32.onnx --photo PHOTO [--huge 8000x6000]
+    python -m benchmarks.tiles --model artifacts/wave/wave.fp32.onnx --photo PHOTO [--huge 8000x6000,4000x3000]
 
 Writes artifacts/bench/tiles.json. Agreement is measured where the whole image still fits (long side
 ``--compare-side``); peak RSS is that of a real `stylecast stylize` process on an upscaled photo.
@@ -9,7 +9,6 @@ Writes artifacts/bench/tiles.json. Agreement is measured where the whole image s
 from __future__ import annotations
 
 import json
-import resource
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +44,8 @@ def peak_rss(model: Path, photo: Path, size: tuple[int, int], work: Path) -> dic
     big = work / f"huge-{size[0]}x{size[1]}.jpg"
     if not big.is_file():
         Image.open(photo).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(big, quality=92)
-    seconds, command = stylecast("stylize", str(big), "--model", str(model), "--out", str(work / "huge-out"),
-                                 "--tile", "512", "--overlap", "64")
-    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
+    seconds, rss_mib, command = stylecast("stylize", str(big), "--model", str(model), "--out", str(work / "huge-out"),
+                                          "--tile", "512", "--overlap", "64")
     row = {"size": f"{size[0]}x{size[1]}", "tile": 512, "overlap": 64, "peak_rss_mib": round(rss_mib),
            "image_buffers_mib": round(size[0] * size[1] * 3 * 2 / 2**20), "seconds": round(seconds, 1),
            "command": command}
@@ -57,15 +55,16 @@ def peak_rss(model: Path, photo: Path, size: tuple[int, int], work: Path) -> dic
 
 def main() -> None:
     parser = harness.parser(__doc__)
-    parser.add_argument("--compare-side", type=int, default=1536)
-    parser.add_argument("--huge", default="8000x6000", help="WxH for the peak-memory run ('' to skip)")
+    parser.add_argument("--compare-side", type=int, default=1024, help="long side for the agreement check (0 = skip)")
+    parser.add_argument("--huge", default="8000x6000", help="comma-separated WxH for peak-memory runs ('' = skip)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"model": str(args.model), "photo": str(args.photo), "agreement": agreement(args.model, args.photo,
-                                                                                         args.compare_side)}
-    if args.huge:
-        width, height = (int(v) for v in args.huge.lower().split("x"))
-        result["peak_memory"] = peak_rss(args.model, args.photo, (width, height), args.out)
+    result = {"model": str(args.model), "photo": str(args.photo), "agreement": [], "peak_memory": []}
+    if args.compare_side:
+        result["agreement"] = agreement(args.model, args.photo, args.compare_side)
+    for size in filter(None, args.huge.lower().split(",")):
+        width, height = (int(v) for v in size.split("x"))
+        result["peak_memory"].append(peak_rss(args.model, args.photo, (width, height), args.out))
     (args.out / "tiles.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out / 'tiles.json'}")
 

@@ -1,5 +1,6 @@
-"""Video, measured: a long synthetic pan with audio through `stylecast stylize`, flicker with and without
-``--temporal-blend``, and frames per second at several ``--video-batch`` sizes on ONNX Runtime CPU.
+"""Video, measured: a long synthetic pan and a still-camera clip (with audio) through `stylecast stylize`,
+flicker with and without ``--temporal-blend``, and backend frames per second at several batch sizes on ONNX
+Runtime CPU.
 
     python -m benchmarks.video --model artifacts/wave/wave.fp32.onnx --photo PHOTO
 
@@ -23,7 +24,7 @@ from .harness import stylecast
 
 
 def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
-    _, command = stylecast("stylize", str(source), "--model", str(model), "--out", str(dest), *extra)
+    _, _, command = stylecast("stylize", str(source), "--model", str(model), "--out", str(dest), *extra)
     report = json.loads(dest.with_name(dest.name + ".json").read_text())
     report["command"] = command
     shown = ("frames", "fps", "audio", "processing_fps", "backend_busy", "temporal_blend", "flicker")
@@ -31,24 +32,33 @@ def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
     return report
 
 
-def batch_speed(model: Path, frames: list[np.ndarray], sizes: list[int]) -> list[dict]:
-    """Frames per second of the backend alone at each batch size (after one warm-up call)."""
+def batch_speed(model: Path, frames: list[np.ndarray], sizes: list[int], rounds: int = 2) -> list[dict]:
+    """Frames per second of the backend alone at each batch size (after one warm-up call). The sizes take turns
+    over several rounds, so a change in machine load does not favour one of them."""
     stylizer = Stylizer(model)
     rows = []
-    for size in sizes:
-        stylizer.stylize_batch(frames[:size])
-        tic = time.perf_counter()
-        for start in range(0, len(frames) - size + 1, size):
-            stylizer.stylize_batch(frames[start:start + size])
-        done = (len(frames) // size) * size
-        rows.append({"batch": size, "fps": round(done / (time.perf_counter() - tic), 2)})
-        print(rows[-1], flush=True)
+    for round_ in range(rounds):
+        for size in sizes:
+            stylizer.stylize_batch(frames[:size])
+            tic = time.perf_counter()
+            for start in range(0, len(frames) - size + 1, size):
+                stylizer.stylize_batch(frames[start:start + size])
+            done = (len(frames) // size) * size
+            rows.append({"round": round_, "batch": size, "fps": round(done / (time.perf_counter() - tic), 2)})
+            print(rows[-1], flush=True)
     return rows
+
+
+def compare_blend(model: Path, source: Path, out: Path, blend: float) -> list[dict]:
+    """The same clip without and with --temporal-blend."""
+    return [stylize(model, source, out / f"{source.stem}.stylized.mp4"),
+            stylize(model, source, out / f"{source.stem}.blended.mp4", "--temporal-blend", str(blend))]
 
 
 def main() -> None:
     parser = harness.parser(__doc__)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the panning clip")
+    parser.add_argument("--still-seconds", type=float, default=20.0, help="length of the still-camera clip")
     parser.add_argument("--fps", type=int, default=12)
     parser.add_argument("--size", default="256x144", help="frame WxH")
     parser.add_argument("--blend", type=float, default=0.5)
@@ -57,13 +67,14 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     photo = Image.open(args.photo).convert("RGB")
     photo = np.asarray(photo.resize((width * 2, round(width * 2 * photo.height / photo.width))))
-    count = round(args.seconds * args.fps)
-    source = args.out / f"pan-{width}x{height}-{count}f.mp4"
-    if not source.is_file():
-        write_video(source, panning_frames(photo, count, height, width), fps=args.fps)
-    result = {"source": str(source), "runs": [stylize(args.model, source, args.out / "pan.stylized.mp4"),
-                                              stylize(args.model, source, args.out / "pan.blended.mp4",
-                                                      "--temporal-blend", str(args.blend))]}
+    clips = {"pan": (photo, round(args.seconds * args.fps)),  # the camera sweeps across the photo
+             "still": (photo[:, :width], round(args.still_seconds * args.fps))}  # a tripod: only sensor noise moves
+    result = {"runs": {}}
+    for name, (scene, count) in clips.items():
+        source = args.out / f"{name}-{width}x{height}-{count}f.mp4"
+        if not source.is_file():
+            write_video(source, panning_frames(scene, count, height, width), fps=args.fps)
+        result["runs"][name] = compare_blend(args.model, source, args.out, args.blend)
     sample = list(panning_frames(photo, 24, height, width))
     result["backend_fps_by_batch"] = batch_speed(args.model, sample, [1, 2, 4, 8])
     (args.out / "video.json").write_text(json.dumps(result, indent=2) + "\n")

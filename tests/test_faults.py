@@ -158,6 +158,8 @@ def test_unusable_output_paths(tiny_onnx, photos, tmp_path):
     assert not list(out.glob(".*.part"))
     two = run_cli("stylize", str(photos), "--model", str(tiny_onnx), "--out", str(tmp_path / "one.jpg"))
     assert two.returncode == 2 and "names one file but 4 inputs" in two.stderr
+    one = run_cli("stylize", str(photos / "coffee.jpg"), "--model", str(tiny_onnx), "--out", str(tmp_path / "one.png"))
+    assert one.returncode == 0 and Image.open(tmp_path / "one.png").format == "PNG"
 
 
 def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch):
