@@ -43,7 +43,8 @@ class Stylizer:
         return [self.stylize_batch([im])[0] for im in images]
 
 
-# The net's reflection padding (9x9 first conv, then two stride-2 convs) needs this many pixels.
+# The first conv's reflection padding needs a side longer than kernel // 2 (5 px for Johnson's 9x9, measured);
+# 16 covers first kernels up to 31.
 MIN_SIDE = 16
 
 
