@@ -10,6 +10,9 @@
 #   make bench-check        quick CPU benchmark of $(STYLE) gated against $(BENCH_BASELINE) (CI)
 #   make compare STYLE=wave feed-forward model vs Gatys (50/100/300 L-BFGS iterations, VGG19 and VGG16)
 #   make optimize-demo      one Gatys multi-scale 512 px stylization of a sample photo
+#   make hostile            stylize a generated folder of 40+ hostile files (every bad one reported)
+#   make bench-tiles        tiled vs whole-image agreement, and peak memory on an 8000x6000 photo
+#   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -28,7 +31,7 @@ BENCH_BASELINE ?= benchmarks/baselines/cpu-quick.json
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline weights-vgg19 compare optimize-demo
+.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline weights-vgg19 compare optimize-demo hostile bench-tiles bench-video
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +117,22 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Media robustness (issue 7). MODEL and PHOTO may be overridden; PHOTO only seeds generated media.
+MODEL ?= $(ART)/$(STYLE).fp32.onnx
+PHOTO ?= $(SAMPLES)/chelsea.jpg
+
+hostile: setup
+	rm -rf artifacts/hostile artifacts/hostile-out
+	$(PY) -m tests.hostile artifacts/hostile
+	# Exit 1 is the expected outcome: the folder is meant to hold bad files.
+	$(SC) stylize artifacts/hostile --model $(MODEL) --out artifacts/hostile-out || test $$? -eq 1
+
+bench-tiles: setup
+	$(PY) -m benchmarks.tiles --model $(MODEL) --photo $(PHOTO)
+
+bench-video: setup
+	$(PY) -m benchmarks.video --model $(MODEL) --photo $(PHOTO)
 
 clean:
 	rm -rf artifacts .pytest_cache

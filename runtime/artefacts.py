@@ -19,7 +19,9 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
             header = json.loads(handle.read(length))
     except (OSError, struct.error, ValueError, UnicodeDecodeError) as exc:
         raise StylecastError(f"{path}: not a readable safetensors file ({exc})") from exc
-    meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise StylecastError(f"{path}: not a safetensors file with a metadata table; re-create it with stylecast")
     return {str(k): str(v) for k, v in meta.items()}
 
 
@@ -52,5 +54,7 @@ def read_metadata(path: Path) -> dict[str, str]:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise StylecastError(f"{path}: not readable JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise StylecastError(f"{path}: not a stylecast report (expected a JSON object)")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     raise StylecastError(f"{path}: unknown artefact type; expected .safetensors, .onnx, .engine or .json")

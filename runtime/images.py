@@ -40,12 +40,22 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
+def refuse_special(path: Path) -> None:
+    """Broken links and pipes, sockets or devices are reported up front: opening a pipe would hang."""
+    if path.is_symlink() and not path.exists():
+        raise StylecastError(f"{path}: broken symbolic link (its target is missing or loops); fix or remove the link")
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise StylecastError(f"{path}: not a regular file (a pipe, socket or device); give a media file")
+
+
 def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
     """Decode ``path`` to RGB uint8 with its orientation applied; raise StylecastError on any fault."""
     path = Path(path)
     note = ""
+    refuse_special(path)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd metadata; real faults raise
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             previous = Image.MAX_IMAGE_PIXELS
             if allow_huge:
@@ -72,6 +82,10 @@ def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
         raise StylecastError(f"{path}: not an image Pillow can read (empty, corrupt or another format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise StylecastError(f"{path}: damaged image ({exc}); re-export or re-download it") from exc
+    except MemoryError as exc:
+        raise StylecastError(f"{path}: too large to decode in this machine's memory; use a smaller image") from exc
+    except Exception as exc:  # a decoder tripping over malformed data (struct, index, type errors...)
+        raise StylecastError(f"{path}: damaged image ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
 
     img = _to_8bit(img)
     alpha = None
@@ -122,7 +136,14 @@ def save_image(dest: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, qua
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     try:
         atomic_write(dest, lambda tmp: img.save(tmp, format=fmt, **options))
-    except PermissionError as exc:
-        raise StylecastError(f"{dest}: cannot write here (permission denied); choose another --out") from exc
     except OSError as exc:
-        raise StylecastError(f"{dest}: could not write ({exc.strerror or exc}); free space or choose another --out") from exc
+        raise write_error(dest, exc) from exc
+
+
+def write_error(dest: Path, exc: OSError) -> StylecastError:
+    """The one-line message for an output that could not be written, naming the likely fix."""
+    if isinstance(exc, IsADirectoryError) or Path(dest).is_dir():
+        return StylecastError(f"{dest}: is a folder; remove it or choose another --out")
+    if isinstance(exc, PermissionError):
+        return StylecastError(f"{dest}: cannot write here (permission denied); choose another --out")
+    return StylecastError(f"{dest}: could not write ({exc.strerror or exc}); free space or choose another --out")

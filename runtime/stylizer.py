@@ -49,6 +49,9 @@ class Stylizer:
     def stylize_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Images of one size run as one batch; mixed sizes run one by one."""
         if len({im.shape for im in images}) == 1:
+            height, width = images[0].shape[:2]
+            if min(height, width) < MIN_SIDE:
+                return [out[:height, :width] for out in self.stylize_batch([pad_to_min(im) for im in images])]
             photos = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
             batch = photos
             for backend in self.backends:
@@ -57,6 +60,17 @@ class Stylizer:
                 batch = self.strength * batch + (1.0 - self.strength) * photos
             return list(to_uint8(batch))
         return [self.stylize_batch([im])[0] for im in images]
+
+
+# The first conv's reflection padding needs a side longer than kernel // 2 (5 px for Johnson's 9x9, measured);
+# 16 covers first kernels up to 31.
+MIN_SIDE = 16
+
+
+def pad_to_min(rgb: np.ndarray) -> np.ndarray:
+    """Repeat the edge pixels of a tiny image (e.g. 1x1) up to MIN_SIDE; the caller crops back."""
+    height, width = rgb.shape[:2]
+    return np.pad(rgb, ((0, max(0, MIN_SIDE - height)), (0, max(0, MIN_SIDE - width)), (0, 0)), mode="edge")
 
 
 def to_uint8(batch: np.ndarray) -> np.ndarray:

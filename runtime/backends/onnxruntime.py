@@ -79,13 +79,23 @@ class OnnxRuntimeBackend(Backend):
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise StylecastError(f"{path}: expected one NCHW image input, found {[i.shape for i in inputs]}")
         self.input_name = inputs[0].name
+        # Kernel failures come back as exceptions that run() turns into one-line errors; ORT's own log of
+        # them would only repeat that on stderr.
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4
 
     @property
     def metadata(self) -> dict[str, str]:
         return self._meta
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)},
+                                    self.run_options)[0]
+        except Exception as exc:  # ORT's errors are untyped; memory exhaustion is the usual one
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StylecastError(f"{self.path}: inference failed on a {'x'.join(map(str, batch.shape))} input "
+                                 f"({first[:200]}); try --tile 512 or --max-side") from exc
 
     def describe(self) -> str:
         return f"onnxruntime {self.session.get_providers()[0]}"
