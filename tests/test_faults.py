@@ -119,7 +119,7 @@ def _drop_meta(model, key):
     ("weights.safetensors", lambda m, d: (d / "weights.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}"),
      "no backend for '.safetensors'"),
     ("model.engine", lambda m, d: (d / "model.engine").write_bytes(b"TRT engine for another GPU"),
-     "no backend for '.engine'"),
+     "no sidecar"),
     ("folder.onnx", lambda m, d: (d / "folder.onnx").mkdir(), "model not found"),
 ])
 def test_bad_model_files_refused(tiny_onnx, tmp_path, name, make, expect):
