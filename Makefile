@@ -98,10 +98,11 @@ GATYS_STEPS ?= 300
 GATYS_SNAPSHOTS ?= 50 100
 LOSS_NETS ?= vgg19 vgg16
 EVAL_NET ?= vgg16
+GATYS_ARGS ?=
 compare: $(ART)/$(STYLE).fp32.onnx weights weights-vgg19
 	for net in $(LOSS_NETS); do for photo in $(SAMPLES)/*.jpg; do name=$$(basename $$photo .jpg); \
 		$(SC) optimize $$photo styles/$(STYLE).jpg -o $(CMP)/gatys$(GATYS_STEPS)-$$net/$$name.png --loss-net $$net \
-			--scales $(COMPARE_SIZE) --steps $(GATYS_STEPS) \
+			--scales $(COMPARE_SIZE) --steps $(GATYS_STEPS) $(GATYS_ARGS) \
 			$(foreach n,$(GATYS_SNAPSHOTS),--snapshot $(n):$(CMP)/gatys$(n)-$$net/$$name.png) || exit 1; done; done
 	$(SC) evaluate $(SAMPLES) --style styles/$(STYLE).jpg --size $(COMPARE_SIZE) --loss-net $(EVAL_NET) --out $(CMP) \
 		--method $(STYLE)=$(ART)/$(STYLE).fp32.onnx \

@@ -21,7 +21,10 @@ def make_gallery(rows: list[tuple[np.ndarray, ...]], dest: Path, title: str = ""
     """Write a PNG with one row per (photo, stylized, ...) tuple, the style image on top, and
     optional column labels (e.g. the methods an evaluation compares)."""
     tiles = [[_fit_height(image, height) for image in row] for row in rows]
-    width = max(sum(t.width for t in row) + pad * (len(row) + 1) for row in tiles)
+    # Columns as wide as their widest tile, so every row lines up under the labels.
+    columns = [max(row[c].width for row in tiles if c < len(row)) for c in range(max(map(len, tiles)))]
+    starts = [pad + sum(columns[:c]) + pad * c for c in range(len(columns))]
+    width = starts[-1] + columns[-1] + pad
     header = _fit_height(style, height) if style is not None else None
     label_height = 16 if labels else 0
     top = (header.height + pad if header else 0) + (24 if title else 0) + label_height + pad
@@ -31,16 +34,11 @@ def make_gallery(rows: list[tuple[np.ndarray, ...]], dest: Path, title: str = ""
         draw.text((pad, pad), title, fill="black")
     if header:
         sheet.paste(header, ((width - header.width) // 2, top - label_height - header.height - pad))
-    if labels:
-        x = pad
-        for label, tile in zip(labels, tiles[0], strict=False):
-            draw.text((x, top - label_height), label, fill="black")
-            x += tile.width + pad
+    for label, x in zip(labels or [], starts, strict=False):
+        draw.text((x, top - label_height), label, fill="black")
     y = top
     for row in tiles:
-        x = pad
-        for tile in row:
+        for tile, x in zip(row, starts, strict=False):
             sheet.paste(tile, (x, y))
-            x += tile.width + pad
         y += height + pad
     atomic_write(dest, lambda tmp: sheet.save(tmp, format="PNG"))
