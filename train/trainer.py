@@ -70,8 +70,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
-    """``auto``: bf16 where the hardware has it (CUDA Ampere+, CPUs with AVX512-BF16/AMX: 2.5x faster
-    here), fp16 with loss scaling on older GPUs, fp32 on CPUs that would only emulate bf16."""
+    """``auto``: bf16 where the hardware has it (CUDA Ampere+, CPUs with AVX512-BF16/AMX),
+    fp16 with loss scaling on older GPUs, fp32 on CPUs that would only emulate bf16."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
