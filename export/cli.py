@@ -23,6 +23,9 @@ def export(
     calibration_size: Annotated[str, typer.Option(help="int8: deployment size HxW the scales are set for.")] = "256x256",
     int8_method: Annotated[str, typer.Option(
         help="int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or one of them.")] = "auto",
+    int8_fp32_convs: Annotated[str, typer.Option(
+        help="int8: leading convs kept fp32 (the last conv always is): auto (fewest reaching 40 dB on "
+             "selection photos) or a count.")] = "auto",
     triton: Annotated[Path | None, typer.Option(help="Also write a Triton model repository here.")] = None,
     allow_below_floor: Annotated[str, typer.Option(
         help="Comma-separated precisions kept (marked below_target in report.json) when they miss their floor.")] = "",
@@ -32,7 +35,7 @@ def export(
     from stylecast.runtime.artefacts import safetensors_metadata
 
     from .pipeline import ExportRequest, phases, run_export
-    from .precisions import Int8Settings, parse_size
+    from .precisions import Int8Settings, parse_count, parse_size
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
     out_dir = out or Path("artifacts") / checkpoint.stem
@@ -40,7 +43,7 @@ def export(
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
                             parity_images=parity_images, force=force,
                             int8=Int8Settings(calibration_images, calibration_count, parse_size(calibration_size),
-                                              int8_method),
+                                              int8_method, fp32_leading=parse_count(int8_fp32_convs)),
                             allow_below_floor=frozenset(p.strip() for p in allow_below_floor.split(",") if p.strip()))
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:

@@ -27,13 +27,19 @@ class Int8Settings:
     count: int = 16
     size: tuple[int, int] = (256, 256)  # the deployment resolution the scales are calibrated at
     method: str = "auto"
-    selection: int = 4  # further photos, not used for calibration, that pick the method
+    selection: int = 4  # further photos, not used for calibration, that pick the method and the fp32 convs
+    # Leading convs kept in fp32 (the last conv always is); None = the fewest whose selection PSNR reaches target_db.
+    fp32_leading: int | None = None
+    # The 35 dB floor plus a margin: on the wave model the 4 selection photos read 3 dB above the parity photos.
+    target_db: float = 40.0
 
     def __post_init__(self) -> None:
         if self.method != "auto" and self.method not in to_int8.METHODS:
             raise StylecastError(f"--int8-method {self.method}: choose auto or one of {sorted(to_int8.METHODS)}")
         if self.count < 1 or self.selection < 0:
             raise StylecastError("--calibration-count must be at least 1")
+        if self.fp32_leading is not None and self.fp32_leading < 0:
+            raise StylecastError(f"--int8-fp32-convs {self.fp32_leading}: give auto or a count of 0 or more")
 
     def methods(self) -> list[str]:
         return sorted(to_int8.METHODS) if self.method == "auto" else [self.method]
@@ -47,6 +53,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def parse_count(text: str) -> int | None:
+    """'auto' -> None (measure it), '3' -> 3."""
+    if text.strip().lower() == "auto":
+        return None
+    if not text.strip().isdigit():
+        raise StylecastError(f"--int8-fp32-convs {text}: give auto or a count such as 4")
+    return int(text)
+
+
 def conversion_settings(precision: str, int8: Int8Settings) -> str:
     """What, besides the checkpoint, decides the graph: stored in its metadata to tell when it is stale."""
     if precision == "fp16":
@@ -54,7 +69,8 @@ def conversion_settings(precision: str, int8: Int8Settings) -> str:
     if precision == "int8":
         folder = int8.calibration_images.name if int8.calibration_images else None
         return json.dumps({"calibration_images": folder, "count": int8.count, "size": list(int8.size),
-                           "method": int8.method, "selection": int8.selection})
+                           "method": int8.method, "selection": int8.selection, "fp32_leading": int8.fp32_leading,
+                           "target_db": int8.target_db})
     return ""
 
 
@@ -66,34 +82,51 @@ def _stamp_and_save(model: onnx.ModelProto, source: LoadedModel, precision: str,
 
 def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: Int8Settings,
           held_out: set[str], sizes: tuple[tuple[int, int], ...], log: Callable[[str], None]) -> dict:
+    """Calibrate with each method, keeping 0, 1, 2... leading convs in fp32, until the selection photos
+    reach the target: the most int8 compute that still looks like the fp32 model, chosen by measurement."""
     if settings.calibration_images is None:
         raise StylecastError("int8 needs real photos to calibrate on: pass --calibration-images DIR "
                              "(disjoint from --parity-images)")
     files = to_int8.calibration_files(settings.calibration_images, settings.count + settings.selection, held_out)
     calibration, selection = files[:settings.count], files[settings.count:]
     methods = settings.methods()
-    if len(methods) > 1 and not selection:
-        raise StylecastError(f"{settings.calibration_images}: too few photos to choose a calibration method; "
-                             f"add photos or pass --int8-method")
-    scores: dict[str, float] = {}
-    for method in methods:
-        candidate = scratch / f"int8.{method}.onnx"
-        log(f"int8: calibrating ({method}) on {len(calibration)} photos at {settings.size[0]}x{settings.size[1]}")
-        to_int8.quantize_int8(base, candidate, calibration, settings.size, method)
-        if len(methods) > 1:
-            photos = [load_image(p).rgb for p in selection]
-            backend = OnnxRuntimeBackend(candidate, providers=["CPUExecutionProvider"])
-            results = parity.measure(source.model, backend, photos, sizes)
-            scores[method] = min(r.psnr_min for r in results)
-            log(f"int8: {method} gives {scores[method]:.1f} dB on {len(selection)} selection photos")
-    best = max(scores, key=scores.get) if scores else methods[0]
-    model = onnx.load(str(scratch / f"int8.{best}.onnx"))
-    conversion = conversion_settings("int8", settings)
-    _stamp_and_save(model, source, "int8", conversion, dest)
+    searching = settings.fp32_leading is None
+    if (len(methods) > 1 or searching) and not selection:
+        raise StylecastError(f"{settings.calibration_images}: too few photos to measure the int8 choices; "
+                             "add photos, or pass --int8-method and --int8-fp32-convs")
+    convs = to_int8.conv_names(base)
+    # At most half the convs stay fp32: past that int8 buys little, and the export's floor check decides.
+    leading_counts = range(len(convs) // 2 + 1) if searching else [settings.fp32_leading]
+    photos = [load_image(p).rgb for p in selection]
+    scores: dict[int, dict[str, float]] = {}
+    for leading in leading_counts:
+        keep = to_int8.fp32_convs(convs, leading)
+        for method in methods:
+            candidate = scratch / f"int8.{leading}.{method}.onnx"
+            log(f"int8: calibrating ({method}, {len(keep)} of {len(convs)} convs fp32) on {len(calibration)} photos "
+                f"at {settings.size[0]}x{settings.size[1]}")
+            to_int8.quantize_int8(base, candidate, calibration, settings.size, method, keep)
+            if len(methods) > 1 or searching:
+                backend = OnnxRuntimeBackend(candidate, providers=["CPUExecutionProvider"])
+                score = min(r.psnr_min for r in parity.measure(source.model, backend, photos, sizes))
+                scores.setdefault(leading, {})[method] = round(score, 2)
+                log(f"int8: {method} with {leading} leading fp32 convs gives {score:.1f} dB on {len(selection)} "
+                    "selection photos")
+        if not searching or max(scores[leading].values()) >= settings.target_db:
+            break
+    if searching and max(scores[leading].values()) < settings.target_db:  # none reached it: keep the best seen
+        leading = max(scores, key=lambda k: max(scores[k].values()))
+    best = max(scores[leading], key=scores[leading].get) if leading in scores else methods[0]
+    model = onnx.load(str(scratch / f"int8.{leading}.{best}.onnx"))
+    _stamp_and_save(model, source, "int8", conversion_settings("int8", settings), dest)
+    keep = to_int8.fp32_convs(convs, leading)
     return {"calibration": {"method": best, "chosen_by": "worst PSNR on selection photos" if scores else "--int8-method",
-                            "selection_psnr_db": {k: round(v, 2) for k, v in scores.items()},
-                            "images": len(calibration), "selection_images": len(selection),
-                            "size": list(settings.size), "folder": str(settings.calibration_images)}}
+                            "selection_psnr_db": scores.get(leading, {}), "images": len(calibration),
+                            "selection_images": len(selection), "size": list(settings.size),
+                            "folder": str(settings.calibration_images)},
+            "fp32_convs": {"leading": leading, "names": keep, "of": len(convs), "target_db": settings.target_db,
+                           "chosen_by": "fewest reaching target_db on selection photos" if searching
+                           else "--int8-fp32-convs", "search_psnr_db": {str(k): v for k, v in scores.items()}}}
 
 
 def export_precision(source: LoadedModel, precision: str, dest: Path, scratch: Path, int8: Int8Settings,

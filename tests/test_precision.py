@@ -79,9 +79,8 @@ def test_int8_graph_is_explicit_symmetric_qdq_with_fp32_instance_norm(low_precis
     model = onnx.load(str(out / "tiny.int8.onnx"))
     nodes = model.graph.node
     producers = {o: n for n in nodes for o in n.output}
+    consumers = {i: n for n in nodes for i in n.input}
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    conv_inputs = [producers.get(n.input[0]) for n in nodes if n.op_type == "Conv"]
-    assert conv_inputs and all(p is not None and p.op_type == "DequantizeLinear" for p in conv_inputs)
     for dq in (n for n in nodes if n.op_type == "DequantizeLinear"):
         zero = inits.get(dq.input[2]) if len(dq.input) > 2 else None
         assert zero is None or not zero.any(), "symmetric: every zero point is 0"
@@ -90,13 +89,50 @@ def test_int8_graph_is_explicit_symmetric_qdq_with_fp32_instance_norm(low_precis
             assert inits[dq.input[1]].size == inits[dq.input[0]].shape[0] > 1
     quantize = [n for n in nodes if n.op_type == "QuantizeLinear"]
     assert quantize and all(inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any() for q in quantize)
+    chosen = _entry(out, "int8")["fp32_convs"]
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    assert chosen["of"] == len(convs) and chosen["names"][-1] == convs[-1].name
+    assert chosen["names"] == [c.name for c in convs[:chosen["leading"]]] + [convs[-1].name]
+    for conv in convs:
+        quantized = conv.name not in chosen["names"]
+        # int8 in and out (ONNX Runtime fuses this into QLinearConv), or no Q/DQ at all.
+        assert (producers[conv.input[0]].op_type == "DequantizeLinear") == quantized, conv.name
+        assert (producers.get(conv.input[1]) is not None) == quantized, conv.name
+        assert (consumers[conv.output[0]].op_type == "QuantizeLinear") == quantized, conv.name
     for norm in (n for n in nodes if n.op_type == "InstanceNormalization"):
-        assert producers[norm.input[0]].op_type == "Conv", "InstanceNorm reads the fp32 conv output, unquantized"
+        assert producers[norm.input[0]].op_type in ("Conv", "DequantizeLinear"), "InstanceNorm runs in fp32"
+    assert chosen["leading"] < len(convs) - 1, "some convs are int8"
+
+
+def test_int8_fp32_convs_and_method_are_chosen_by_measured_parity(low_precision_export):
+    out, _ = low_precision_export
     entry = _entry(out, "int8")
-    calibration = entry["calibration"]
-    assert calibration["method"] in calibration["selection_psnr_db"] and len(calibration["selection_psnr_db"]) == 3
+    calibration, chosen = entry["calibration"], entry["fp32_convs"]
+    search = {int(k): v for k, v in chosen["search_psnr_db"].items()}
+    # The search stops at the first count of leading fp32 convs whose best method reaches the target.
+    assert sorted(search) == list(range(max(search) + 1))
+    assert all(max(v.values()) < chosen["target_db"] for k, v in search.items() if k < max(search))
+    if max(search[chosen["leading"]].values()) >= chosen["target_db"]:
+        assert chosen["leading"] == max(search)
+    else:
+        assert max(search[chosen["leading"]].values()) == max(max(v.values()) for v in search.values())
+    assert calibration["selection_psnr_db"] == search[chosen["leading"]] and len(search[chosen["leading"]]) == 3
     assert calibration["method"] == max(calibration["selection_psnr_db"], key=calibration["selection_psnr_db"].get)
     assert calibration["images"] == 5 and calibration["size"] == [64, 64]
+
+
+def test_int8_fixed_fp32_convs_skip_the_search(tiny_checkpoint, photos, calibration_photos, tmp_path):
+    result = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path), "--precision", "int8",
+                     "--parity-images", str(photos), "--calibration-images", str(calibration_photos),
+                     "--calibration-count", "4", "--calibration-size", "48x48", "--int8-method", "minmax",
+                     "--int8-fp32-convs", "1", "--allow-below-floor", "int8")
+    assert result.returncode == 0, result.stderr
+    entry = _entry(tmp_path, "int8")
+    assert entry["fp32_convs"]["leading"] == 1 and entry["fp32_convs"]["chosen_by"] == "--int8-fp32-convs"
+    assert entry["fp32_convs"]["search_psnr_db"] == {} and entry["calibration"]["method"] == "minmax"
+    bad = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path), "--precision", "int8",
+                  "--calibration-images", str(calibration_photos), "--int8-fp32-convs", "some")
+    assert bad.returncode == 2 and "--int8-fp32-convs" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_int8_model_runs_through_the_runtime(low_precision_export):

@@ -35,11 +35,15 @@ class OrtRunner(Runner):
         self.provider, self.threads = provider, threads
 
     def _load(self) -> None:
-        self.backend = OnnxRuntimeBackend(self.path, providers=[self.provider], threads=self.threads, config=NO_SPINNING)
+        self.backend = OnnxRuntimeBackend(self.path, providers=[self.provider], threads=self.threads, config=NO_SPINNING,
+                                          memory_arena=False)
         used = self.backend.session.get_providers()[0]
         if used != self.provider:
             raise StylecastError(f"{self.path}: ONNX Runtime fell back from {self.provider} to {used}")
         self.output = self.backend.session.get_outputs()[0].name
+
+    def close(self) -> None:
+        self.backend = None
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]:
         if self.provider in DEVICE_PROVIDERS:

@@ -51,6 +51,10 @@ class Runner(ABC):
     def _load(self) -> None: ...
 
     @abstractmethod
+    def close(self) -> None:
+        """Drop sessions, engines and compiled graphs, so the next model's formats start with the memory free."""
+
+    @abstractmethod
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]: ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -145,6 +146,14 @@ def _load_runners(plans: list[Planned]) -> None:
             plan.status, plan.runner = f"error: {describe_error(exc)}", None
 
 
+def _close_runners(plans: list[Planned]) -> None:
+    for plan in plans:
+        if plan.runner is not None:
+            plan.runner.close()
+    torch._dynamo.reset()  # compiled graphs of every resolution
+    gc.collect()
+
+
 def paired_speedup(baseline: list[float], other: list[float]) -> float:
     """Median over rounds of baseline time / this format's time in the same round.
 
@@ -225,6 +234,7 @@ def run(config: BenchConfig, progress: Progress = lambda *_: None, log: Callable
         for resolution in config.resolutions:
             progress(f"{variant.name} {resolution.label}", 0, 0)
             rows += bench_cell(variant, resolution, photos, config, peaks, progress)
+        _close_runners(variant.plans)
     return {
         FORMAT_KEY: RESULT_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

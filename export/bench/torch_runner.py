@@ -67,6 +67,9 @@ class TorchRunner(Runner):
         self.forward = torch.compile(model, dynamic=False) if self.mode.compile else model
         self.autocast = autocast_for(self.device, self.mode.precision)
 
+    def close(self) -> None:
+        self.forward = self.compute = self.stages = None
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self.autocast:
             if self.mode.channels_last:

@@ -36,6 +36,9 @@ class TensorRTRunner(Runner):
 
         self.backend = TensorRTBackend(self.path)
 
+    def close(self) -> None:
+        self.backend = None  # its __del__ frees the device buffers
+
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]:
         start = time.perf_counter_ns()
         out = self.backend.run(batch)
