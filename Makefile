@@ -78,7 +78,7 @@ compress: weights
 # Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
 bench: setup
 	for m in models/*.safetensors; do $(MAKE) --no-print-directory export STYLE=$$(basename $$m .safetensors) || exit 1; done
-	$(SC) bench $(ARGS)
+	$(SC) bench --readme README.md $(ARGS)
 
 # The gate needs only the fp32 export: a fresh clone has no calibration photos for int8.
 bench-check: $(ART)/$(STYLE).fp32.onnx
@@ -89,10 +89,12 @@ bench-baseline: $(ART)/$(STYLE).fp32.onnx
 weights-vgg19: setup
 	$(SC) weights fetch vgg19
 
-# Gatys vs feed-forward on $(SAMPLES) at $(COMPARE_SIZE) px, single scale (as Johnson et al. compared):
+# Gatys vs feed-forward on $(COMPARE_PHOTOS) at $(COMPARE_SIZE) px, single scale (as Johnson et al. compared):
 # one $(GATYS_STEPS)-iteration run per photo and loss network, saved also after each of $(GATYS_SNAPSHOTS)
 # iterations (an L-BFGS run is the same up to there), then one evaluation of everything with $(EVAL_NET).
+# Finished runs are kept (a re-run continues with the missing ones); delete $(CMP) to start over.
 CMP := $(ART)/compare
+COMPARE_PHOTOS ?= $(wildcard $(SAMPLES)/*.jpg)
 COMPARE_SIZE ?= 256
 GATYS_STEPS ?= 300
 GATYS_SNAPSHOTS ?= 50 100
@@ -100,11 +102,12 @@ LOSS_NETS ?= vgg19 vgg16
 EVAL_NET ?= vgg16
 GATYS_ARGS ?=
 compare: $(ART)/$(STYLE).fp32.onnx weights weights-vgg19
-	for net in $(LOSS_NETS); do for photo in $(SAMPLES)/*.jpg; do name=$$(basename $$photo .jpg); \
+	for net in $(LOSS_NETS); do for photo in $(COMPARE_PHOTOS); do name=$$(basename $$photo .jpg); \
+		test -f $(CMP)/gatys$(GATYS_STEPS)-$$net/$$name.png || \
 		$(SC) optimize $$photo styles/$(STYLE).jpg -o $(CMP)/gatys$(GATYS_STEPS)-$$net/$$name.png --loss-net $$net \
 			--scales $(COMPARE_SIZE) --steps $(GATYS_STEPS) $(GATYS_ARGS) \
 			$(foreach n,$(GATYS_SNAPSHOTS),--snapshot $(n):$(CMP)/gatys$(n)-$$net/$$name.png) || exit 1; done; done
-	$(SC) evaluate $(SAMPLES) --style styles/$(STYLE).jpg --size $(COMPARE_SIZE) --loss-net $(EVAL_NET) --out $(CMP) \
+	$(SC) evaluate $(COMPARE_PHOTOS) --style styles/$(STYLE).jpg --size $(COMPARE_SIZE) --loss-net $(EVAL_NET) --out $(CMP) \
 		--method $(STYLE)=$(ART)/$(STYLE).fp32.onnx \
 		$(foreach net,$(LOSS_NETS),$(foreach n,$(GATYS_SNAPSHOTS) $(GATYS_STEPS),--method gatys$(n)-$(net)=$(CMP)/gatys$(n)-$(net)))
 	@echo "open $(CMP)/report.md and $(CMP)/contact.png"

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylecast.runtime.backends.onnxruntime import _import_ort
+from stylecast.runtime.backends.onnxruntime import import_ort
 
 
 def session(model: bytes | Path, threads: int = 1):  # noqa: ANN201 - an onnxruntime.InferenceSession
-    ort = _import_ort()
+    ort = import_ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads

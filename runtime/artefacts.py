@@ -26,9 +26,9 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
 
 
 def onnx_metadata(path: Path) -> dict[str, str]:
-    from .backends.onnxruntime import _import_ort
+    from .backends.onnxruntime import import_ort
 
-    ort = _import_ort()
+    ort = import_ort()
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's errors are untyped

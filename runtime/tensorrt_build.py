@@ -13,8 +13,9 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
-from .errors import StylecastError
+from .errors import StylecastError, import_optional
 from .images import atomic_write
 from .metadata import FORMAT_KEY, sha256_file, tool_versions
 
@@ -143,13 +144,9 @@ def read_sidecar(engine: Path) -> dict:
         raise StylecastError(f"{side}: unreadable engine sidecar ({exc}); rebuild with `stylecast build-engine`") from exc
 
 
-def import_tensorrt():  # noqa: ANN201 - returns the module
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise StylecastError("TensorRT is not installed: on a Jetson it ships with JetPack; on a GPU server "
-                             "pip install 'stylecast[gpu]'") from exc
-    return tensorrt
+def import_tensorrt() -> ModuleType:
+    return import_optional("tensorrt", "TensorRT is not installed: on a Jetson it ships with JetPack; on a GPU server "
+                                       "pip install 'stylecast[gpu]'")
 
 
 class EngineBuilder:

@@ -122,8 +122,10 @@ def _bench(root, *args: str):
 
 @pytest.fixture(scope="module")
 def first_run(bench_tree, photos):
+    readme = bench_tree / "README.md"
+    readme.write_text("# Title\n\n<!-- bench-results:start -->\nold figures\n<!-- bench-results:end -->\n\nAfter.\n")
     done = _bench(bench_tree, "--photos", str(photos), "--out", str(bench_tree / "out"), "--name", "run",
-                  "--save-baseline", str(bench_tree / "baseline.json"))
+                  "--save-baseline", str(bench_tree / "baseline.json"), "--readme", str(readme))
     assert done.returncode == 0, done.stderr + done.stdout
     return json.loads((bench_tree / "out" / "run.json").read_text())
 
@@ -150,6 +152,9 @@ def test_bench_rows_for_every_format(first_run, bench_tree):
     table = (bench_tree / "out" / "run.md").read_text()
     assert "| model | res | format |" in table and "| tiny | 64x64 | ONNX Runtime | fp32 | CPU | ok |" in table
     assert (bench_tree / "out" / "run.png").stat().st_size > 5000
+    readme = (bench_tree / "README.md").read_text()
+    assert readme.startswith("# Title\n\n<!-- bench-results:start -->\n") and readme.endswith("-->\n\nAfter.\n")
+    assert "old figures" not in readme and table in readme and "![latency vs parity](out/run.png)" in readme
 
 
 def test_gate_passes_a_reasonable_baseline(first_run, bench_tree, photos, tmp_path):
@@ -210,6 +215,9 @@ def test_bench_user_errors_are_one_line(tmp_path):
     empty.mkdir()
     done = run_cli("bench", "--models", str(empty), "--quick")
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no checkpoints" in done.stderr
+    (tmp_path / "README.md").write_text("no markers here\n")
+    done = run_cli("bench", "--models", str(empty), "--readme", str(tmp_path / "README.md"))
+    assert done.returncode == 2 and "README.md" in done.stderr and "bench-results:start" in done.stderr
     bad = tmp_path / "baseline.json"
     bad.write_text("{")
     done = run_cli("bench", "--models", str(empty), "--check", str(bad))

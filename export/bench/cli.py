@@ -52,6 +52,8 @@ def bench(
     budget: Annotated[float | None, typer.Option(help="Seconds of timed rounds per model and resolution.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for <name>.json, .md and .png.")] = Path("benchmarks/results"),
     name: Annotated[str | None, typer.Option(help="File name stem (default: from the CPU/GPU and threads).")] = None,
+    readme: Annotated[Path | None, typer.Option(help="Also put the table and plot into this file, between its "
+                                                     "bench-results markers.")] = None,
     check: Annotated[Path | None, typer.Option(help="Baseline JSON: exit 1 naming every regression.")] = None,
     save_baseline: Annotated[Path | None, typer.Option(help="Write this run's ratios as a baseline JSON.")] = None,
     tolerance: Annotated[float | None, typer.Option(help="Allowed relative speedup drop, saved with a baseline "
@@ -68,6 +70,8 @@ def bench(
     from .torch_runner import default_modes
 
     baseline = gate.load_baseline(check) if check else None  # a bad baseline fails before minutes of timing
+    if readme:
+        report.readme_parts(readme)  # so does a README without the markers
     torch_device = pick_device(device)
     modes = default_modes(torch_device)
     skip = {}
@@ -104,6 +108,8 @@ def bench(
     report.write_json(result, out / f"{stem}.json")
     report.write_markdown(result, out / f"{stem}.md")
     report.plot(result, out / f"{stem}.png")
+    if readme:
+        report.splice_readme(readme, result, out / f"{stem}.png")
     _console_table(result, console)
     console.print(f"wrote {out / stem}.json, .md and .png", markup=False)
     if save_baseline:

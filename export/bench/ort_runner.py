@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend, _import_ort
+from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend, import_ort
 from stylecast.runtime.errors import StylecastError
 
 from .runner import Runner, Sample, elapsed_ms
@@ -20,7 +20,7 @@ NO_SPINNING = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_s
 
 
 def providers() -> list[str]:
-    return [p for p in _import_ort().get_available_providers() if p not in NOT_ENGINES]
+    return [p for p in import_ort().get_available_providers() if p not in NOT_ENGINES]
 
 
 def short_name(provider: str) -> str:
@@ -54,7 +54,7 @@ class OrtRunner(Runner):
 
     def _infer_on_device(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]:
         """IO binding splits the copies from the compute; each ORT call returns once its work is done."""
-        ort, session = _import_ort(), self.backend.session
+        ort, session = import_ort(), self.backend.session
         start = time.perf_counter_ns()
         device_in = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(batch, np.float32), "cuda", 0)
         uploaded = time.perf_counter_ns()

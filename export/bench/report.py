@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 
 from .scoring import EXACT_DB
@@ -114,6 +115,28 @@ def write_json(result: dict, dest: Path) -> None:
 
 def write_markdown(result: dict, dest: Path) -> None:
     atomic_write(dest, lambda tmp: tmp.write_text(markdown(result)))
+
+
+README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+
+
+def readme_parts(readme: Path) -> tuple[str, str]:
+    """The text before the start marker and after the end marker; checked before a long run, not after it."""
+    text = readme.read_text() if readme.is_file() else ""
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(README_END):
+        raise StylecastError(f"{readme}: needs one '{README_START}' line and, after it, one '{README_END}' line "
+                             "where the results go")
+    head, rest = text.split(README_START)
+    return head, rest.split(README_END)[1]
+
+
+def splice_readme(readme: Path, result: dict, image: Path) -> None:
+    """Replace what lies between the bench-results markers of ``readme`` with this run's table and plot,
+    so the figures in the README are always those of a run of this command."""
+    head, tail = readme_parts(readme)
+    link = image.relative_to(readme.parent) if image.is_relative_to(readme.parent) else image
+    block = f"{README_START}\n{markdown(result)}\n![latency vs parity]({link})\n{README_END}"
+    atomic_write(readme, lambda tmp: tmp.write_text(head + block + tail))
 
 
 def plot(result: dict, dest: Path, ceiling_db: float = 100.0) -> None:
