@@ -43,6 +43,7 @@ class CompressPlan:
     students: dict[str, str] = field(default_factory=lambda: {"w16": "width=16"})  # name -> --arch spec
     prune_flops: float | None = 28.0  # % of the teacher's FLOPs for the pruned student; None = no pruning
     steps: int = 600
+    prune_steps: int | None = None  # distillation steps of the pruned student (None: ``steps``)
     batch: int = 4
     crop: int = 128
     holdout: int = 10
@@ -97,8 +98,9 @@ def distill_stage(plan: CompressPlan, name: str, spec: str, train_dir: Path, ini
                   log: Callable[[str], None]) -> Path:
     stage = plan.work / name
     out = stage / f"{name}.safetensors"
+    steps = plan.prune_steps if init and plan.prune_steps else plan.steps
     inputs = {"teacher": plan.teacher, **({"init": init} if init else {})}
-    settings = {"arch": spec, "steps": plan.steps, "batch": plan.batch, "crop": plan.crop,
+    settings = {"arch": spec, "steps": steps, "batch": plan.batch, "crop": plan.crop,
                 "feature_weight": plan.feature_weight, "data": data_fingerprint(list_images(train_dir))}
     if manifest.completed(stage, inputs, settings):
         log(f"{name}: up to date")
@@ -106,13 +108,13 @@ def distill_stage(plan: CompressPlan, name: str, spec: str, train_dir: Path, ini
     style = load_model(plan.teacher).meta["style"]
     config = DistillConfig(
         style=style, style_image=plan.style_image, data=train_dir, out=out, run_dir=stage / "run",
-        steps=plan.steps, batch=plan.batch, crop=plan.crop, scale=(max(160, plan.crop), max(320, 2 * plan.crop)),
+        steps=steps, batch=plan.batch, crop=plan.crop, scale=(max(160, plan.crop), max(320, 2 * plan.crop)),
         precision=plan.precision, arch=ArchConfig.from_spec(spec), loss_net_weights=plan.loss_net_weights,
         teacher=plan.teacher, init=init, method="prune+distill" if init else "distill",
         distill=DistillWeights(feature=plan.feature_weight), checkpoint_every=50,
     )
     resume = (config.run_dir / "state.safetensors").is_file()
-    log(f"{name}: {'resuming' if resume else 'distilling'} {spec} for {plan.steps} steps")
+    log(f"{name}: {'resuming' if resume else 'distilling'} {spec} for {steps} steps")
     DistillTrainer(config).run(resume=resume)
     manifest.record(stage, f"distill {name}", inputs, settings, {"student": out})
     return out
@@ -163,10 +165,11 @@ def select(rows: dict[str, dict], teacher: str) -> str:
 def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
                  tick: Callable[[], None] = lambda: None) -> dict:
     train_dir, held = split(plan, log)
-    specs = dict(plan.students)
+    specs: dict[str, str] = {}
     init: dict[str, Path] = {}
-    if plan.prune_flops is not None:
+    if plan.prune_flops is not None:  # first: the likeliest pick, so an interrupted run has it soonest
         init[PRUNED], specs[PRUNED] = prune_stage(plan, log)
+    specs.update(plan.students)
     checkpoints = {"teacher": plan.teacher}
     for name, spec in specs.items():
         checkpoints[name] = distill_stage(plan, name, spec, train_dir, init.get(name), log)

@@ -35,6 +35,8 @@ def compress(
     student: Annotated[list[str] | None, typer.Option(help="NAME=ARCH student (repeatable).")] = None,
     prune_flops: Annotated[float, typer.Option(help="Also prune the teacher to this % of its FLOPs (0 = no).")] = 28.0,
     steps: Annotated[int, typer.Option(help="Distillation steps per student.")] = 600,
+    prune_steps: Annotated[int | None, typer.Option(help="Distillation steps of the pruned student, which starts "
+                                                         "from the teacher's weights (default: --steps).")] = None,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 4,
     crop: Annotated[int, typer.Option(help="Square training crop size.")] = 128,
     holdout: Annotated[int, typer.Option(help="Photos held out for the quality figures.")] = 10,
@@ -55,6 +57,7 @@ def compress(
         work=work or Path("runs") / "compress" / style,
         report_dir=report_dir or Path("benchmarks") / "results" / "compress" / style,
         students=parse_students(student or DEFAULT_STUDENTS), prune_flops=prune_flops or None, steps=steps,
+        prune_steps=prune_steps,
         batch=batch, crop=crop, holdout=holdout, eval_size=eval_size, feature_weight=feature_weight,
         precision=precision, loss_net_weights=loss_net_weights, parity_images=parity_images,
     )

@@ -114,3 +114,56 @@ def test_stylize_cli_chains_and_blends(tiny_onnx, photos, tmp_path):
                      "--strength", "0.5", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "coffee.tiny.jpg").is_file()
+
+
+def test_frechet_distance_matches_the_closed_form():
+    from stylecast.train.fid import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 6))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
+    # Same covariance, shifted mean: FID is the squared shift.
+    assert frechet_distance(a, a + np.arange(6)) == pytest.approx(float((np.arange(6) ** 2).sum()), rel=1e-9)
+    # b = 3a: C_b = 9 C_a, so (C_a C_b)^1/2 = 3 C_a and FID = |2 mu_a|^2 + Tr(C_a + 9 C_a - 6 C_a).
+    cov = np.cov(a, rowvar=False)
+    expected = 4 * float((a.mean(axis=0) ** 2).sum() + np.trace(cov))
+    assert frechet_distance(a, 3 * a) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(StylecastError, match="at least 2"):
+        frechet_distance(a[:1], a)
+
+
+class _PoolFeatures(torch.nn.Module):
+    """Test stand-in with the TorchScript Inception's call signature: (N,3,299,299) in [0,255] -> (N,2048)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.project = torch.nn.Conv2d(3, 2048, 8, stride=8)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return torch.relu(self.project(x / 255.0)).mean(dim=(2, 3))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # the weights' own format
+def test_evaluate_reports_fid_with_supplied_weights(tmp_path, photos, style_image, tiny_onnx, random_vgg16):
+    weights = tmp_path / "inception.pt"
+    torch.jit.script(_PoolFeatures()).save(str(weights))
+    contents = _copies(photos, tmp_path / "same")
+    out = tmp_path / "eval"
+    args = ["evaluate", *map(str, contents), "--style", str(style_image), "--method", f"ff={tiny_onnx}",
+            "--method", f"same={tmp_path / 'same'}", "--out", str(out), "--size", "32",
+            "--loss-net-weights", str(random_vgg16)]
+    result = run_cli(*args, "--fid-weights", str(weights), "--fid-reference", str(photos))
+    assert result.returncode == 0, result.stderr
+    fid = json.loads((out / "report.json").read_text())["fid"]
+    assert fid["weights"] == "inception.pt" and fid["reference_images"] == len(list(photos.glob("*.jpg")))
+    assert fid["images_per_method"] == 2 and set(fid["values"]) == {"content (no style)", "ff", "same"}
+    # The 'same' outputs are the photos themselves: as far from the reference as the photos are.
+    assert fid["values"]["same"] == pytest.approx(fid["values"]["content (no style)"], rel=0.05)
+    assert fid["values"]["ff"] != pytest.approx(fid["values"]["same"], rel=0.05)
+    assert "FID (inception.pt, 2 images per method" in (out / "report.md").read_text()
+    no_reference = run_cli(*args, "--fid-weights", str(weights))
+    assert no_reference.returncode == 2 and "--fid-reference" in no_reference.stderr
+    (tmp_path / "bad.pt").write_bytes(b"not torchscript")
+    bad = run_cli(*args, "--fid-weights", str(tmp_path / "bad.pt"), "--fid-reference", str(photos))
+    assert bad.returncode == 2 and "bad.pt" in bad.stderr and "Traceback" not in bad.stderr

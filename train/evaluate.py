@@ -32,7 +32,9 @@ from .vgg import VGGFeatures
 
 CONTENT_ROW = "content (no style)"
 FID_NOT_COMPUTED = ("not computed: FID needs Inception-v3 weights, which cannot be downloaded here and which no "
-                    "installed library ships; with a few images per method it would not be meaningful either")
+                    "installed library ships; pass --fid-weights inception-2015-12-05.pt and --fid-reference")
+FID_NOTE = ("against the reference set; below a few thousand images per set FID is biased upwards, so compare "
+            "methods only at equal set sizes")
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Evaluation:
     size: int = 256
     loss_net: str = "vgg16"
     net_id: str = ""
+    fid_weights: Path | None = None
+    fid_reference: list[Path] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
 
 
@@ -177,7 +181,7 @@ class Evaluator:
                 row.append(_fit(result, photo))
                 progress(1)
             rows.append(tuple(row))
-        report = self.report()
+        report = self.report(self._fid(rows) if ev.fid_weights else FID_NOT_COMPUTED)
         out = ev.out_dir
         atomic_write(out / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
         atomic_write(out / "report.md", lambda tmp: tmp.write_text(markdown(report)))
@@ -185,7 +189,22 @@ class Evaluator:
                      style=self.style_rgb, labels=["content", *(m.name for m in ev.methods)])
         return report
 
-    def report(self) -> dict:
+    def _fid(self, rows: list[tuple[np.ndarray, ...]]) -> dict:
+        """FID of each method's outputs (and of the unstyled photos) against the reference images."""
+        from .fid import InceptionFeatures, frechet_distance
+
+        ev = self.ev
+        if len(ev.fid_reference) < 2:
+            raise StylecastError("--fid-reference: give at least 2 images (e.g. paintings of the style, or real photos)")
+        inception = InceptionFeatures(ev.fid_weights)
+        reference = inception([load_image(p).rgb for p in ev.fid_reference])
+        names = [CONTENT_ROW, *(m.name for m in ev.methods)]
+        values = {name: frechet_distance(inception([row[i] for row in rows]), reference)
+                  for i, name in enumerate(names)}
+        return {"weights": ev.fid_weights.name, "weights_sha256": inception.sha256, "reference_images": len(reference),
+                "images_per_method": len(rows), "note": FID_NOTE, "values": values}
+
+    def report(self, fid: dict | str) -> dict:
         ev = self.ev
         summary = []
         for name in [CONTENT_ROW, *(m.name for m in ev.methods)]:
@@ -207,7 +226,7 @@ class Evaluator:
                              "style_loss": "mean over the style layers of |G - A|^2 / |A|^2 (Gram matrices G of "
                                            "the output, A of the style image)"},
             "methods": {m.name: str(m.source) for m in ev.methods},
-            "summary": summary, "scores": [asdict(s) for s in ev.scores], "fid": FID_NOT_COMPUTED,
+            "summary": summary, "scores": [asdict(s) for s in ev.scores], "fid": fid,
             "versions": json.loads(tool_versions("torch", "onnxruntime")),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -233,5 +252,11 @@ def markdown(report: dict) -> str:
     for row in report["summary"]:
         lines.append(f"| {row['method']} | {_cell(row['content_loss'])} | {_cell(row['style_loss'])} | "
                      f"{row['ssim']:.3f} | {row['psnr']:.1f} | {_cell(row['seconds_per_image'])} |")
-    lines += ["", f"FID: {report['fid']}.", ""]
+    fid = report["fid"]
+    if isinstance(fid, dict):
+        values = ", ".join(f"{name} {value:.1f}" for name, value in fid["values"].items())
+        lines += ["", f"FID ({fid['weights']}, {fid['images_per_method']} images per method vs {fid['reference_images']} "
+                      f"reference images; {fid['note']}): {values}.", ""]
+    else:
+        lines += ["", f"FID: {fid}.", ""]
     return "\n".join(lines)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from stylecast.runtime.errors import StylecastError
+
 from .cli import need_torch
 
 
@@ -19,6 +21,10 @@ def evaluate(
     size: Annotated[int, typer.Option(help="Long side (px) at which photos are scored; outputs are resized to it.")] = 256,
     loss_net: Annotated[str, typer.Option(help="Loss network for every method: vgg16 or vgg19.")] = "vgg16",
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG safetensors (default: the cache).")] = None,
+    fid_weights: Annotated[Path | None, typer.Option(help="TorchScript Inception-v3 (inception-2015-12-05.pt): "
+                                                         "also report FID against --fid-reference.")] = None,
+    fid_reference: Annotated[list[str] | None, typer.Option(help="Images FID compares every method's outputs "
+                                                                 "with (files, folders or globs).")] = None,
 ) -> None:
     """Score outputs against their photos and the style: content/style loss, SSIM, PSNR, time per image."""
     need_torch()
@@ -31,11 +37,14 @@ def evaluate(
     from .vgg import VGGFeatures
     from .weights import locate
 
+    if fid_weights is not None and not fid_reference:
+        raise StylecastError("--fid-weights needs --fid-reference IMAGES to compare the outputs with")
     methods = [parse_method(spec) for spec in method]
     weights = locate(loss_net, loss_net_weights)
     vgg = VGGFeatures(loss_net, sorted({GATYS_CONTENT_LAYER, *GATYS_STYLE_LAYERS}), weights.path)
     evaluation = Evaluation(style=style, contents=expand_inputs(contents), methods=methods, out_dir=out,
-                            size=size, loss_net=loss_net, net_id=weights.net_id)
+                            size=size, loss_net=loss_net, net_id=weights.net_id, fid_weights=fid_weights,
+                            fid_reference=expand_inputs(fid_reference) if fid_reference else [])
     evaluator = Evaluator(evaluation, vgg)
     with Progress(TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("evaluate", total=len(evaluation.contents) * len(methods))
@@ -44,5 +53,9 @@ def evaluate(
         seconds = "n/a" if row["seconds_per_image"] is None else f"{row['seconds_per_image']:.3g} s"
         typer.echo(f"{row['method']}: content {row['content_loss']:.3g}, style {row['style_loss']:.3g}, "
                    f"SSIM {row['ssim']:.3f}, PSNR {row['psnr']:.1f} dB, {seconds}/image")
-    typer.echo(f"FID {report['fid']}")
+    fid = report["fid"]
+    if isinstance(fid, dict):
+        typer.echo("FID " + ", ".join(f"{name} {value:.1f}" for name, value in fid["values"].items()))
+    else:
+        typer.echo(f"FID {fid}")
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'contact.png'}")
