@@ -90,7 +90,7 @@ weights-vgg19: setup
 
 # Gatys vs feed-forward on $(COMPARE_PHOTOS) at $(COMPARE_SIZE) px, single scale (as Johnson et al. compared):
 # one $(GATYS_STEPS)-iteration run per photo and loss network, saved also after each of $(GATYS_SNAPSHOTS)
-# iterations (an L-BFGS run is the same up to there), then one evaluation of everything with $(EVAL_NET).
+# iterations (an L-BFGS run is the same up to there), then an evaluation of everything with each of $(EVAL_NETS).
 # Finished runs are kept (a re-run continues with the missing ones); delete $(CMP) to start over.
 CMP := $(ART)/compare
 COMPARE_PHOTOS ?= $(wildcard $(SAMPLES)/*.jpg)
@@ -98,7 +98,7 @@ COMPARE_SIZE ?= 256
 GATYS_STEPS ?= 300
 GATYS_SNAPSHOTS ?= 50 100
 LOSS_NETS ?= vgg19 vgg16
-EVAL_NET ?= vgg16
+EVAL_NETS ?= vgg16 vgg19
 GATYS_ARGS ?=
 compare: $(ART)/$(STYLE).fp32.onnx weights weights-vgg19
 	for net in $(LOSS_NETS); do for photo in $(COMPARE_PHOTOS); do name=$$(basename $$photo .jpg); \
@@ -106,10 +106,11 @@ compare: $(ART)/$(STYLE).fp32.onnx weights weights-vgg19
 		$(SC) optimize $$photo styles/$(STYLE).jpg -o $(CMP)/gatys$(GATYS_STEPS)-$$net/$$name.png --loss-net $$net \
 			--scales $(COMPARE_SIZE) --steps $(GATYS_STEPS) $(GATYS_ARGS) \
 			$(foreach n,$(GATYS_SNAPSHOTS),--snapshot $(n):$(CMP)/gatys$(n)-$$net/$$name.png) || exit 1; done; done
-	$(SC) evaluate $(COMPARE_PHOTOS) --style styles/$(STYLE).jpg --size $(COMPARE_SIZE) --loss-net $(EVAL_NET) --out $(CMP) \
-		--method $(STYLE)=$(ART)/$(STYLE).fp32.onnx \
-		$(foreach net,$(LOSS_NETS),$(foreach n,$(GATYS_SNAPSHOTS) $(GATYS_STEPS),--method gatys$(n)-$(net)=$(CMP)/gatys$(n)-$(net)))
-	@echo "open $(CMP)/report.md and $(CMP)/contact.png"
+	for eval in $(EVAL_NETS); do $(SC) evaluate $(COMPARE_PHOTOS) --style styles/$(STYLE).jpg --size $(COMPARE_SIZE) \
+		--loss-net $$eval --out $(CMP)/eval-$$eval --method $(STYLE)=$(ART)/$(STYLE).fp32.onnx \
+		$(foreach net,$(LOSS_NETS),$(foreach n,$(GATYS_SNAPSHOTS) $(GATYS_STEPS),--method gatys$(n)-$(net)=$(CMP)/gatys$(n)-$(net))) \
+		|| exit 1; done
+	@echo "open $(CMP)/eval-*/report.md and contact.png"
 
 optimize-demo: weights-vgg19
 	$(SC) optimize $(SAMPLES)/astronaut.jpg styles/$(STYLE).jpg -o $(ART)/optimize/astronaut.png \
