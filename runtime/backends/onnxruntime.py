@@ -47,9 +47,9 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None,
                  config: dict[str, str] | None = None, memory_arena: bool = True) -> None:
-        """``memory_arena=False`` frees each tensor after use. Measured with every format of the teacher open
-        at once at 1080p: 15 GB resident with each session's arena (it doubles as it grows and never
-        shrinks), 3.1 GB without; the price is fresh pages each call, as PyTorch eager pays too."""
+        """``memory_arena=False`` frees each tensor after use, for many sessions open at once (the benchmark):
+        with each session's arena (it doubles as it grows and never shrinks) a full 1080p run reached 15 GB;
+        without, the teacher's 1080p cell peaks at 3.1 GB. The price is fresh pages each call, as in PyTorch."""
         super().__init__(path)
         ort = import_ort()
         from ..cache import cache_dir
