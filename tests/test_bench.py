@@ -91,6 +91,9 @@ def test_markdown_shows_gpu_stages_and_highlights():
     text = markdown(result)
     assert "H2D/compute/D2H ms" in text and "| 0.50/3.00/0.25 |" in text and "| 2.50x |" in text
     assert "- m 256x256: fastest ONNX Runtime fp32 CPU (2.50x, 41.2 dB); best PyTorch mode: eager (1.00x)" in text
+    int8 = {**_row("m/256x256/ONNX Runtime/int8/CPU", 4.0, psnr=40.0), "p50_ms": 2.5}
+    result["rows"] = [_row(EAGER, 1.0), {**gpu, "p50_ms": 4.0}, int8]
+    assert "; ONNX Runtime CPU vs its fp32: int8 1.60x" in markdown(result)
     result["rows"] = [_row(EAGER, 1.0)]
     assert "H2D" not in markdown(result)
 

@@ -63,8 +63,20 @@ def table_rows(result: dict, headers: tuple[str, ...] | None = None) -> list[lis
     return rows
 
 
+def _precision_ratios(rows: list[dict]) -> str:
+    """How much faster fp16 and int8 run than fp32 on the same engine, in the same rounds."""
+    parts = []
+    for engine in dict.fromkeys(r["engine"] for r in rows if r["format"] != "PyTorch"):
+        mine = {r["precision"]: r for r in rows if r["engine"] == engine and r["format"] != "PyTorch"}
+        gains = [f"{low} {mine['fp32']['p50_ms'] / mine[low]['p50_ms']:.2f}x" for low in ("fp16", "int8")
+                 if low in mine and "fp32" in mine]
+        if gains:
+            parts.append(f"{mine['fp32']['format']} {engine} vs its fp32: {', '.join(gains)}")
+    return "".join(f"; {part}" for part in parts)
+
+
 def highlights(result: dict) -> list[str]:
-    """Per model and resolution: the fastest format, and which PyTorch mode is worth using."""
+    """Per model and resolution: the fastest format, which PyTorch mode is worth using, and what fp16/int8 gain."""
     lines = []
     for variant, res in dict.fromkeys((r["variant"], r["resolution"]) for r in result["rows"]):
         ran = [r for r in result["rows"] if (r["variant"], r["resolution"]) == (variant, res) and r.get("speedup")]
@@ -74,7 +86,7 @@ def highlights(result: dict) -> list[str]:
         torch_best = max((r for r in ran if r["format"] == "PyTorch"), key=lambda r: r["speedup"], default=best)
         lines.append(f"- {variant} {res}: fastest {best['format']} {best['precision']} {best['engine']} "
                      f"({best['speedup']:.2f}x, {cell(best, 'psnr_min', 'db')} dB); best PyTorch mode: "
-                     f"{torch_best['engine']} ({torch_best['speedup']:.2f}x)")
+                     f"{torch_best['engine']} ({torch_best['speedup']:.2f}x){_precision_ratios(ran)}")
     return lines
 
 
