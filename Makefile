@@ -11,6 +11,7 @@
 #   make compare STYLE=wave feed-forward model vs Gatys (50/100/300 L-BFGS iterations, VGG19 and VGG16)
 #   make optimize-demo      one Gatys multi-scale 512 px stylization of a sample photo
 #   make hostile            stylize a generated folder of 40+ hostile files (every bad one reported)
+#   make int8-sensitivity   each conv rounded to int8 on its own: why the leading convs stay fp32
 #   make bench-tiles        tiled vs whole-image agreement, and peak memory on an 8000x6000 photo
 #   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
 STYLE ?= wave
@@ -30,7 +31,7 @@ BENCH_BASELINE ?= benchmarks/baselines/cpu-quick.json
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline weights-vgg19 compare optimize-demo hostile bench-tiles bench-video
+.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -131,6 +132,9 @@ hostile: setup
 	$(PY) -m tests.hostile artifacts/hostile
 	# Exit 1 is the expected outcome: the folder is meant to hold bad files.
 	$(SC) stylize artifacts/hostile --model $(MODEL) --out artifacts/hostile-out || test $$? -eq 1
+
+int8-sensitivity: setup
+	$(PY) -m benchmarks.int8_sensitivity --model models/$(STYLE).safetensors
 
 bench-tiles: setup
 	$(PY) -m benchmarks.tiles --model $(MODEL) --photo $(PHOTO)
