@@ -6,7 +6,7 @@ A quantized conv has Q/DQ on its input and its output, so ONNX Runtime fuses it 
 QLinearConv and TensorRT into an int8-in, int8-out kernel; InstanceNormalization, ReLU and the
 residual adds stay fp32 between them.
 
-Not every conv is quantized. Measured on the wave model (one conv at a time, 8-bit rounding): the
+Not every conv is quantized. Measured on the wave model by `make int8-sensitivity` (one conv at a time): the
 first encoder convs amplify rounding noise into whole-image texture changes (the first conv's input
 alone brings output PSNR down to 24 dB, the fourth conv's to 35 dB), while every later conv alone
 keeps it above 43 dB. So the leading convs and the image-producing last conv stay fp32; how
