@@ -130,6 +130,7 @@ class Evaluator:
         self.style_sha = sha256_file(evaluation.style)
         self.style_tensor = to_tensor(resize_long_side(self.style_rgb, evaluation.size))
         self.stylizers = {m.name: self._stylizer(m) for m in evaluation.methods if m.runs_model}
+        self.inception = self._inception() if evaluation.fid_weights else None  # bad weights fail before the work
         self.warm: set[str] = set()
 
     def _stylizer(self, method: Method):  # noqa: ANN202 - a runtime Stylizer
@@ -181,7 +182,7 @@ class Evaluator:
                 row.append(_fit(result, photo))
                 progress(1)
             rows.append(tuple(row))
-        report = self.report(self._fid(rows) if ev.fid_weights else FID_NOT_COMPUTED)
+        report = self.report(self._fid(rows) if self.inception else FID_NOT_COMPUTED)
         out = ev.out_dir
         atomic_write(out / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
         atomic_write(out / "report.md", lambda tmp: tmp.write_text(markdown(report)))
@@ -189,14 +190,18 @@ class Evaluator:
                      style=self.style_rgb, labels=["content", *(m.name for m in ev.methods)])
         return report
 
+    def _inception(self):  # noqa: ANN202 - fid.InceptionFeatures
+        from .fid import InceptionFeatures
+
+        if len(self.ev.fid_reference) < 2:
+            raise StylecastError("--fid-reference: give at least 2 images (e.g. paintings of the style, or real photos)")
+        return InceptionFeatures(self.ev.fid_weights)
+
     def _fid(self, rows: list[tuple[np.ndarray, ...]]) -> dict:
         """FID of each method's outputs (and of the unstyled photos) against the reference images."""
-        from .fid import InceptionFeatures, frechet_distance
+        from .fid import frechet_distance
 
-        ev = self.ev
-        if len(ev.fid_reference) < 2:
-            raise StylecastError("--fid-reference: give at least 2 images (e.g. paintings of the style, or real photos)")
-        inception = InceptionFeatures(ev.fid_weights)
+        ev, inception = self.ev, self.inception
         reference = inception([load_image(p).rgb for p in ev.fid_reference])
         names = [CONTENT_ROW, *(m.name for m in ev.methods)]
         values = {name: frechet_distance(inception([row[i] for row in rows]), reference)
