@@ -49,6 +49,9 @@ def compress(
 ) -> None:
     """Prune and distil students of a teacher, export and compare them, and write the best as <style>-slim."""
     need_torch("export")
+    for flag, value in (("--steps", steps), ("--prune-steps", prune_steps)):
+        if value is not None and value < 1:
+            raise StylecastError(f"{flag} {value}: must be at least 1")  # before minutes of pruning
     style, image = teacher_style_image(teacher, styles_dir, None)
     from .compress import CompressPlan, run_compress
 

@@ -235,3 +235,16 @@ def test_sigint_during_training_saves_state_and_resumes(tmp_path, photos, style_
     assert read_metadata(model)["steps"] == str(stopped + 2)
     steps = [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]]
     assert steps == list(range(1, stopped + 3))
+
+
+def test_zero_or_negative_step_counts_are_refused(photos, style_image, tiny_vgg, tmp_path):
+    """0 is a value, not 'use the preset': one line, exit 2, and no run folder or model written."""
+    model, run_dir = tmp_path / "m.safetensors", tmp_path / "run"
+    done = run_cli(*train_args(photos, style_image, tiny_vgg, model, run_dir, steps=0))
+    assert done.returncode == 2 and "--steps 0: must be at least 1" in done.stderr and "Traceback" not in done.stderr
+    assert not model.exists() and not run_dir.exists()
+    for flag in ("--steps", "--prune-steps"):
+        done = run_cli("compress", "--teacher", str(model), "--data", str(photos), "--work", str(tmp_path / "w"),
+                       flag, "-5")
+        assert done.returncode == 2 and f"{flag} -5: must be at least 1" in done.stderr
+    assert not (tmp_path / "w").exists()

@@ -34,6 +34,11 @@ def style_preset(style: str, styles_dir: Path) -> dict:
         raise StylecastError(f"{preset}: invalid TOML ({exc}); fix the file or delete it") from exc
 
 
+def _given(value: int | None, preset: dict, key: str, default: int) -> int:
+    """The flag if given (even 0, which the config then refuses), else the style preset, else the default."""
+    return value if value is not None else preset.get(key, default)
+
+
 def train(
     style: Annotated[str, typer.Option(help="Style name; defaults come from styles/<style>.toml.")],
     data: Annotated[Path, typer.Option(help="Folder of training photos (e.g. MS-COCO train2014).")],
@@ -82,9 +87,9 @@ def train(
         style=style, style_image=style_image, data=data,
         out=out or Path("models") / f"{style}.safetensors",
         run_dir=run_dir or Path("runs") / style,
-        steps=steps or preset.get("steps", 4000), batch=batch or preset.get("batch", 4),
-        crop=crop or preset.get("crop", 256), scale=tuple(preset.get("scale", (256, 384))),
-        style_size=style_size or preset.get("style_size", 512), lr=lr, seed=seed,
+        steps=_given(steps, preset, "steps", 4000), batch=_given(batch, preset, "batch", 4),
+        crop=_given(crop, preset, "crop", 256), scale=tuple(preset.get("scale", (256, 384))),
+        style_size=_given(style_size, preset, "style_size", 512), lr=lr, seed=seed,
         checkpoint_every=checkpoint_every, log_every=log_every, device=device, precision=precision,
         workers=workers, arch=ArchConfig(width=width, res_blocks=res_blocks), loss=loss,
         loss_net=loss_net, loss_net_weights=loss_net_weights,

@@ -53,6 +53,11 @@ class TrainConfig:
     loss_net: str = "vgg16"
     loss_net_weights: Path | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "crop", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise StylecastError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+
     def resume_key(self) -> dict[str, str]:
         """Settings that must match for a resume to continue the same run."""
         keys = ("style", "batch", "crop", "scale", "style_size", "lr", "seed", "loss_net")
