@@ -51,22 +51,36 @@ def parity_images(folder: Path, limit: int = 8) -> list[np.ndarray]:
     return [load_image(p).rgb for p in parity_files(folder, limit)]
 
 
-def measure(reference: torch.nn.Module, backend: Backend, photos: list[np.ndarray],
+class Reference:
+    """PyTorch fp32 (eval) outputs on a set of photos, computed once per size and shared by every graph
+    checked against them (each precision of an export, each int8 candidate)."""
+
+    def __init__(self, model: torch.nn.Module, photos: list[np.ndarray]) -> None:
+        self.model, self.photos = model.eval(), photos
+        self._outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """(NCHW input batch, expected output) at this size."""
+        if (height, width) not in self._outputs:
+            batch = np.stack([fit(p, height, width) for p in self.photos]).transpose(0, 3, 1, 2).astype(np.float32)
+            with torch.no_grad():
+                self._outputs[height, width] = batch, self.model(torch.from_numpy(batch)).numpy()
+        return self._outputs[height, width]
+
+
+def measure(reference: Reference, backend: Backend,
             sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES) -> list[SizeParity]:
-    """PyTorch fp32 (eval) vs the backend, image by image, at each size."""
-    reference = reference.eval()
+    """The reference vs the backend, image by image, at each size."""
     results = []
     for height, width in sizes:
-        batch = np.stack([fit(p, height, width) for p in photos]).transpose(0, 3, 1, 2).astype(np.float32)
-        with torch.no_grad():
-            expected = reference(torch.from_numpy(batch)).numpy()
+        batch, expected = reference.at(height, width)
         got = np.concatenate([backend.run(batch[i:i + 1]) for i in range(len(batch))])
         if got.shape != expected.shape:
             raise StylecastError(f"{backend.path}: output shape {got.shape} != PyTorch's {expected.shape}")
         hwc = lambda a: a.transpose(1, 2, 0)  # noqa: E731 - local reshuffle for the metrics
         scores = [psnr(e, g) for e, g in zip(expected, got, strict=True)]
         results.append(SizeParity(
-            height, width, len(photos),
+            height, width, len(batch),
             psnr_min=min(scores), psnr_mean=float(np.mean(scores)),
             ssim_min=min(ssim(hwc(e), hwc(g)) for e, g in zip(expected, got, strict=True)),
             max_abs_error=max(max_abs_error(e, g) for e, g in zip(expected, got, strict=True)),

@@ -64,6 +64,7 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
     if unknown:
         raise StylecastError(f"unknown precision(s) {unknown}; choose from {sorted(PSNR_FLOOR)}")
     photos = parity.parity_images(request.parity_images)
+    reference = parity.Reference(source.model, photos)  # PyTorch outputs once, for every precision
     held_out = {sha256_file(p) for p in parity.parity_files(request.parity_images)}
     name = request.checkpoint.stem  # wave, wave-slim: students never overwrite their teacher's files
     report = {"style": style, "name": name, "source_checkpoint": str(request.checkpoint), "source_sha256": checkpoint_sha,
@@ -83,8 +84,8 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
                 details = precisions.export_precision(source, precision, dest, Path(scratch), request.int8,
                                                       held_out, request.sizes, log)
             step(f"{precision}: exported, checking parity")
-            results = parity.measure(source.model, OnnxRuntimeBackend(dest, providers=["CPUExecutionProvider"]),
-                                     photos, request.sizes)
+            results = parity.measure(reference, OnnxRuntimeBackend(dest, providers=["CPUExecutionProvider"]),
+                                     request.sizes)
             worst, worst_ssim = min(r.psnr_min for r in results), min(r.ssim_min for r in results)
             passed = worst >= PSNR_FLOOR[precision] and worst_ssim >= SSIM_FLOOR[precision]
             report["exports"].append({

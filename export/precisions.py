@@ -97,7 +97,7 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
     convs = to_int8.conv_names(base)
     # At most half the convs stay fp32: past that int8 buys little, and the export's floor check decides.
     leading_counts = range(len(convs) // 2 + 1) if searching else [settings.fp32_leading]
-    photos = [load_image(p).rgb for p in selection]
+    reference = parity.Reference(source.model, [load_image(p).rgb for p in selection])
     scores: dict[int, dict[str, float]] = {}
     for leading in leading_counts:
         keep = to_int8.fp32_convs(convs, leading)
@@ -108,7 +108,7 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
             to_int8.quantize_int8(base, candidate, calibration, settings.size, method, keep)
             if len(methods) > 1 or searching:
                 backend = OnnxRuntimeBackend(candidate, providers=["CPUExecutionProvider"])
-                score = min(r.psnr_min for r in parity.measure(source.model, backend, photos, sizes))
+                score = min(r.psnr_min for r in parity.measure(reference, backend, sizes))
                 scores.setdefault(leading, {})[method] = round(score, 2)
                 log(f"int8: {method} with {leading} leading fp32 convs gives {score:.1f} dB on {len(selection)} "
                     "selection photos")
