@@ -127,7 +127,7 @@ lint: setup
 MODEL ?= $(ART)/$(STYLE).fp32.onnx
 PHOTO ?= $(SAMPLES)/chelsea.jpg
 
-hostile: setup
+hostile: setup $(MODEL)
 	rm -rf artifacts/hostile artifacts/hostile-out
 	$(PY) -m tests.hostile artifacts/hostile
 	# Exit 1 is the expected outcome: the folder is meant to hold bad files.
@@ -136,10 +136,10 @@ hostile: setup
 int8-sensitivity: setup
 	$(PY) -m benchmarks.int8_sensitivity --model models/$(STYLE).safetensors
 
-bench-tiles: setup
+bench-tiles: setup $(MODEL)
 	$(PY) -m benchmarks.tiles --model $(MODEL) --photo $(PHOTO)
 
-bench-video: setup
+bench-video: setup $(MODEL)
 	$(PY) -m benchmarks.video --model $(MODEL) --photo $(PHOTO)
 
 clean:

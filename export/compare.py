@@ -55,8 +55,9 @@ def perceptual(style_image: Path, teacher_meta: dict[str, str], loss_net_weights
     hyper = json.loads(teacher_meta.get("hyperparameters", "{}"))
     weights = LossWeights(**hyper.get("loss", {}))
     style_size = hyper.get("style_size", 512)
-    net = locate("vgg16", loss_net_weights)
-    vgg = VGGFeatures("vgg16", list(dict.fromkeys([weights.content_layer, *weights.style_layers])), net.path)
+    name = hyper.get("loss_net", "vgg16")
+    net = locate(name, loss_net_weights)
+    vgg = VGGFeatures(name, list(dict.fromkeys([weights.content_layer, *weights.style_layers])), net.path)
     return PerceptualLoss(vgg, load_style_image(style_image, style_size), weights).eval()
 
 

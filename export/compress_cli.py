@@ -49,9 +49,12 @@ def compress(
 ) -> None:
     """Prune and distil students of a teacher, export and compare them, and write the best as <style>-slim."""
     need_torch("export")
-    for flag, value in (("--steps", steps), ("--prune-steps", prune_steps)):
-        if value is not None and value < 1:
-            raise StylecastError(f"{flag} {value}: must be at least 1")  # before minutes of pruning
+    for flag, value, least in (("--steps", steps, 1), ("--prune-steps", prune_steps, 1), ("--batch", batch, 1),
+                               ("--holdout", holdout, 1), ("--crop", crop, 16), ("--eval-size", eval_size, 16)):
+        if value is not None and value < least:
+            raise StylecastError(f"{flag} {value}: must be at least {least}")  # before minutes of pruning
+    if not 0 <= prune_flops < 100:
+        raise StylecastError(f"--prune-flops {prune_flops}: a percentage of the teacher's FLOPs below 100 (0 = no pruning)")
     style, image = teacher_style_image(teacher, styles_dir, None)
     from .compress import CompressPlan, run_compress
 

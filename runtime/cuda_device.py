@@ -7,6 +7,7 @@ host memory and async copies.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 from typing import Protocol
 
@@ -92,6 +93,8 @@ class PyCuda:
         self.device = driver.Device(0)
         self.context = self.device.retain_primary_context()
         self.context.push()
+        # pycuda aborts at exit if a pushed context is still on the stack.
+        atexit.register(self.context.pop)
         self.stream = driver.Stream()
         self.stream_handle = int(self.stream.handle)
         self._allocations: dict[int, object] = {}

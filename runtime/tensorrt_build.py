@@ -1,4 +1,5 @@
-"""ONNX -> TensorRT engine, on the device that will run it (a Jetson needs only TensorRT and numpy).
+"""ONNX -> TensorRT engine, on the device that will run it (no torch: TensorRT, numpy, and onnxruntime to read the
+ONNX's stylecast metadata).
 
 Engines are tied to one TensorRT version and one GPU, so each carries a JSON sidecar that the
 TensorRT backend checks before deserializing. The precision lives in the ONNX graph (fp16 tensors,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StylecastError
+from .errors import StylecastError, import_optional
 from .images import atomic_write, refuse_special, write_error
 from .metadata import FORMAT_KEY, tool_versions
 from .temporal import FlickerMeter, TemporalBlend
@@ -65,11 +65,7 @@ class VideoReport:
 
 
 def _import_av():  # noqa: ANN202 - returns the module
-    try:
-        import av
-    except ImportError as exc:
-        raise StylecastError("video needs PyAV: pip install 'stylecast[video]'") from exc
-    return av
+    return import_optional("av", "video needs PyAV: pip install 'stylecast[video]'")
 
 
 def _open_input(av, path: Path):  # noqa: ANN001, ANN202 - PyAV objects

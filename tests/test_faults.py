@@ -248,3 +248,11 @@ def test_zero_or_negative_step_counts_are_refused(photos, style_image, tiny_vgg,
                        flag, "-5")
         assert done.returncode == 2 and f"{flag} -5: must be at least 1" in done.stderr
     assert not (tmp_path / "w").exists()
+    for args, says in ((("compress", "--teacher", "t", "--data", "d", "--holdout", "0"), "--holdout 0"),
+                       (("prune", "--model", "m", "--out", "o", "--target-flops", "20", "--step-ratio", "0"),
+                        "--step-ratio"),
+                       (("bench", "--resolution", "0"), "resolution '0'"),
+                       (("evaluate", str(photos), "--style", str(style_image), "--method", "a=x.onnx", "--size", "0"),
+                        "--size 0")):
+        done = run_cli(*args)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -109,6 +109,9 @@ def prune(
         raise StylecastError("give exactly one of --target-flops PERCENT or --target-latency MS")
     if target_flops is not None and not 0 < target_flops < 100:
         raise StylecastError(f"--target-flops {target_flops}: must be a percentage between 0 and 100")
+    if not 0 < step_ratio <= 0.5 or divisor < 1 or size < 16:
+        raise StylecastError(f"--step-ratio {step_ratio} / --divisor {divisor} / --size {size}: need 0 < step ratio "
+                             "<= 0.5, divisor >= 1 and size >= 16")
     if target_latency is not None and target_latency <= 0:
         raise StylecastError(f"--target-latency {target_latency}: must be a positive number of milliseconds")
     from .prune import PruneTarget, prune_checkpoint

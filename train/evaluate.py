@@ -193,8 +193,9 @@ class Evaluator:
     def _inception(self):  # noqa: ANN202 - fid.InceptionFeatures
         from .fid import InceptionFeatures
 
-        if len(self.ev.fid_reference) < 2:
-            raise StylecastError("--fid-reference: give at least 2 images (e.g. paintings of the style, or real photos)")
+        if len(self.ev.fid_reference) < 2 or len(self.ev.contents) < 2:
+            raise StylecastError("FID needs at least 2 photos to evaluate and 2 --fid-reference images "
+                                 "(e.g. paintings of the style, or real photos)")
         return InceptionFeatures(self.ev.fid_weights)
 
     def _fid(self, rows: list[tuple[np.ndarray, ...]]) -> dict:

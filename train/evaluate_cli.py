@@ -37,6 +37,8 @@ def evaluate(
     from .vgg import VGGFeatures
     from .weights import locate
 
+    if size < 16:
+        raise StylecastError(f"--size {size}: score at a long side of at least 16 px")
     if fid_weights is not None and not fid_reference:
         raise StylecastError("--fid-weights needs --fid-reference IMAGES to compare the outputs with")
     methods = [parse_method(spec) for spec in method]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.runtime.metadata import sha256_file
 
 from .checkpoint import load_model, save_model
@@ -58,7 +58,7 @@ def prune_until(net: TransformerNet, reached: Callable[[TransformerNet], bool], 
                 step_ratio: float = 0.05) -> TransformerNet:
     """Remove the least important channels (L2 norm of each coupled group), a round at a time, until
     ``reached``; the output conv's 3 channels and the input are never touched. Returns the rebuilt net."""
-    import torch_pruning as tp
+    tp = import_optional("torch_pruning", "pruning needs Torch-Pruning: pip install 'stylecast[compress]'")
 
     rounds = max(1, round(0.95 / step_ratio))
     pruner = tp.pruner.BasePruner(

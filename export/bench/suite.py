@@ -47,9 +47,13 @@ class Resolution:
             return cls(*NAMED_RESOLUTIONS[text])
         try:
             width, _, height = text.partition("x")
-            return cls(int(height or width), int(width))
+            parsed = cls(int(height or width), int(width))
         except ValueError:
-            raise ValueError(f"resolution {text!r}: use 256, WIDTHxHEIGHT or one of {sorted(NAMED_RESOLUTIONS)}") from None
+            parsed = None
+        if parsed is None or min(parsed.height, parsed.width) < 16:
+            raise ValueError(f"resolution {text!r}: use 256, WIDTHxHEIGHT (each at least 16) or one of "
+                             f"{sorted(NAMED_RESOLUTIONS)}")
+        return parsed
 
 
 @dataclass
