@@ -7,7 +7,9 @@
 #   make precision-latency  the benchmark of $(STYLE) alone at 512², 1 thread: every precision in one run
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 #   make bench              every model x format x precision x resolution -> benchmarks/results/
-#   make bench-check        quick CPU benchmark of $(STYLE) gated against $(BENCH_BASELINE) (CI)
+#   make bench-check        quick CPU benchmark of $(STYLE) gated against this machine class's baseline (CI)
+#   make bench-baseline     record this machine class's baseline next to the others in benchmarks/baselines/
+#   make bench-gate-eval    the gate's false-alarm rate and power on this machine -> benchmarks/results/gate-*.md
 #   make compare STYLE=wave feed-forward model vs Gatys (50/100/300 L-BFGS iterations, VGG19 and VGG16)
 #   make optimize-demo      one Gatys multi-scale 512 px stylization of a sample photo
 #   make hostile            stylize a generated folder of 40+ hostile files (every bad one reported)
@@ -27,11 +29,12 @@ SAMPLES := benchmarks/photos
 CALIB ?= $(DATA)
 # Precisions kept (marked below_target in report.json) when they miss their parity floor; empty: fail loudly.
 ALLOW_BELOW_FLOOR ?=
-BENCH_BASELINE ?= benchmarks/baselines/cpu-quick.json
+# A folder (the baseline of this machine's class is picked from it) or one baseline file, checked on purpose.
+BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
+.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +89,11 @@ bench-check: $(ART)/$(STYLE).fp32.onnx
 
 bench-baseline: $(ART)/$(STYLE).fp32.onnx
 	$(SC) bench $(BENCH_GATE) --save-baseline $(BENCH_BASELINE) --out artifacts/bench-check $(ARGS)
+
+# The gate's false-alarm rate (5 runs on this tree) and power (a 2x-FLOPs graph, a 10x baseline) on this machine.
+bench-gate-eval: $(ART)/$(STYLE).fp32.onnx
+	$(PY) -m stylecast.export.bench.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
+		--out benchmarks/results/gate-$$($(PY) -c "from stylecast.runtime.machine import fingerprint, class_id; print(class_id(fingerprint()))") $(ARGS)
 weights-vgg19: setup
 	$(SC) weights fetch vgg19
 

@@ -44,7 +44,8 @@ def compress(
     feature_weight: Annotated[float, typer.Option(help="Trunk attention-transfer loss weight (0 = off).")] = 0.0,
     styles_dir: Annotated[Path, typer.Option(help="Where style images and presets live.")] = Path("styles"),
     parity_images: Annotated[Path, typer.Option(help="Photos for the export parity check.")] = Path("benchmarks/photos"),
-    precision: Annotated[str, typer.Option(help="Training autocast: auto (bf16 where native), fp32, bf16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 autocast only where a probe measures it faster than "
+                                                  "fp32 on this machine), fp32, bf16 or fp16.")] = "auto",
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
 ) -> None:
     """Prune and distil students of a teacher, export and compare them, and write the best as <style>-slim."""

@@ -61,21 +61,65 @@ ORT = "m/256x256/ONNX Runtime/fp32/CPU"
 EAGER = "m/256x256/PyTorch/fp32/eager"
 
 
-def _baseline(*rows: dict) -> dict:
-    result = {"machine": {"cpu": "x", "versions": {}}, "settings": {"resolutions": ["256x256"]}, "rows": list(rows)}
+MACHINE = {"vendor": "AuthenticAMD", "cpu": "AMD EPYC", "family": 25, "model": 1, "features": ["avx2"], "cores": 2,
+           "torch": "2.13", "onnxruntime": "1.32"}
+
+
+def _baseline(*rows: dict, machine: dict = MACHINE) -> dict:
+    result = {"machine": {"cpu": "x", "versions": {}, "fingerprint": machine}, "settings": {"resolutions": ["256x256"]},
+              "rows": list(rows)}
     return gate.make_baseline(result, {"speedup_rel": 0.3, "psnr_db": 6.0, "ssim": 0.01})
+
+
+def _lines(problems: list) -> list[str]:
+    return [str(p) for p in problems]
 
 
 def test_gate_compares_same_run_ratios_with_tolerance():
     baseline = _baseline(_row(EAGER, 1.0), _row(ORT, 2.0, psnr=130.0))
     assert gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 1.5, psnr=110.0)]}, baseline) == []  # within 30%; both exact
-    slower = gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 1.3)]}, baseline)
+    slower = _lines(gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 1.3)]}, baseline))
     assert len(slower) == 1 and slower[0].startswith(ORT) and "speedup 1.3x < 1.40x" in slower[0]
     worse = gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 2.0, psnr=70.0, ssim=0.95)]}, baseline)
-    assert [p.split(": ")[1].split()[0] for p in worse] == ["PSNR", "SSIM"]
-    broken = gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 0.0, status="error: boom")]}, baseline)
+    assert [p.kind for p in worse] == ["psnr", "ssim"]
+    broken = _lines(gate.check({"rows": [_row(EAGER, 1.0), _row(ORT, 0.0, status="error: boom")]}, baseline))
     assert broken == [f"{ORT}: error: boom"]
-    assert "not measured" in gate.check({"rows": [_row(EAGER, 1.0)]}, baseline)[0]
+    assert "not measured" in str(gate.check({"rows": [_row(EAGER, 1.0)]}, baseline)[0])
+
+
+def test_floors_hold_on_any_machine():
+    """Without a baseline: failing rows and parity under the precision's floor are still regressions."""
+    int8 = "m/256x256/ONNX Runtime/int8/CPU"
+    bf16 = "m/256x256/PyTorch/bf16/bf16 autocast"
+    rows = [_row(EAGER, 1.0), _row(ORT, 1.1, psnr=116.0), _row(int8, 1.6, psnr=41.0, ssim=0.99), _row(bf16, 0.6, psnr=41.0),
+            _row("m/256x256/TensorRT/-/engine", 0.0, status="skipped: TensorRT not installed")]
+    assert gate.check_floors({"rows": rows}) == []
+    rows += [_row(int8.replace("CPU", "X"), 1.6, psnr=30.0, ssim=0.9), _row(ORT.replace("CPU", "Y"), 0, status="error: x")]
+    assert [(p.key.split("/")[-1], p.kind) for p in gate.check_floors({"rows": rows})] == [
+        ("X", "psnr"), ("X", "ssim"), ("Y", "status")]
+
+
+def test_baseline_of_this_machine_class_is_selected(tmp_path):
+    zen4 = {**MACHINE, "model": None, "features": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]}
+    for machine in (zen4, MACHINE, {**MACHINE, "cores": 16}):
+        gate.save_baseline(_baseline(_row(EAGER, 1.0), machine=machine), tmp_path)
+    assert len(list(tmp_path.glob("cpu-quick-amd-epyc-*.json"))) == 3
+    chosen, passed_over = gate.select_baseline(tmp_path, {**MACHINE, "onnxruntime": "1.40"})
+    assert chosen == gate.baseline_file(tmp_path, MACHINE) and len(passed_over) == 2
+    assert any("differs in features" in line for line in passed_over)
+    assert any("differs in cores 16 (here 2)" in line for line in passed_over)
+    assert gate.version_notes(gate.load_baseline(chosen), {**MACHINE, "onnxruntime": "1.40"}) == [
+        "onnxruntime 1.32 (here 1.40)"]
+    intel = {**MACHINE, "vendor": "GenuineIntel", "family": 6, "model": 207}
+    assert gate.select_baseline(tmp_path, intel)[0] is None
+
+
+def test_remeasured_rows_keep_the_faster_ratio():
+    result = {"rows": [_row(EAGER, 1.0), _row(ORT, 0.7)], "machine": {}}
+    again = {"rows": [_row(EAGER, 1.0), _row(ORT, 1.1)]}
+    merged = gate.keep_fastest(result, again)
+    assert [r["speedup"] for r in merged["rows"]] == [1.0, 1.1] and merged["rows"][1]["remeasured"]
+    assert gate.keep_fastest(merged, {"rows": [_row(ORT, 0.5)]})["rows"][1]["speedup"] == 1.1
 
 
 def test_markdown_shows_gpu_stages_and_highlights():
@@ -94,6 +138,10 @@ def test_markdown_shows_gpu_stages_and_highlights():
     int8 = {**_row("m/256x256/ONNX Runtime/int8/CPU", 4.0, psnr=40.0), "p50_ms": 2.5}
     result["rows"] = [_row(EAGER, 1.0), {**gpu, "p50_ms": 4.0}, int8]
     assert "; ONNX Runtime CPU vs its fp32: int8 1.60x" in markdown(result)
+    bf16 = {**_row("m/256x256/PyTorch/bf16/bf16 autocast", 0.6, psnr=41.0), "p50_ms": 16.0}
+    result["rows"] = [_row(EAGER, 1.0), bf16]
+    assert ("- m 256x256: fastest PyTorch fp32 eager (1.00x, exact dB); best PyTorch mode: eager (1.00x); "
+            "slower than eager: PyTorch bf16 bf16 autocast 0.60x") in markdown(result)
     result["rows"] = [_row(EAGER, 1.0)]
     assert "H2D" not in markdown(result)
 
@@ -160,26 +208,75 @@ def test_bench_rows_for_every_format(first_run, bench_tree):
     assert "old figures" not in readme and table in readme and "![latency vs parity](out/run.png)" in readme
 
 
-def test_gate_passes_a_reasonable_baseline(first_run, bench_tree, photos, tmp_path):
+@pytest.fixture
+def sound_tree(bench_tree, tmp_path):
+    """The bench tree without its damaged export: a failing row alone fails the gate on any machine."""
+    tree = tmp_path / "tree"
+    shutil.copytree(bench_tree, tree)
+    (tree / "artifacts" / "tiny" / "tiny.fp16.onnx").unlink()
+    return tree
+
+
+def test_gate_passes_a_reasonable_baseline(first_run, bench_tree, sound_tree, photos, tmp_path):
     """The saved baseline with a loose speed tolerance: timing noise cannot fail it, parity still counts."""
     baseline = json.loads((bench_tree / "baseline.json").read_text())
     assert {gate.row_key(_find(first_run, "ONNX Runtime", "fp32", "CPU"))} <= set(baseline["rows"])
+    assert baseline["machine_class"] == first_run["machine"]["fingerprint"]
     baseline["tolerance"]["speedup_rel"] = 0.99
     loose = tmp_path / "loose.json"
     loose.write_text(json.dumps(baseline))
-    done = _bench(bench_tree, "--photos", str(photos), "--out", str(tmp_path), "--check", str(loose))
+    done = _bench(sound_tree, "--photos", str(photos), "--out", str(tmp_path), "--check", str(loose))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no regression against" in done.stdout
+    damaged = _bench(bench_tree, "--photos", str(photos), "--out", str(tmp_path), "--check", str(loose))
+    assert damaged.returncode == 1 and "regression: tiny/64x64/ONNX Runtime/fp16/CPU: error:" in damaged.stdout
 
 
-def test_gate_fails_on_real_regressions(first_run, bench_tree, photos, tmp_path):
+def test_gate_picks_this_machine_class_from_a_folder(first_run, bench_tree, sound_tree, photos, tmp_path):
+    """A folder holding only another machine's baseline: latency is not gated (one line says how to record
+    one) and the run passes; with this machine's baseline added, that one gates it."""
+    baseline = json.loads((bench_tree / "baseline.json").read_text())
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    foreign = {**baseline, "machine_class": {**baseline["machine_class"], "vendor": "OtherVendor"}}
+    foreign["rows"] = {k: {**v, "speedup": v["speedup"] * 10} for k, v in baseline["rows"].items()}
+    (folder / "other.json").write_text(json.dumps(foreign))
+    done = _bench(sound_tree, "--photos", str(photos), "--out", str(tmp_path / "a"), "--check", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "passed over other.json" in done.stdout and "differs in vendor OtherVendor" in done.stdout
+    assert [line for line in done.stdout.splitlines() if "latency not gated" in line][0].endswith(
+        "record one with `make bench-baseline`")
+    demanding = {**baseline, "rows": foreign["rows"]}
+    (folder / "mine.json").write_text(json.dumps(demanding))
+    done = _bench(sound_tree, "--photos", str(photos), "--out", str(tmp_path / "b"), "--check", str(folder),
+                  "--confirm", "1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "re-measuring" in done.stdout and "(attempt 1 of 1)" in done.stdout
+    assert sum(line.startswith("regression:") and "speedup" in line for line in done.stdout.splitlines()) >= 2
+
+
+def test_slowed_graph_for_the_gate_evaluation_keeps_the_pixels(tiny_onnx, tmp_path):
+    """make bench-gate-eval's power check: more convs, the same output, so only latency can fail it."""
+    import onnx
+    import onnxruntime as ort
+
+    from stylecast.export.bench.gate_eval import slowed_copy
+
+    added = slowed_copy(tiny_onnx, tmp_path / "slow.onnx", 1.0, 0.05)
+    convs = [sum(n.op_type == "Conv" for n in onnx.load(str(p)).graph.node) for p in (tiny_onnx, tmp_path / "slow.onnx")]
+    assert added >= 1 and convs[1] == convs[0] + added
+    x = np.random.default_rng(0).random((1, 3, 32, 40), dtype=np.float32)
+    outputs = [ort.InferenceSession(str(p)).run(None, {"image": x})[0] for p in (tiny_onnx, tmp_path / "slow.onnx")]
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_gate_fails_on_real_regressions(first_run, bench_tree, sound_tree, photos, tmp_path):
     """A damaged export (last conv's bias off by 40, like a wrong normalisation) and a speedup the model
     cannot deliver: exit 1, both named."""
     import onnx
     from onnx import numpy_helper
 
-    tree = tmp_path / "tree"
-    shutil.copytree(bench_tree, tree)
+    tree = sound_tree
     path = tree / "artifacts" / "tiny" / "tiny.fp32.onnx"
     model = onnx.load(str(path))
     last_bias = [n for n in model.graph.node if n.op_type == "Conv"][-1].input[2]

@@ -59,7 +59,8 @@ def train(
     width: Annotated[int, typer.Option(help="Channels of the first conv (32 = Johnson).")] = 32,
     res_blocks: Annotated[int, typer.Option(help="Residual blocks (5 = Johnson).")] = 5,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast), fp32, bf16 or fp16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 autocast only where a probe measures it faster than "
+                                                  "fp32 on this machine), fp32, bf16 or fp16.")] = "auto",
     checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N steps.")] = 200,
     log_every: Annotated[int, typer.Option(help="Log losses every N steps.")] = 10,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,

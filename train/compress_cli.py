@@ -63,7 +63,8 @@ def distill(
     feature_weight: Annotated[float, typer.Option(help="Weight of the trunk attention-transfer loss (0 = off).")] = 0.0,
     method: Annotated[str, typer.Option(hidden=True, help="Recorded in the metadata (prune sets 'prune+distill').")] = "",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast), fp32, bf16 or fp16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 autocast only where a probe measures it faster than "
+                                                  "fp32 on this machine), fp32, bf16 or fp16.")] = "auto",
     checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N steps.")] = 100,
     log_every: Annotated[int, typer.Option(help="Log losses every N steps.")] = 10,
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,

@@ -45,7 +45,7 @@ class GatysConfig:
     init: str = "content"
     style_scale: float = 1.0  # style image long side = scale * this
     preserve_color: str | None = None
-    precision: str = "fp32"  # fp32 | bf16 (autocast: VGG in bf16, Gram matrices and losses in fp32)
+    precision: str = "auto"  # auto (measured) | fp32 | bf16 (autocast: VGG in bf16, Gram matrices and losses in fp32)
     seed: int = 0
 
     def check(self) -> None:
@@ -64,8 +64,8 @@ class GatysConfig:
             problems.append(f"--init {self.init}: choose from {', '.join(INITS)}")
         if self.preserve_color not in (None, *COLOUR_MODES):
             problems.append(f"--preserve-color {self.preserve_color}: choose {' or '.join(COLOUR_MODES)}")
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"--precision {self.precision}: choose fp32 or bf16")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"--precision {self.precision}: choose auto, fp32 or bf16")
         if problems:
             raise StylecastError("; ".join(problems))
 
@@ -109,12 +109,19 @@ def _initial(config: GatysConfig, content: torch.Tensor, style: np.ndarray) -> t
     return (torch.randn(content.shape, generator=generator) * 48.0 + 128.0).clamp(0, 255)
 
 
+LBFGS_FIRST_STEP = 10.0
+
+
 def _optimizer(config: GatysConfig, image: torch.Tensor) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam([image], lr=config.lr or 5.0)
     # One L-BFGS iteration per .step() so progress, logging and snapshots see every iteration;
-    # the curvature history lives in the optimizer state and carries over between calls.
-    return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
+    # the curvature history lives in the optimizer state and carries over between calls. The first
+    # iteration's step is lr/|g|_1 (torch's rule), which moves each of n pixels by about 1/n of its
+    # gradient: its curvature pair then differs from fp32 rounding noise by little, and on a Zen 3 CPU
+    # it pointed uphill and L-BFGS stood still from the second scale on. lr is FIRST_STEP for that
+    # iteration only (``run`` sets it back to 1, the full quasi-Newton step).
+    return torch.optim.LBFGS([image], lr=LBFGS_FIRST_STEP, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
                              tolerance_grad=0.0, tolerance_change=0.0)
 
 
@@ -160,6 +167,8 @@ class GatysOptimizer:
             optimizer = _optimizer(cfg, image)
             for _ in range(steps):
                 terms = self._step(optimizer, image, loss)
+                if cfg.optimizer == "lbfgs":
+                    optimizer.param_groups[0]["lr"] = 1.0  # after the first step (see _optimizer)
                 if cfg.optimizer == "adam":  # projected steps suit Adam; they would corrupt L-BFGS's curvature pairs
                     with torch.no_grad():
                         image.clamp_(0, 255)

@@ -62,8 +62,8 @@ def optimize(
     style_scale: Annotated[float, typer.Option(help="Style image size relative to the output's.")] = 1.0,
     preserve_color: Annotated[str | None, typer.Option(help="luminance (transfer luma only) or histogram "
                                                             "(recolour the style to the photo's colours).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 autocast (faster on CPUs with "
-                                                            "native bf16 and on GPUs).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where a probe measures it faster than fp32 "
+                                                            "on this machine), fp32 or bf16.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed (noise init); same seed, same machine, same image.")] = 0,
     snapshot: Annotated[list[str] | None, typer.Option(help="Also save the image after STEP iterations: STEP:PATH "
                                                             "(repeatable).")] = None,

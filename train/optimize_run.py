@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -24,6 +25,9 @@ from .optimize import GatysConfig, GatysOptimizer, StepReport
 from .plots import plot_losses
 from .vgg import VGGFeatures
 from .weights import locate
+
+if TYPE_CHECKING:
+    import torch
 
 LOG_FIELDS = ["step", "scale", "content", "style", "tv", "total", "seconds", "cpu_seconds"]
 SIDECAR_FORMAT = "optimized-image"
@@ -100,7 +104,9 @@ def run_job(job: OptimizeJob) -> float:
     weights = locate(job.loss_net, job.loss_net_weights)
     cfg = job.config
     vgg = VGGFeatures(job.loss_net, sorted({cfg.content_layer, *cfg.style_layers}), weights.path)
-    vgg = vgg.to("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    vgg = vgg.to(device)
+    _resolve_precision(cfg, device)
     meta = _metadata(job, weights.net_id, vgg.input)
     rows: list[dict] = []
 
@@ -124,6 +130,16 @@ def run_job(job: OptimizeJob) -> float:
     plot_losses(job.log, job.curve, title=f"gatys {meta['style']} ({job.loss_net}, {cfg.optimizer})",
                 series=("content", "style", "total"))
     return rows[-1]["seconds"]
+
+
+def _resolve_precision(cfg: GatysConfig, device: torch.device) -> None:
+    """``auto`` becomes what the precision probe measured faster; fp16 needs loss scaling, which L-BFGS has not."""
+    from .precision import resolve_precision
+
+    requested = cfg.precision
+    choice = resolve_precision(device, requested)
+    cfg.precision = "fp32" if choice.precision == "fp16" else choice.precision
+    print(f"precision {requested} -> {cfg.precision} on {device}: {choice.reason}", flush=True)
 
 
 def _timing(row: dict) -> dict:

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .data import StepBatches, StepSampler, list_images, load_style_image
 from .losses import LossWeights, PerceptualLoss
 from .model import ArchConfig, TransformerNet
 from .plots import plot_losses
+from .precision import autocast_for, resolve_precision
 from .vgg import VGGFeatures
 from .weights import locate
 
@@ -74,22 +74,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(device: torch.device, precision: str) -> str:
-    """``auto``: bf16 where the hardware has it (CUDA Ampere+, CPUs with AVX512-BF16/AMX),
-    fp16 with loss scaling on older GPUs, fp32 on CPUs that would only emulate bf16."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-
-
-def autocast_for(device: torch.device, precision: str):  # noqa: ANN201 - a context manager
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
-
-
 def data_fingerprint(files: list[Path]) -> str:
     """Identifies the training set (names and sizes) without hashing gigabytes of photos."""
     digest = hashlib.sha256()
@@ -113,7 +97,8 @@ class Trainer:
         self.device = pick_device(config.device)
         if self.device.type == "cuda" and self.distributed:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        self.precision = resolve_precision(self.device, config.precision)
+        self.precision_choice = resolve_precision(self.device, config.precision)
+        self.precision = self.precision_choice.precision
         self.interrupted = False
         self.data_id = ""
 
@@ -157,6 +142,7 @@ class Trainer:
             "loss_net": self.loss_net_id,
             "data": self.data_id,
             "train_precision": self.precision,
+            "train_precision_reason": self.precision_choice.reason,
             "steps": str(step),
             **self.config.resume_key(),
         }
@@ -188,6 +174,8 @@ class Trainer:
         if self.main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
             self._truncate_log(log_path, start)
+            print(f"precision {cfg.precision} -> {self.precision} on {self.device}: {self.precision_choice.reason}",
+                  flush=True)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             step = self._loop(train_model, model, criterion, optimizer, loader, start, log_path)

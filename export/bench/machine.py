@@ -7,15 +7,15 @@ the peak itself (a large matmul per precision) instead of quoting a datasheet.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass
 
 import torch
 
+from stylecast.runtime.machine import fingerprint, usable_cores
 from stylecast.runtime.metadata import tool_versions
-from stylecast.train.trainer import resolve_precision
+from stylecast.train.precision import measured_verdict
 
 BENCH_TOOLS = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy")
 
@@ -27,26 +27,19 @@ class Peak:
     size: int
 
 
-def cpu_model() -> str:
-    """The CPU's brand string as cpuid reports it (VMs often hide it from /proc/cpuinfo)."""
-    import cpuinfo
-
-    return cpuinfo.get_cpu_info().get("brand_raw") or platform.processor() or "unknown CPU"
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def describe(device: torch.device, threads: int) -> dict:
     """Machine, accelerator and versions: the JSON header that makes two runs comparable."""
+    print_ = fingerprint()
+    verdict = measured_verdict(device)
     info = {
-        "cpu": cpu_model(),
+        "cpu": print_["cpu"],
         "cpu_cores_usable": usable_cores(),
         "threads": threads,
         "platform": platform.platform(),
         "device": str(device),
-        "native_bf16": resolve_precision(device, "auto") == "bf16",
+        "fingerprint": print_,
+        "precision_probe": {"candidate": verdict.candidate, "speed_vs_fp32": round(1 / verdict.ratio, 3),
+                            "auto_picks": verdict.precision},
         "versions": json.loads(tool_versions(*BENCH_TOOLS)),
     }
     if device.type == "cuda":
@@ -85,19 +78,22 @@ def matmul_peak(precision: str, device: torch.device, size: int = 2048, seconds:
 
 
 def peak_precisions(device: torch.device) -> list[str]:
-    """fp32 always; bf16 where it is native (emulated bf16 is no ceiling); fp16 on GPUs; int8."""
-    found = ["fp32"]
-    if resolve_precision(device, "auto") == "bf16":
-        found.append("bf16")
-    if device.type == "cuda":
-        found.append("fp16")
-    return [*found, "int8"]
+    """fp32, bf16 and int8 everywhere (fp16 on GPUs); one that is slower than fp32 is reported as no ceiling."""
+    return ["fp32", "bf16", *(["fp16"] if device.type == "cuda" else []), "int8"]
 
 
-def measure_peaks(device: torch.device, seconds: float) -> dict[str, dict]:
+def measure_peaks(device: torch.device, seconds: float, probe_size: int = 256) -> dict[str, dict]:
+    """Each precision's peak, after one small call of each: an emulated precision (bf16 or int8 without
+    native kernels can be 100x slower) is no ceiling, and a full-size call of it would take minutes."""
+    fp32_small = matmul_peak("fp32", device, probe_size, seconds=0.0, calls=2).gflops
     peaks = {}
     for precision in peak_precisions(device):
         try:
+            small = matmul_peak(precision, device, probe_size, seconds=0.0, calls=2).gflops
+            if precision != "fp32" and small < fp32_small:
+                peaks[precision] = {"error": f"slower than fp32 here ({small:.0f} vs {fp32_small:.0f} GFLOP/s at "
+                                             f"{probe_size}²): no ceiling"}
+                continue
             peak = matmul_peak(precision, device, seconds=seconds)
         except (RuntimeError, NotImplementedError) as exc:  # e.g. no int8 matmul kernel on this build
             peaks[precision] = {"error": str(exc).splitlines()[0]}

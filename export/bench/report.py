@@ -84,9 +84,12 @@ def highlights(result: dict) -> list[str]:
             continue
         best = max(ran, key=lambda r: r["speedup"])
         torch_best = max((r for r in ran if r["format"] == "PyTorch"), key=lambda r: r["speedup"], default=best)
+        # A mode slower than eager is never "best": eager (1.00x) is among the candidates, and the slower ones are named.
+        slower = [f"{r['format']} {r['precision']} {r['engine']} {r['speedup']:.2f}x" for r in ran if r["speedup"] < 1.0]
         lines.append(f"- {variant} {res}: fastest {best['format']} {best['precision']} {best['engine']} "
                      f"({best['speedup']:.2f}x, {cell(best, 'psnr_min', 'db')} dB); best PyTorch mode: "
-                     f"{torch_best['engine']} ({torch_best['speedup']:.2f}x){_precision_ratios(ran)}")
+                     f"{torch_best['engine']} ({torch_best['speedup']:.2f}x){_precision_ratios(ran)}"
+                     + (f"; slower than eager: {', '.join(slower)}" if slower else ""))
     return lines
 
 
@@ -98,7 +101,8 @@ def notes(result: dict) -> list[str]:
 
 def header_lines(result: dict) -> list[str]:
     m, s = result["machine"], result["settings"]
-    peaks = ", ".join(f"{k} {v['gflops']:.0f}" for k, v in result["peaks_gflops"].items() if "gflops" in v)
+    peaks = ", ".join(f"{k} {v['gflops']:.0f}" if "gflops" in v else f"{k} none ({v['error'].split(' (')[0]})"
+                      for k, v in result["peaks_gflops"].items())
     accel = f", {m['gpu']}" if m.get("gpu") else ""
     policy = s["policy"]
     return [
