@@ -92,7 +92,7 @@ bench-baseline: $(ART)/$(STYLE).fp32.onnx
 
 # The gate's false-alarm rate (5 runs on this tree) and power (a 2x-FLOPs graph, a 10x baseline) on this machine.
 bench-gate-eval: $(ART)/$(STYLE).fp32.onnx
-	$(PY) -m stylecast.export.bench.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
+	$(PY) -m stylecast.benchmarks.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
 		--out benchmarks/results/gate-$$($(PY) -c "from stylecast.runtime.machine import fingerprint, class_id; print(class_id(fingerprint()))") $(ARGS)
 weights-vgg19: setup
 	$(SC) weights fetch vgg19
@@ -137,18 +137,18 @@ PHOTO ?= $(SAMPLES)/chelsea.jpg
 
 hostile: setup $(MODEL)
 	rm -rf artifacts/hostile artifacts/hostile-out
-	$(PY) -m tests.hostile artifacts/hostile
+	$(PY) -m stylecast.benchmarks.media.hostile artifacts/hostile
 	# Exit 1 is the expected outcome: the folder is meant to hold bad files.
 	$(SC) stylize artifacts/hostile --model $(MODEL) --out artifacts/hostile-out || test $$? -eq 1
 
 int8-sensitivity: setup
-	$(PY) -m benchmarks.int8_sensitivity --model models/$(STYLE).safetensors
+	$(PY) -m stylecast.benchmarks.media.int8_sensitivity --model models/$(STYLE).safetensors
 
 bench-tiles: setup $(MODEL)
-	$(PY) -m benchmarks.tiles --model $(MODEL) --photo $(PHOTO)
+	$(PY) -m stylecast.benchmarks.media.tiles --model $(MODEL) --photo $(PHOTO)
 
 bench-video: setup $(MODEL)
-	$(PY) -m benchmarks.video --model $(MODEL) --photo $(PHOTO)
+	$(PY) -m stylecast.benchmarks.media.video --model $(MODEL) --photo $(PHOTO)
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -1,4 +1,6 @@
-"""`stylecast export`: imported by the CLI without importing torch or onnx."""
+"""`stylecast export` and `stylecast build-engine`: imported by the CLI without importing torch or onnx.
+
+build-engine is torch-free, so it runs on the Jetson that will use the engine."""
 
 from __future__ import annotations
 
@@ -32,10 +34,9 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX and prove parity with PyTorch on real photos (report.json)."""
     need_torch("export")
+    from stylecast.export.pipeline import ExportRequest, phases, run_export
+    from stylecast.export.precisions import Int8Settings, parse_count, parse_size
     from stylecast.runtime.artefacts import safetensors_metadata
-
-    from .pipeline import ExportRequest, phases, run_export
-    from .precisions import Int8Settings, parse_count, parse_size
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
     out_dir = out or Path("artifacts") / checkpoint.stem
@@ -55,7 +56,37 @@ def export(
         verdict = "BELOW TARGET" if entry.get("below_target") else "ok"
         typer.echo(f"{out_dir / entry['file']}: parity {worst:.1f} dB (floor {entry['psnr_floor_db']:.0f}) {verdict}")
     if triton:
-        from .triton import export_repository
+        from stylecast.export.triton import export_repository
 
         for folder in export_repository(triton, [out_dir / e["file"] for e in report["exports"]]):
             typer.echo(f"{folder / 'config.pbtxt'}: Triton model")
+
+
+def build_engine(
+    model: Annotated[Path, typer.Argument(help="ONNX model exported by `stylecast export`.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: beside the ONNX).")] = None,
+    min_shape: Annotated[str, typer.Option("--min", help="Smallest input NxCxHxW of the profile.")] = "1x3x64x64",
+    opt_shape: Annotated[str, typer.Option("--opt", help="Input NxCxHxW TensorRT tunes for.")] = "1x3x512x512",
+    max_shape: Annotated[str, typer.Option("--max", help="Largest input NxCxHxW of the profile.")] = "4x3x1024x1024",
+    workspace_mib: Annotated[int, typer.Option(help="Builder workspace limit in MiB.")] = 1024,
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, reused across builds.")] = None,
+    verbose: Annotated[bool, typer.Option(help="TensorRT's verbose build log.")] = False,
+) -> None:
+    """Build NAME.<precision>.<gpu>.<trt>.engine (+ .json sidecar) for this GPU from an exported ONNX."""
+    from stylecast.export import tensorrt_build
+    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.cache import cache_dir
+    from stylecast.runtime.metadata import require
+
+    profile = tensorrt_build.Profile.parse(min_shape, opt_shape, max_shape)
+    meta = read_metadata(model)
+    require(meta, "onnx", model)
+    trt = tensorrt_build.import_tensorrt()
+    from stylecast.runtime.backends.cuda_device import open_device
+
+    name, capability = open_device().describe()
+    target = tensorrt_build.Target(trt.__version__, name, capability)
+    cache = timing_cache or cache_dir() / "tensorrt" / f"timing.{tensorrt_build.slug(name)}.trt{trt.__version__}.cache"
+    dest = tensorrt_build.build_engine(model, meta, out or model.parent, profile, workspace_mib, cache, target, verbose)
+    typer.echo(f"{dest}: {meta['precision']} engine for {name} (sm {capability}), TensorRT {trt.__version__}; "
+               f"profile {profile.as_text()}")

@@ -41,7 +41,7 @@ def onnx_latency_ms(path: Path, size: int, threads: int = 1, repeats: int = 5) -
 
 def torch_model_latency_ms(model: torch.nn.Module, size: int, threads: int = 1, repeats: int = 5) -> float:
     """Export in memory (same exporter and simplifier as `stylecast export`) and time it."""
-    from .to_onnx import simplify, trace_to_onnx
+    from stylecast.export.to_onnx import simplify, trace_to_onnx
 
     proto = simplify(trace_to_onnx(model))
     return session_latency_ms(session(proto.SerializeToString(), threads), size, repeats=repeats)

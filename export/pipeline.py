@@ -9,14 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stylecast.export import parity, precisions, to_onnx
+from stylecast.export.precisions import Int8Settings
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 from stylecast.runtime.metadata import sha256_file, tool_versions
 from stylecast.train.checkpoint import load_model
-
-from . import parity, precisions, to_onnx
-from .precisions import Int8Settings
 
 # Minimum PSNR (dB) of each precision against PyTorch fp32 on real photos, and SSIM where it is a floor too.
 PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import onnx
 
+from stylecast.export import parity, to_fp16, to_int8, to_onnx
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import load_image
 from stylecast.train.checkpoint import LoadedModel
-
-from . import parity, to_fp16, to_int8, to_onnx
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,10 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from stylecast.export.parity import fit
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
 from stylecast.runtime.metadata import sha256_file
-
-from .parity import fit
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
-from .errors import StylecastError
+from stylecast.runtime.errors import StylecastError
 
 
 def safetensors_metadata(path: Path) -> dict[str, str]:
@@ -26,7 +27,7 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
 
 
 def onnx_metadata(path: Path) -> dict[str, str]:
-    from .backends.onnxruntime import import_ort
+    from stylecast.runtime.backends.onnxruntime import import_ort
 
     ort = import_ort()
     try:
@@ -58,3 +59,22 @@ def read_metadata(path: Path) -> dict[str, str]:
             raise StylecastError(f"{path}: not a stylecast report (expected a JSON object)")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     raise StylecastError(f"{path}: unknown artefact type; expected .safetensors, .onnx, .engine or .json")
+
+
+def slug(text: str) -> str:
+    """A GPU name as a file-name part: 'NVIDIA Jetson AGX Orin' -> 'nvidia-jetson-agx-orin'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def sidecar_path(engine: Path) -> Path:
+    return Path(engine).with_suffix(Path(engine).suffix + ".json")
+
+
+def read_sidecar(engine: Path) -> dict:
+    side = sidecar_path(engine)
+    try:
+        return json.loads(side.read_text())
+    except FileNotFoundError as exc:
+        raise StylecastError(f"{engine}: no sidecar {side.name}; rebuild the engine with `stylecast build-engine`") from exc
+    except (OSError, ValueError) as exc:
+        raise StylecastError(f"{side}: unreadable engine sidecar ({exc}); rebuild with `stylecast build-engine`") from exc

@@ -12,7 +12,7 @@ import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from .errors import StylecastError
+from stylecast.runtime.errors import StylecastError
 
 FORMAT_KEY = "stylecast.format"
 REQUIRED = ("style", "arch", "precision")

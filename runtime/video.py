@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StylecastError, import_optional
-from .images import atomic_write, refuse_special, write_error
-from .metadata import FORMAT_KEY, tool_versions
-from .temporal import FlickerMeter, TemporalBlend
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.images import atomic_write, refuse_special, write_error
+from stylecast.runtime.metadata import FORMAT_KEY, tool_versions
+from stylecast.runtime.temporal import FlickerMeter, TemporalBlend
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # FFmpeg muxer and video encoder per output suffix; x264 where the wheel has it, else a fallback.

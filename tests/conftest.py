@@ -16,7 +16,7 @@ TINY_ARCH = ["--width", "4", "--res-blocks", "1"]
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real `stylecast` command in a fresh interpreter, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "stylecast.runtime.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stylecast.cli", *args], capture_output=True,
                           text=True, env=full_env, cwd=cwd, timeout=600)
 
 

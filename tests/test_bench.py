@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from stylecast.export.bench import gate
-from stylecast.export.bench.suite import Resolution
-from stylecast.export.bench.timing import summarise
+from stylecast.benchmarks import gate
+from stylecast.benchmarks.suite import Resolution
+from stylecast.benchmarks.timing import summarise
 
 from .conftest import run_cli
 
@@ -37,8 +37,8 @@ def _conv_gflops(cin: int, cout: int, kernel: int, pixels: int) -> float:
 
 def test_flops_and_params_of_the_johnson_net():
     """Counted by PyTorch's FlopCounterMode, checked against the layer-by-layer formula of the architecture."""
+    from stylecast.train.compress.prune import gflops as count_gflops
     from stylecast.train.model import TransformerNet, count_parameters
-    from stylecast.train.prune import gflops as count_gflops
 
     model = TransformerNet()
     full, half, quarter = 256 * 256, 128 * 128, 64 * 64
@@ -124,7 +124,7 @@ def test_remeasured_rows_keep_the_faster_ratio():
 
 def test_markdown_shows_gpu_stages_and_highlights():
     """The CUDA-only column (H2D/compute/D2H from events) renders when rows carry it; CPU runs leave it out."""
-    from stylecast.export.bench.report import markdown
+    from stylecast.benchmarks.report import markdown
 
     gpu = {**_row(ORT, 2.5, psnr=41.25), "p50_ms": 4.0, "h2d_p50_ms": 0.5, "compute_p50_ms": 3.0, "d2h_p50_ms": 0.25}
     result = {"machine": {"cpu": "cpu", "gpu": "GPU", "cpu_cores_usable": 2},
@@ -260,7 +260,7 @@ def test_slowed_graph_for_the_gate_evaluation_keeps_the_pixels(tiny_onnx, tmp_pa
     import onnx
     import onnxruntime as ort
 
-    from stylecast.export.bench.gate_eval import slowed_copy
+    from stylecast.benchmarks.gate_eval import slowed_copy
 
     added = slowed_copy(tiny_onnx, tmp_path / "slow.onnx", 1.0, 0.05)
     convs = [sum(n.op_type == "Conv" for n in onnx.load(str(p)).graph.node) for p in (tiny_onnx, tmp_path / "slow.onnx")]
@@ -301,7 +301,7 @@ def test_gate_fails_on_real_regressions(first_run, bench_tree, sound_tree, photo
 
 def test_stale_export_is_refused(bench_tree, tmp_path):
     """An ONNX exported from an older version of the checkpoint is named and refused, not timed."""
-    from stylecast.export.bench.discover import artefacts_for
+    from stylecast.benchmarks.discover import artefacts_for
 
     checkpoint = tmp_path / "tiny.safetensors"
     checkpoint.write_bytes((bench_tree / "models" / "tiny.safetensors").read_bytes() + b" ")

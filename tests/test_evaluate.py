@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from stylecast.benchmarks.quality.evaluate import find_output
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.train.evaluate import find_output
 
 from .conftest import run_cli
 
@@ -117,7 +117,7 @@ def test_stylize_cli_chains_and_blends(tiny_onnx, photos, tmp_path):
 
 
 def test_frechet_distance_matches_the_closed_form():
-    from stylecast.train.fid import frechet_distance
+    from stylecast.benchmarks.quality.fid import frechet_distance
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(400, 6))

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stylecast.benchmarks.media.hostile import make_hostile
 from stylecast.runtime.backends.base import load_backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import save_image
 
 from .conftest import run_cli, train_args
-from .hostile import make_hostile
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -194,7 +194,7 @@ def test_sigint_during_batch_leaves_only_complete_outputs(tiny_onnx, tmp_path):
     Image.fromarray(noise).save(inputs / "img-000.png")
     for i in range(1, 400):
         shutil.copy(inputs / "img-000.png", inputs / f"img-{i:03d}.png")
-    cmd = [sys.executable, "-m", "stylecast.runtime.cli", "stylize", str(inputs), "--model", str(tiny_onnx),
+    cmd = [sys.executable, "-m", "stylecast.cli", "stylize", str(inputs), "--model", str(tiny_onnx),
            "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
@@ -215,7 +215,7 @@ def test_sigint_during_batch_leaves_only_complete_outputs(tiny_onnx, tmp_path):
 def test_sigint_during_training_saves_state_and_resumes(tmp_path, photos, style_image, tiny_vgg):
     run_dir, model = tmp_path / "run", tmp_path / "m.safetensors"
     args = train_args(photos, style_image, tiny_vgg, model, run_dir, steps=100000)
-    cmd = [sys.executable, "-m", "stylecast.runtime.cli", *args]
+    cmd = [sys.executable, "-m", "stylecast.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
     log = run_dir / "log.csv"

@@ -147,7 +147,7 @@ class Block:
         if name == "torch" or name.startswith("torch.") or name == "safetensors.torch":
             raise ImportError("torch is blocked in this test")
 sys.meta_path.insert(0, Block())
-from stylecast.runtime.cli import main
+from stylecast.cli import main
 sys.argv = ["stylecast"] + sys.argv[1:]
 main()
 """
@@ -168,7 +168,7 @@ def test_runtime_runs_with_torch_blocked(tiny_onnx, photos, tmp_path):
 
 
 def test_runtime_package_never_imports_torch():
-    code = "import sys, stylecast.runtime.cli, stylecast.runtime.stylizer; print('torch' in sys.modules)"
+    code = "import sys, stylecast.cli, stylecast.runtime.stylizer; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
@@ -176,7 +176,7 @@ def test_runtime_package_never_imports_torch():
 def test_torchrun_ddp_two_cpu_processes(tmp_path, photos, style_image, tiny_vgg):
     args = train_args(photos, style_image, tiny_vgg, tmp_path / "ddp.safetensors", tmp_path / "run", 2)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stylecast.runtime.cli", *args, "--device", "cpu"]
+           "-m", "stylecast.cli", *args, "--device", "cpu"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     meta = read_metadata(tmp_path / "ddp.safetensors")

@@ -13,8 +13,7 @@ from safetensors.torch import load_file, save_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 from stylecast.runtime.metadata import FORMAT_KEY, require, tool_versions
-
-from .model import ArchConfig, TransformerNet
+from stylecast.train.model import ArchConfig, TransformerNet
 
 MODEL_FORMAT = "checkpoint"
 STATE_FORMAT = "train-state"

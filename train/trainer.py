@@ -18,15 +18,14 @@ from torch.utils.data import DataLoader
 
 from stylecast.runtime.errors import Interrupted, StylecastError
 from stylecast.runtime.metadata import sha256_file
-
-from .checkpoint import load_state, save_model, save_state
-from .data import StepBatches, StepSampler, list_images, load_style_image
-from .losses import LossWeights, PerceptualLoss
-from .model import ArchConfig, TransformerNet
-from .plots import plot_losses
-from .precision import autocast_for, resolve_precision
-from .vgg import VGGFeatures
-from .weights import locate
+from stylecast.train.checkpoint import load_state, save_model, save_state
+from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image
+from stylecast.train.losses import LossWeights, PerceptualLoss
+from stylecast.train.model import ArchConfig, TransformerNet
+from stylecast.train.plots import plot_losses
+from stylecast.train.precision import autocast_for, resolve_precision
+from stylecast.train.vgg import VGGFeatures
+from stylecast.train.weights import locate
 
 
 @dataclass

@@ -9,8 +9,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from stylecast.runtime.errors import StylecastError
-
-from .weights import CAFFE_BGR, RGB_IMAGENET, input_convention
+from stylecast.train.weights import CAFFE_BGR, RGB_IMAGENET, input_convention
 
 # Channels of each conv, "M" = 2x2 max pool. Layer names follow the paper: relu{block}_{conv}.
 CONFIGS = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StylecastError
+from stylecast.runtime.errors import StylecastError
 
 
 class Backend(ABC):
@@ -41,11 +41,11 @@ def load_backend(path: Path, backend: str = "auto", providers: list[str] | None 
         raise StylecastError(f"{path}: model not found; run `make export` or pass --model PATH")
     suffix = path.suffix.lower()
     if backend in ("auto", "onnxruntime") and suffix == ".onnx":
-        from .onnxruntime import OnnxRuntimeBackend
+        from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, providers=providers, threads=threads)
     if backend in ("auto", "tensorrt") and suffix in (".engine", ".plan"):
-        from .tensorrt import TensorRTBackend
+        from stylecast.runtime.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(path)
     raise StylecastError(f"{path}: no backend for '{suffix}' files with --backend {backend}; "

@@ -7,9 +7,9 @@ from types import ModuleType
 
 import numpy as np
 
-from ..errors import StylecastError, import_optional
-from ..metadata import require
-from .base import Backend
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.metadata import require
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -52,7 +52,7 @@ class OnnxRuntimeBackend(Backend):
         without, the teacher's 1080p cell peaks at 3.1 GB. The price is fresh pages each call, as in PyTorch."""
         super().__init__(path)
         ort = import_ort()
-        from ..cache import cache_dir
+        from stylecast.runtime.cache import cache_dir
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -64,7 +64,7 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(ort.get_available_providers(), providers)
         precision = "fp32"
         if "TensorrtExecutionProvider" in chosen:  # its flags depend on the graph's precision
-            from ..artefacts import onnx_metadata
+            from stylecast.runtime.artefacts import onnx_metadata
 
             precision = onnx_metadata(path).get("precision", "fp32")
         with_options = [(p, provider_options(p, cache_dir(), precision)) for p in chosen]
