@@ -14,16 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.export import compare, manifest, parity
+from stylecast.export import parity
 from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import atomic_write, load_image
 from stylecast.runtime.metadata import sha256_file
 from stylecast.train.checkpoint import load_model, save_model
+from stylecast.train.compress import manifest
 from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
 from stylecast.train.compress.prune import PruneTarget, arch_spec, prune_checkpoint
 from stylecast.train.compress.report import render_markdown
+from stylecast.train.compress.students import TARGET, Entry, cost, latencies, perceptual, quality, verdict
 from stylecast.train.data import list_images
 from stylecast.train.model import ArchConfig
 from stylecast.train.trainer import data_fingerprint
@@ -129,24 +131,24 @@ def export_stage(plan: CompressPlan, name: str, checkpoint: Path, log: Callable[
 
 def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path], log: Callable[[str], None],
              tick: Callable[[], None] = lambda: None) -> tuple[dict, dict[str, list[np.ndarray]], list[np.ndarray]]:
-    entries = [compare.Entry(name, load_model(path), export_stage(plan, name, path, log))
+    entries = [Entry(name, load_model(path), export_stage(plan, name, path, log))
                for name, path in checkpoints.items()]
     teacher, students = entries[0], entries[1:]
     size = plan.eval_size
     photos = [parity.fit(load_image(p).rgb, size, size) for p in held]
-    loss = compare.perceptual(plan.style_image, teacher.model.meta, plan.loss_net_weights)
-    means, outputs = compare.quality(teacher, students, photos, loss, tick)
-    latency = compare.latencies(entries, size, threads=plan.latency_threads)
+    loss = perceptual(plan.style_image, teacher.model.meta, plan.loss_net_weights)
+    means, outputs = quality(teacher, students, photos, loss, tick)
+    latency = latencies(entries, size, threads=plan.latency_threads)
     rows = {}
     for entry in entries:
-        row = {**compare.cost(entry), "checkpoint": str(checkpoints[entry.name]),
+        row = {**cost(entry), "checkpoint": str(checkpoints[entry.name]),
                "sha256": sha256_file(checkpoints[entry.name]), "onnx": str(entry.onnx),
                "latency_ms": latency[entry.name], "speedup": round(latency[teacher.name] / latency[entry.name], 2),
                "psnr": round(means[entry.name]["psnr"], 2), "ssim": round(means[entry.name]["ssim"], 4),
                "style_loss": means[entry.name]["style"], "content_loss": means[entry.name]["content"]}
         rows[entry.name] = row
     for entry in students:
-        rows[entry.name].update(compare.verdict(rows[entry.name], rows[teacher.name]))
+        rows[entry.name].update(verdict(rows[entry.name], rows[teacher.name]))
     return rows, outputs, photos
 
 
@@ -187,7 +189,7 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
                 report=str(plan.report_dir / "report.md"), arch_spec=arch_spec(source.model.config))
     save_model(plan.out, source.model, meta)
     report = {"teacher": str(plan.teacher), "teacher_sha256": sha256_file(plan.teacher), "slim": str(plan.out),
-              "slim_sha256": sha256_file(plan.out), "selected": chosen, "target": compare.TARGET,
+              "slim_sha256": sha256_file(plan.out), "selected": chosen, "target": TARGET,
               "held_out": [p.name for p in held], "eval_size": plan.eval_size,
               "plan": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()},
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "models": rows}
