@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.artifacts import read_metadata, require, sha256_file
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.metadata import require, sha256_file
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 

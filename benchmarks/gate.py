@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylecast.export.pipeline import PSNR_FLOOR, SSIM_FLOOR
+from stylecast.runtime.artifacts import FORMAT_KEY
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 from stylecast.runtime.machine import VERSION_KEYS, class_id, describe_class, mismatches
-from stylecast.runtime.metadata import FORMAT_KEY
 
 BASELINE_FORMAT = "bench-baseline"
 # PSNR above this is float rounding noise: 120 dB and 140 dB are the same "exact" for the gate.

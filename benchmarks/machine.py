@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from stylecast.runtime.artifacts import tool_versions
 from stylecast.runtime.machine import fingerprint, usable_cores
-from stylecast.runtime.metadata import tool_versions
 from stylecast.train.precision import measured_verdict
 
 BENCH_TOOLS = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy")

@@ -20,7 +20,7 @@ from stylecast.benchmarks.timing import FULL, Policy, Timed, describe_error, run
 from stylecast.benchmarks.torch_runner import BASELINE, MODES, TorchRunner, unavailable
 from stylecast.benchmarks.trt_runner import TensorRTRunner, why_unavailable
 from stylecast.export.parity import fit, parity_images
-from stylecast.runtime.metadata import FORMAT_KEY, sha256_file
+from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file
 from stylecast.train.checkpoint import load_model
 from stylecast.train.compress.prune import gflops as count_gflops
 from stylecast.train.model import count_parameters

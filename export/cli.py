@@ -36,7 +36,7 @@ def export(
     need_torch("export")
     from stylecast.export.pipeline import ExportRequest, phases, run_export
     from stylecast.export.precisions import Int8Settings, parse_count, parse_size
-    from stylecast.runtime.artefacts import safetensors_metadata
+    from stylecast.runtime.artifacts import safetensors_metadata
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
     out_dir = out or Path("artifacts") / checkpoint.stem
@@ -74,9 +74,8 @@ def build_engine(
 ) -> None:
     """Build NAME.<precision>.<gpu>.<trt>.engine (+ .json sidecar) for this GPU from an exported ONNX."""
     from stylecast.export import tensorrt_build
-    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.artifacts import read_metadata, require
     from stylecast.runtime.cache import cache_dir
-    from stylecast.runtime.metadata import require
 
     profile = tensorrt_build.Profile.parse(min_shape, opt_shape, max_shape)
     meta = read_metadata(model)

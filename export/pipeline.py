@@ -11,10 +11,10 @@ from pathlib import Path
 
 from stylecast.export import parity, precisions, to_onnx
 from stylecast.export.precisions import Int8Settings
+from stylecast.runtime.artifacts import onnx_metadata, sha256_file, tool_versions
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import sha256_file, tool_versions
 from stylecast.train.checkpoint import load_model
 
 # Minimum PSNR (dB) of each precision against PyTorch fp32 on real photos, and SSIM where it is a floor too.
@@ -43,7 +43,7 @@ def is_current(path: Path, checkpoint_sha: str, conversion: str = "") -> bool:
     """An existing export is reused only if it came from this checkpoint, stylecast and conversion settings."""
     if not path.is_file():
         return False
-    meta = to_onnx.read_onnx_metadata(path)
+    meta = onnx_metadata(path)
     ours = json.loads(tool_versions()).get("stylecast")
     return (meta.get("source_sha256") == checkpoint_sha and meta.get("conversion", "") == conversion
             and json.loads(meta.get("versions", "{}")).get("stylecast") == ours)

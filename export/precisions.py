@@ -75,7 +75,7 @@ def conversion_settings(precision: str, int8: Int8Settings) -> str:
 
 def _stamp_and_save(model: onnx.ModelProto, source: LoadedModel, precision: str, conversion: str,
                     dest: Path) -> None:
-    to_onnx.set_metadata(model, {**to_onnx.onnx_metadata(source, precision), "conversion": conversion})
+    to_onnx.set_metadata(model, {**to_onnx.export_metadata(source, precision), "conversion": conversion})
     to_onnx.save_onnx(model, dest)
 
 

@@ -13,11 +13,10 @@ import json
 import time
 from pathlib import Path
 
-from stylecast.runtime.artefacts import sidecar_path, slug
+from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, slug, tool_versions
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT, Profile, Target, import_tensorrt, version_tuple
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import FORMAT_KEY, sha256_file, tool_versions
 
 STRONGLY_TYPED_SINCE = (10, 12)
 OLDEST_SUPPORTED = (10, 0)

@@ -33,9 +33,9 @@ from onnxruntime.quantization import (
 )
 
 from stylecast.export.parity import fit
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
-from stylecast.runtime.metadata import sha256_file
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}

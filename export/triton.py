@@ -11,11 +11,10 @@ from pathlib import Path
 
 import onnx
 
-from stylecast.runtime.artefacts import read_sidecar
+from stylecast.runtime.artifacts import read_sidecar, sha256_file
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import sha256_file
 
 # ONNX element types -> Triton data types (the ones a stylecast graph can have at its edges).
 TRITON_TYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "UINT8": "TYPE_UINT8", "INT8": "TYPE_INT8"}

@@ -16,11 +16,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.artifacts import read_metadata, sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image, resize_max_side, save_image
-from stylecast.runtime.metadata import sha256_file
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.temporal import check_blend
 from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, stylize_tiled

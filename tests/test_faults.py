@@ -227,7 +227,7 @@ def test_sigint_during_training_saves_state_and_resumes(tmp_path, photos, style_
         proc.kill()
     assert proc.returncode == 130 and "--resume" in stderr, stderr
     assert not model.exists()  # an interrupted run ships no model, only its resumable state
-    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.artifacts import read_metadata
 
     stopped = int(read_metadata(run_dir / "state.safetensors")["step"])
     resumed = run_cli(*train_args(photos, style_image, tiny_vgg, model, run_dir, steps=stopped + 2), "--resume")

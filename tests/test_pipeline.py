@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 
 from .conftest import run_cli, train_args

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 from PIL import Image
 
 from stylecast.export.pipeline import PSNR_FLOOR, SSIM_FLOOR
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 
 from .conftest import run_cli

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stylecast.export import tensorrt_build as tb
-from stylecast.runtime.artefacts import sidecar_path
+from stylecast.runtime.artifacts import sidecar_path
 from stylecast.runtime.backends import tensorrt as rt
 from stylecast.runtime.backends.tensorrt import check_shape
 from stylecast.runtime.errors import StylecastError
@@ -66,7 +66,7 @@ def test_engine_name_carries_precision_gpu_and_version(tmp_path):
 
 
 def test_sidecar_written_and_checked(tiny_onnx):
-    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.artifacts import read_metadata
 
     profile = rt.Profile.parse("1x3x64x64", "1x3x256x256", "2x3x512x512")
     sidecar = tb.make_sidecar(tiny_onnx, read_metadata(tiny_onnx), profile, ORIN, 512)

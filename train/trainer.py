@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
-from stylecast.runtime.metadata import sha256_file
 from stylecast.train.checkpoint import load_state, save_model, save_state
 from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image
 from stylecast.train.losses import LossWeights, PerceptualLoss

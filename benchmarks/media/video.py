@@ -19,12 +19,13 @@ from PIL import Image
 from stylecast.benchmarks.media import harness
 from stylecast.benchmarks.media.harness import stylecast
 from stylecast.benchmarks.media.synthetic import panning_frames, write_video
+from stylecast.runtime.artifacts import sidecar_path
 from stylecast.runtime.stylizer import Stylizer
 
 
 def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
     _, _, command = stylecast("stylize", str(source), "--model", str(model), "--out", str(dest), *extra)
-    report = json.loads(dest.with_name(dest.name + ".json").read_text())
+    report = json.loads(sidecar_path(dest).read_text())
     report["command"] = command
     shown = ("frames", "fps", "audio", "processing_fps", "backend_busy", "temporal_blend", "flicker")
     print({k: report[k] for k in shown}, flush=True)

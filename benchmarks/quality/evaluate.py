@@ -19,13 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylecast.runtime.artifacts import sha256_file, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import IMAGE_SUFFIXES, atomic_write, load_image, save_image
-from stylecast.runtime.metadata import sha256_file, tool_versions
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.train.gatys.optimize import resize_long_side, to_tensor
-from stylecast.train.gatys.run import sidecar_path
 from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, RelativeStyleLoss
 from stylecast.train.vgg import VGGFeatures
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.metadata import sha256_file
 
 FEATURES = 2048
 INPUT_SIZE = 299

@@ -7,9 +7,9 @@ from types import ModuleType
 
 import numpy as np
 
+from stylecast.runtime.artifacts import onnx_metadata, require
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.metadata import require
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -64,7 +64,6 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(ort.get_available_providers(), providers)
         precision = "fp32"
         if "TensorrtExecutionProvider" in chosen:  # its flags depend on the graph's precision
-            from stylecast.runtime.artefacts import onnx_metadata
 
             precision = onnx_metadata(path).get("precision", "fp32")
         with_options = [(p, provider_options(p, cache_dir(), precision)) for p in chosen]

@@ -9,11 +9,10 @@ from types import ModuleType
 
 import numpy as np
 
-from stylecast.runtime.artefacts import read_sidecar, sidecar_path
+from stylecast.runtime.artifacts import FORMAT_KEY, read_sidecar, require, sidecar_path
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.backends.cuda_device import CudaDevice, open_device
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.metadata import FORMAT_KEY, require
 
 ENGINE_FORMAT = "tensorrt-engine"
 

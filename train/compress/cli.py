@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from stylecast.runtime.artefacts import safetensors_metadata
+from stylecast.runtime.artifacts import safetensors_metadata, sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.metadata import sha256_file
 from stylecast.train.cli import need_torch, style_preset
 
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.metadata import sha256_file
 from stylecast.train.checkpoint import load_model
 from stylecast.train.losses import gram_matrix
 from stylecast.train.model import TransformerNet

@@ -10,8 +10,8 @@ import json
 import time
 from pathlib import Path
 
+from stylecast.runtime.artifacts import sha256_file, tool_versions
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import sha256_file, tool_versions
 
 MANIFEST = "manifest.json"
 

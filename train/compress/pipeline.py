@@ -16,10 +16,10 @@ import numpy as np
 
 from stylecast.export import parity
 from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import atomic_write, load_image
-from stylecast.runtime.metadata import sha256_file
 from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.compress import manifest
 from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights

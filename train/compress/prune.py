@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.metadata import sha256_file
 from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.model import ArchConfig, TransformerNet
 

@@ -71,8 +71,9 @@ def optimize(
 ) -> None:
     """Stylize one photo by optimising its pixels (Gatys et al.), coarse to fine."""
     need_torch()
+    from stylecast.runtime.artifacts import sidecar_path
     from stylecast.train.gatys.optimize import GatysConfig
-    from stylecast.train.gatys.run import OptimizeJob, run_job, sidecar_path
+    from stylecast.train.gatys.run import OptimizeJob, run_job
 
     weighted = [parse_weighted(s) for s in style]
     config = GatysConfig(

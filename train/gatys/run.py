@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write, load_image, save_image
-from stylecast.runtime.metadata import FORMAT_KEY, sha256_file, tool_versions
 from stylecast.train.gatys.optimize import GatysConfig, GatysOptimizer, StepReport
 from stylecast.train.plots import plot_losses
 from stylecast.train.vgg import VGGFeatures
@@ -58,11 +58,6 @@ class OptimizeJob:
         late = [step for step in self.snapshots if not 0 < step <= total]
         if late:
             raise StylecastError(f"--snapshot {late}: outside the run's {total} iterations")
-
-
-def sidecar_path(image: Path) -> Path:
-    """``x.png`` -> ``x.png.json``: the settings, lineage and timing of an optimised image."""
-    return image.with_name(image.name + ".json")
 
 
 def write_log(path: Path, rows: list[dict]) -> None:

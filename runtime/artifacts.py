@@ -1,0 +1,133 @@
+"""The metadata of every stylecast artifact, read and written in one place, without torch and without
+opening an inference session.
+
+Checkpoints (safetensors header), ONNX models (``metadata_props``), engines and optimised images
+(JSON sidecars) and reports (JSON) all carry string key/value pairs with the keys below, and the
+checks here refuse stale or mismatched ones with a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import struct
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from stylecast.runtime.errors import StylecastError, import_optional
+
+FORMAT_KEY = "stylecast.format"
+REQUIRED = ("style", "arch", "precision")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def tool_versions(*names: str) -> str:
+    """JSON of the versions that produced an artefact (python plus the named packages)."""
+    found = {"python": platform.python_version(), "stylecast": package_version("stylecast")}
+    for name in names:
+        found[name] = package_version(name)
+    return json.dumps(found, sort_keys=True)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require(meta: dict[str, str], kind: str, path: Path, keys: tuple[str, ...] = REQUIRED) -> None:
+    """Refuse an artefact that is not ours or lacks the keys we rely on."""
+    if meta.get(FORMAT_KEY) != kind:
+        found = meta.get(FORMAT_KEY, "no stylecast metadata")
+        raise StylecastError(f"{path}: not a stylecast {kind} ({found}); re-create it with stylecast")
+    missing = [k for k in keys if not meta.get(k)]
+    if missing:
+        raise StylecastError(f"{path}: metadata lacks {missing}; re-create it with this stylecast version")
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors header (8-byte length + JSON), read directly."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StylecastError(f"{path}: not a readable safetensors file ({exc})") from exc
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise StylecastError(f"{path}: not a safetensors file with a metadata table; re-create it with stylecast")
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props``, parsed with the onnx package: no inference session is opened,
+    so reading metadata costs no kernel set-up and needs no execution provider (a Jetson's build-engine)."""
+    onnx = import_optional("onnx", "reading ONNX metadata needs the onnx package: pip install 'stylecast[cpu]' "
+                                   "(or pip install onnx)")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends share no base class worth naming
+        raise StylecastError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                             "re-export it with `stylecast export`") from exc
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """Metadata of a checkpoint, ONNX model, engine (its JSON sidecar) or JSON report."""
+    path = Path(path)
+    if not path.is_file():
+        raise StylecastError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return safetensors_metadata(path)
+    if suffix == ".onnx":
+        return onnx_metadata(path)
+    if suffix in (".engine", ".plan"):
+        path = sidecar_path(path)
+        suffix = ".json"
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StylecastError(f"{path}: not readable JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise StylecastError(f"{path}: not a stylecast report (expected a JSON object)")
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    raise StylecastError(f"{path}: unknown artefact type; expected .safetensors, .onnx, .engine or .json")
+
+
+def slug(text: str) -> str:
+    """A GPU name as a file-name part: 'NVIDIA Jetson AGX Orin' -> 'nvidia-jetson-agx-orin'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """``x.engine`` -> ``x.engine.json``, ``x.png`` -> ``x.png.json``: the JSON metadata beside a file that has
+    no room for its own (an engine plan, an optimised image)."""
+    return Path(artifact).with_name(Path(artifact).name + ".json")
+
+
+def read_sidecar(engine: Path) -> dict:
+    side = sidecar_path(engine)
+    try:
+        return json.loads(side.read_text())
+    except FileNotFoundError as exc:
+        raise StylecastError(f"{engine}: no sidecar {side.name}; rebuild the engine with `stylecast build-engine`") from exc
+    except (OSError, ValueError) as exc:
+        raise StylecastError(f"{side}: unreadable engine sidecar ({exc}); rebuild with `stylecast build-engine`") from exc
