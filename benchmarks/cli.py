@@ -12,9 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.machine import usable_cores
-from stylecast.train.cli import need_torch
+from stylecast.runtime.options import need_torch
 
 QUICK_RESOLUTIONS = ["256"]
 FULL_RESOLUTIONS = ["256", "512", "1080p"]
@@ -138,10 +137,7 @@ def bench(
     policy = timing.QUICK if quick else timing.FULL
     if budget is not None:
         policy = replace(policy, budget_s=budget)
-    try:
-        resolutions = [suite.Resolution.parse(r) for r in resolution or (QUICK_RESOLUTIONS if quick else FULL_RESOLUTIONS)]
-    except ValueError as exc:
-        raise StylecastError(f"--resolution: {exc}") from exc
+    resolutions = [suite.Resolution.parse(r) for r in resolution or (QUICK_RESOLUTIONS if quick else FULL_RESOLUTIONS)]
     config = suite.BenchConfig(
         models=models or [Path("models")], artifacts=artifacts, photos=photos, resolutions=resolutions,
         device=torch_device, threads=threads or usable_cores(), policy=policy, torch_modes=modes, skip_modes=skip,

@@ -18,7 +18,7 @@ ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 @dataclass
-class Artefact:
+class Artifact:
     """An exported file of one variant; ``status`` is "ok" or why it cannot be benchmarked."""
 
     path: Path
@@ -54,21 +54,21 @@ def _describe(path: Path, kind: str) -> tuple[dict[str, str], str]:
 
 
 def _source_name(meta: dict[str, str], path: Path) -> str:
-    """The checkpoint file an artefact came from; an engine names its ONNX, which names the checkpoint."""
+    """The checkpoint file an artifact came from; an engine names its ONNX, which names the checkpoint."""
     if "onnx_file" in meta:
         onnx = path.parent / meta["onnx_file"]
         return _describe(onnx, "onnx")[0].get("source_checkpoint", "") if onnx.is_file() else ""
     return meta.get("source_checkpoint", "")
 
 
-def artefacts_for(checkpoint: Path, artifacts: Path) -> tuple[list[Artefact], list[str]]:
+def artifacts_for(checkpoint: Path, artifacts: Path) -> tuple[list[Artifact], list[str]]:
     """This checkpoint's exported files under ``artifacts/*/``, and the foreign files seen (for the log).
 
     A file belongs to the checkpoint when its metadata names it; an unreadable file belongs to it
     when it sits in ``artifacts/<checkpoint stem>/``.
     """
     digest = sha256_file(checkpoint)
-    mine: list[Artefact] = []
+    mine: list[Artifact] = []
     foreign: list[str] = []
     files = [(p, "onnx") for p in sorted(artifacts.glob("*/*.onnx"))]
     files += [(p, ENGINE_FORMAT) for p in sorted(artifacts.glob("*/*")) if p.suffix in ENGINE_SUFFIXES]
@@ -82,5 +82,5 @@ def artefacts_for(checkpoint: Path, artifacts: Path) -> tuple[list[Artefact], li
         if status == "ok" and meta.get("source_sha256") != digest:
             status = (f"refused: {path} was exported from another {checkpoint.name} "
                       f"(sha256 {meta.get('source_sha256', '?')[:12]}…); re-run stylecast export")
-        mine.append(Artefact(path, kind, precision, status))
+        mine.append(Artifact(path, kind, precision, status))
     return mine, foreign

@@ -21,12 +21,12 @@ from stylecast.benchmarks.torch_runner import BASELINE, MODES, TorchRunner, unav
 from stylecast.benchmarks.trt_runner import TensorRTRunner, why_unavailable
 from stylecast.export.parity import fit, parity_images
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file
+from stylecast.runtime.options import parse_size
 from stylecast.train.checkpoint import load_model
 from stylecast.train.compress.prune import gflops as count_gflops
 from stylecast.train.model import count_parameters
 
 RESULT_FORMAT = "bench"
-NAMED_RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 
 
 @dataclass(frozen=True)
@@ -41,18 +41,8 @@ class Resolution:
     @classmethod
     def parse(cls, text: str) -> Resolution:
         """``256`` (square), ``1080p``, or ``WIDTHxHEIGHT``."""
-        text = text.strip().lower()
-        if text in NAMED_RESOLUTIONS:
-            return cls(*NAMED_RESOLUTIONS[text])
-        try:
-            width, _, height = text.partition("x")
-            parsed = cls(int(height or width), int(width))
-        except ValueError:
-            parsed = None
-        if parsed is None or min(parsed.height, parsed.width) < 16:
-            raise ValueError(f"resolution {text!r}: use 256, WIDTHxHEIGHT (each at least 16) or one of "
-                             f"{sorted(NAMED_RESOLUTIONS)}")
-        return parsed
+        size = parse_size(text, "--resolution")
+        return cls(size.height, size.width)
 
 
 @dataclass
@@ -107,11 +97,11 @@ def _torch_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
 
 
 def _export_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
-    artefacts, variant.foreign = discover.artefacts_for(variant.checkpoint, config.artifacts)
+    artifacts, variant.foreign = discover.artifacts_for(variant.checkpoint, config.artifacts)
     chosen = config.providers or providers()
     trt_reason = why_unavailable()
     plans = []
-    for item in artefacts:
+    for item in artifacts:
         if item.kind == "onnx":
             for provider in chosen:
                 runner = OrtRunner(item.path, item.precision, provider, config.threads) if item.status == "ok" else None
@@ -119,10 +109,10 @@ def _export_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
         elif not trt_reason:
             runner = TensorRTRunner(item.path, item.precision) if item.status == "ok" else None
             plans.append(Planned("TensorRT", item.precision, "engine", runner, item.status, item.path))
-    if not any(a.kind == "onnx" for a in artefacts):
+    if not any(a.kind == "onnx" for a in artifacts):
         plans.append(Planned("ONNX Runtime", "fp32", "-", status=f"skipped: no ONNX export of {variant.checkpoint} "
                              f"in {config.artifacts}/*/; run `stylecast export {variant.checkpoint}`"))
-    if trt_reason or not any(a.kind == discover.ENGINE_FORMAT for a in artefacts):
+    if trt_reason or not any(a.kind == discover.ENGINE_FORMAT for a in artifacts):
         missing = f"skipped: no TensorRT engine of {variant.checkpoint} in {config.artifacts}/*/"
         plans.append(Planned("TensorRT", "-", "engine", status=trt_reason or missing))
     return plans

@@ -10,7 +10,17 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from stylecast.train.cli import need_torch
+from stylecast.runtime.options import need_torch, parse_size
+
+
+def _calibration_hw(resolution: str, deprecated_hxw: str | None) -> tuple[int, int]:
+    """(height, width) from --calibration-resolution WxH, or from the old --calibration-size HxW with a warning."""
+    if deprecated_hxw is not None:
+        typer.echo("warning: --calibration-size HxW is deprecated; use --calibration-resolution WIDTHxHEIGHT", err=True)
+        height, width = parse_size(deprecated_hxw, "--calibration-size")
+        return height, width
+    size = parse_size(resolution, "--calibration-resolution")
+    return size.height, size.width
 
 
 def export(
@@ -22,7 +32,9 @@ def export(
     calibration_images: Annotated[Path | None, typer.Option(
         help="int8: real photos to calibrate on (parity photos are excluded by content).")] = None,
     calibration_count: Annotated[int, typer.Option(help="int8: how many photos calibrate.")] = 16,
-    calibration_size: Annotated[str, typer.Option(help="int8: deployment size HxW the scales are set for.")] = "256x256",
+    calibration_resolution: Annotated[str, typer.Option(
+        help="int8: deployment size WIDTHxHEIGHT the scales are set for.")] = "256x256",
+    calibration_size: Annotated[str | None, typer.Option(hidden=True, help="Deprecated (HxW).")] = None,
     int8_method: Annotated[str, typer.Option(
         help="int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or one of them.")] = "auto",
     int8_fp32_convs: Annotated[str, typer.Option(
@@ -35,7 +47,7 @@ def export(
     """Export a checkpoint to ONNX and prove parity with PyTorch on real photos (report.json)."""
     need_torch("export")
     from stylecast.export.pipeline import ExportRequest, phases, run_export
-    from stylecast.export.precisions import Int8Settings, parse_count, parse_size
+    from stylecast.export.precisions import Int8Settings, parse_count
     from stylecast.runtime.artifacts import safetensors_metadata
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
@@ -43,7 +55,8 @@ def export(
     request = ExportRequest(checkpoint=checkpoint, out_dir=out_dir,
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
                             parity_images=parity_images, force=force,
-                            int8=Int8Settings(calibration_images, calibration_count, parse_size(calibration_size),
+                            int8=Int8Settings(calibration_images, calibration_count,
+                                              _calibration_hw(calibration_resolution, calibration_size),
                                               int8_method, fp32_leading=parse_count(int8_fp32_convs)),
                             allow_below_floor=frozenset(p.strip() for p in allow_below_floor.split(",") if p.strip()))
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -44,14 +44,6 @@ class Int8Settings:
         return sorted(to_int8.METHODS) if self.method == "auto" else [self.method]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x512' -> (512, 512): height x width."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 16 for p in parts):
-        raise StylecastError(f"size '{text}': expected HxW with both at least 16, e.g. 512x512")
-    return int(parts[0]), int(parts[1])
-
-
 def parse_count(text: str) -> int | None:
     """'auto' -> None (measure it), '3' -> 3."""
     if text.strip().lower() == "auto":

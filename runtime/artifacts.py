@@ -30,7 +30,7 @@ def package_version(name: str) -> str | None:
 
 
 def tool_versions(*names: str) -> str:
-    """JSON of the versions that produced an artefact (python plus the named packages)."""
+    """JSON of the versions that produced an artifact (python plus the named packages)."""
     found = {"python": platform.python_version(), "stylecast": package_version("stylecast")}
     for name in names:
         found[name] = package_version(name)
@@ -50,7 +50,7 @@ def sha256_file(path: Path) -> str:
 
 
 def require(meta: dict[str, str], kind: str, path: Path, keys: tuple[str, ...] = REQUIRED) -> None:
-    """Refuse an artefact that is not ours or lacks the keys we rely on."""
+    """Refuse an artifact that is not ours or lacks the keys we rely on."""
     if meta.get(FORMAT_KEY) != kind:
         found = meta.get(FORMAT_KEY, "no stylecast metadata")
         raise StylecastError(f"{path}: not a stylecast {kind} ({found}); re-create it with stylecast")
@@ -109,7 +109,7 @@ def read_metadata(path: Path) -> dict[str, str]:
         if not isinstance(data, dict):
             raise StylecastError(f"{path}: not a stylecast report (expected a JSON object)")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-    raise StylecastError(f"{path}: unknown artefact type; expected .safetensors, .onnx, .engine or .json")
+    raise StylecastError(f"{path}: unknown artifact type; expected .safetensors, .onnx, .engine or .json")
 
 
 def slug(text: str) -> str:

@@ -271,6 +271,6 @@ def video_summary(report: VideoReport) -> str:
             f"report {report.output}.json")
 
 
-def info(artefact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model, engine or report.")]) -> None:
-    """Print an artefact's metadata (style, architecture, precision, hashes, versions) as JSON."""
-    typer.echo(json.dumps(read_metadata(artefact), indent=2, sort_keys=True))
+def info(artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model, engine or report.")]) -> None:
+    """Print an artifact's metadata (style, architecture, precision, hashes, versions) as JSON."""
+    typer.echo(json.dumps(read_metadata(artifact), indent=2, sort_keys=True))

@@ -21,7 +21,7 @@ def test_resolutions_parse():
     assert Resolution.parse("256") == Resolution(256, 256)
     assert Resolution.parse("1080p") == Resolution(1080, 1920) and Resolution.parse("1080p").label == "1920x1080"
     assert Resolution.parse("640x480") == Resolution(480, 640)
-    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+    with pytest.raises(gate.StylecastError, match="--resolution big: expected WIDTHxHEIGHT"):
         Resolution.parse("big")
 
 
@@ -301,11 +301,11 @@ def test_gate_fails_on_real_regressions(first_run, bench_tree, sound_tree, photo
 
 def test_stale_export_is_refused(bench_tree, tmp_path):
     """An ONNX exported from an older version of the checkpoint is named and refused, not timed."""
-    from stylecast.benchmarks.discover import artefacts_for
+    from stylecast.benchmarks.discover import artifacts_for
 
     checkpoint = tmp_path / "tiny.safetensors"
     checkpoint.write_bytes((bench_tree / "models" / "tiny.safetensors").read_bytes() + b" ")
-    found, _ = artefacts_for(checkpoint, bench_tree / "artifacts")
+    found, _ = artifacts_for(checkpoint, bench_tree / "artifacts")
     fp32 = next(a for a in found if a.precision == "fp32")
     assert fp32.status.startswith("refused:") and "re-run stylecast export" in fp32.status
 

@@ -32,7 +32,7 @@ def low_precision_export(tmp_path_factory, tiny_checkpoint, photos, calibration_
     out = tmp_path_factory.mktemp("lowp")
     result = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--precision", "fp32,fp16,int8",
                      "--parity-images", str(photos), "--calibration-images", str(calibration_photos),
-                     "--calibration-count", "5", "--calibration-size", "64x64", "--triton", str(out / "triton"))
+                     "--calibration-count", "5", "--calibration-resolution", "64x64", "--triton", str(out / "triton"))
     return out, result
 
 
@@ -124,7 +124,7 @@ def test_int8_fp32_convs_and_method_are_chosen_by_measured_parity(low_precision_
 def test_int8_fixed_fp32_convs_skip_the_search(tiny_checkpoint, photos, calibration_photos, tmp_path):
     result = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path), "--precision", "int8",
                      "--parity-images", str(photos), "--calibration-images", str(calibration_photos),
-                     "--calibration-count", "4", "--calibration-size", "48x48", "--int8-method", "minmax",
+                     "--calibration-count", "4", "--calibration-resolution", "48x48", "--int8-method", "minmax",
                      "--int8-fp32-convs", "1", "--allow-below-floor", "int8")
     assert result.returncode == 0, result.stderr
     entry = _entry(tmp_path, "int8")

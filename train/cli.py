@@ -9,18 +9,10 @@ from typing import Annotated
 import typer
 
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.options import need_torch
 
 weights_app = typer.Typer(help="Fetch and convert ImageNet VGG weights for the perceptual loss.",
                           no_args_is_help=True)
-
-
-def need_torch(extra: str = "train") -> None:
-    """A one-line answer instead of an ImportError when a role's extra is missing."""
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise StylecastError(f"this command needs PyTorch: pip install 'stylecast[{extra}]' "
-                             "(on CPU-only machines install torch's CPU build first)") from exc
 
 
 def style_preset(style: str, styles_dir: Path) -> dict:

@@ -17,6 +17,7 @@ from PIL import Image
 from stylecast.benchmarks.media import harness
 from stylecast.benchmarks.media.harness import stylecast
 from stylecast.runtime.metrics import psnr, ssim
+from stylecast.runtime.options import parse_size
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.tiling import stylize_tiled
 
@@ -62,7 +63,7 @@ def main() -> None:
     if args.compare_side:
         result["agreement"] = agreement(args.model, args.photo, args.compare_side)
     for size in filter(None, args.huge.lower().split(",")):
-        width, height = (int(v) for v in size.split("x"))
+        width, height = parse_size(size, "--huge")
         result["peak_memory"].append(peak_rss(args.model, args.photo, (width, height), args.out))
     (args.out / "tiles.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out / 'tiles.json'}")

@@ -20,6 +20,7 @@ from stylecast.benchmarks.media import harness
 from stylecast.benchmarks.media.harness import stylecast
 from stylecast.benchmarks.media.synthetic import panning_frames, write_video
 from stylecast.runtime.artifacts import sidecar_path
+from stylecast.runtime.options import parse_size
 from stylecast.runtime.stylizer import Stylizer
 
 
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--blend", type=float, default=0.5)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = parse_size(args.size, "--size")
     photo = Image.open(args.photo).convert("RGB")
     photo = np.asarray(photo.resize((width * 2, round(width * 2 * photo.height / photo.width))))
     clips = {"pan": (photo, round(args.seconds * args.fps)),  # the camera sweeps across the photo

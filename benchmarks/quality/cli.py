@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from stylecast.runtime.errors import StylecastError
-from stylecast.train.cli import need_torch
+from stylecast.runtime.options import need_torch
 
 
 def evaluate(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylecast.runtime.artifacts import sha256_file, tool_versions
+from stylecast.runtime.artifacts import sha256_file, sidecar_path, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import IMAGE_SUFFIXES, atomic_write, load_image, save_image

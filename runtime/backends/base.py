@@ -24,7 +24,7 @@ class Backend(ABC):
     @property
     @abstractmethod
     def metadata(self) -> dict[str, str]:
-        """The artefact's stylecast metadata (style, arch, precision, hashes, versions)."""
+        """The artifact's stylecast metadata (style, arch, precision, hashes, versions)."""
 
     @abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray: ...

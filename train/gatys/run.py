@@ -1,4 +1,4 @@
-"""One `stylecast optimize` job: check the files, run the optimiser with a live bar, write every artefact.
+"""One `stylecast optimize` job: check the files, run the optimiser with a live bar, write every artifact.
 
 Next to ``OUT`` go ``OUT.json`` (settings, source hashes, loss network, versions, optimisation
 time: what `stylecast evaluate` reads), ``<stem>.log.csv`` (losses per iteration) and the
