@@ -13,7 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from stylecast.benchmarks.runner import Sample, elapsed_ms
+from stylecast.benchmarks.runner import Sample
+from stylecast.runtime.timing import elapsed_ms
 
 
 class CudaStages:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.benchmarks.runner import Runner, Sample, elapsed_ms
+from stylecast.benchmarks.runner import Runner, Sample
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend, import_ort
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.timing import elapsed_ms
 
 # Providers that run no local graph (Azure calls remote endpoints): a row for them would time CPU twice.
 NOT_ENGINES = {"AzureExecutionProvider"}

@@ -56,7 +56,3 @@ class Runner(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]: ...
-
-
-def elapsed_ms(start_ns: int) -> float:
-    return (time.perf_counter_ns() - start_ns) / 1e6

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from stylecast.benchmarks.cuda_stages import CudaStages
-from stylecast.benchmarks.runner import Runner, Sample, elapsed_ms
+from stylecast.benchmarks.runner import Runner, Sample
+from stylecast.runtime.timing import elapsed_ms
 from stylecast.train.precision import autocast_for, measured_verdict
 
 BASELINE = "eager"

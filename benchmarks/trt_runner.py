@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.benchmarks.runner import Runner, Sample, elapsed_ms
+from stylecast.benchmarks.runner import Runner, Sample
 from stylecast.runtime.backends.tensorrt import import_tensorrt
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.timing import elapsed_ms
 
 
 def why_unavailable() -> str | None:

@@ -43,7 +43,10 @@ def is_current(path: Path, checkpoint_sha: str, conversion: str = "") -> bool:
     """An existing export is reused only if it came from this checkpoint, stylecast and conversion settings."""
     if not path.is_file():
         return False
-    meta = onnx_metadata(path)
+    try:
+        meta = onnx_metadata(path)
+    except StylecastError:  # a truncated or foreign file at the destination is redone, not a reason to stop
+        return False
     ours = json.loads(tool_versions()).get("stylecast")
     return (meta.get("source_sha256") == checkpoint_sha and meta.get("conversion", "") == conversion
             and json.loads(meta.get("versions", "{}")).get("stylecast") == ours)

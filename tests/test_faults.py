@@ -251,7 +251,7 @@ def test_zero_or_negative_step_counts_are_refused(photos, style_image, tiny_vgg,
     for args, says in ((("compress", "--teacher", "t", "--data", "d", "--holdout", "0"), "--holdout 0"),
                        (("prune", "--model", "m", "--out", "o", "--target-flops", "20", "--step-ratio", "0"),
                         "--step-ratio"),
-                       (("bench", "--resolution", "0"), "resolution '0'"),
+                       (("bench", "--resolution", "0"), "--resolution 0: expected"),
                        (("evaluate", str(photos), "--style", str(style_image), "--method", "a=x.onnx", "--size", "0"),
                         "--size 0")):
         done = run_cli(*args)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylecast.export.parity import fit, parity_images
-from stylecast.runtime.images import atomic_write
+from stylecast.export.parity import parity_images
+from stylecast.runtime.images import atomic_write, fit
 from stylecast.runtime.metrics import psnr
 from stylecast.train.checkpoint import load_model
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from stylecast.benchmarks.media import harness
 from stylecast.benchmarks.media.harness import stylecast
+from stylecast.runtime.images import load_image, resize_to
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.runtime.options import parse_size
 from stylecast.runtime.stylizer import Stylizer
@@ -25,9 +25,8 @@ SETTINGS = [(256, 32), (512, 64), (512, 128), (768, 192)]
 
 
 def agreement(model: Path, photo: Path, side: int) -> list[dict]:
-    img = Image.open(photo).convert("RGB")
-    img = img.resize((side, round(side * img.height / img.width)), Image.Resampling.LANCZOS)
-    rgb = np.asarray(img)
+    rgb = load_image(photo).rgb
+    rgb = resize_to(rgb, side, round(side * rgb.shape[0] / rgb.shape[1]))
     stylizer = Stylizer(model)
     whole = stylizer(rgb)
     rows = []

@@ -10,18 +10,18 @@ Writes artifacts/bench/video.json (the sidecar reports of each run, plus the bat
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from stylecast.benchmarks.media import harness
 from stylecast.benchmarks.media.harness import stylecast
 from stylecast.benchmarks.media.synthetic import panning_frames, write_video
 from stylecast.runtime.artifacts import sidecar_path
+from stylecast.runtime.images import load_image, resize_to
 from stylecast.runtime.options import parse_size
 from stylecast.runtime.stylizer import Stylizer
+from stylecast.runtime.timing import timed_ms
 
 
 def stylize(model: Path, source: Path, dest: Path, *extra: str) -> dict:
@@ -41,11 +41,10 @@ def batch_speed(model: Path, frames: list[np.ndarray], sizes: list[int], rounds:
     for round_ in range(rounds):
         for size in sizes:
             stylizer.stylize_batch(frames[:size])
-            tic = time.perf_counter()
-            for start in range(0, len(frames) - size + 1, size):
-                stylizer.stylize_batch(frames[start:start + size])
+            _, ms = timed_ms(lambda size=size: [stylizer.stylize_batch(frames[start:start + size])
+                                                for start in range(0, len(frames) - size + 1, size)])
             done = (len(frames) // size) * size
-            rows.append({"round": round_, "batch": size, "fps": round(done / (time.perf_counter() - tic), 2)})
+            rows.append({"round": round_, "batch": size, "fps": round(done / (ms / 1e3), 2)})
             print(rows[-1], flush=True)
     return rows
 
@@ -66,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     width, height = parse_size(args.size, "--size")
-    photo = Image.open(args.photo).convert("RGB")
-    photo = np.asarray(photo.resize((width * 2, round(width * 2 * photo.height / photo.width))))
+    photo = load_image(args.photo).rgb
+    photo = resize_to(photo, width * 2, round(width * 2 * photo.shape[0] / photo.shape[1]))
     clips = {"pan": (photo, round(args.seconds * args.fps)),  # the camera sweeps across the photo
              "still": (photo[:, :width], round(args.still_seconds * args.fps))}  # a tripod: only sensor noise moves
     result = {"runs": {}}

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from stylecast.runtime.artifacts import sha256_file, sidecar_path, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
-from stylecast.runtime.images import IMAGE_SUFFIXES, atomic_write, load_image, save_image
+from stylecast.runtime.images import IMAGE_SUFFIXES, atomic_write, load_image, resize_long_side, resize_to, save_image
 from stylecast.runtime.metrics import psnr, ssim
-from stylecast.train.gatys.optimize import resize_long_side, to_tensor
+from stylecast.runtime.timing import timed_ms
+from stylecast.train.gatys.optimize import to_tensor
 from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, RelativeStyleLoss
 from stylecast.train.vgg import VGGFeatures
 
@@ -112,13 +112,6 @@ def check_lineage(output: Path, content: Path, style_sha: str) -> dict:
     return meta
 
 
-def _fit(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
-    h, w = like.shape[:2]
-    if rgb.shape[:2] == (h, w):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.LANCZOS))
-
-
 class Evaluator:
     """Runs or collects each method's outputs, scores them, and writes JSON, Markdown and a contact sheet."""
 
@@ -147,9 +140,8 @@ class Evaluator:
             if method.name not in self.warm:
                 stylizer(photo)  # the first run pays for allocation and graph optimisation: not timed
                 self.warm.add(method.name)
-            tic = time.perf_counter()
-            result = stylizer(photo)
-            seconds = time.perf_counter() - tic
+            result, ms = timed_ms(lambda: stylizer(photo))
+            seconds = ms / 1e3
             dest = self.ev.out_dir / method.name / f"{content.stem}.png"
             save_image(dest, result)
             return result, seconds, "measured", dest
@@ -160,7 +152,7 @@ class Evaluator:
 
     def _score(self, name: str, content: Path, photo: np.ndarray, result: np.ndarray, loss: RelativeStyleLoss,
                seconds: float | None, timing: str, output: Path) -> Score:
-        result = _fit(result, photo)
+        result = resize_to(result, photo.shape[1], photo.shape[0])
         with torch.no_grad():
             terms = loss(to_tensor(result))
         return Score(name, content.name, float(terms["content"]), float(terms["style"]), ssim(photo, result),
@@ -177,7 +169,7 @@ class Evaluator:
             for method in ev.methods:
                 result, seconds, timing, output = self._output(method, content, photo)
                 ev.scores.append(self._score(method.name, content, photo, result, loss, seconds, timing, output))
-                row.append(_fit(result, photo))
+                row.append(resize_to(result, photo.shape[1], photo.shape[0]))
                 progress(1)
             rows.append(tuple(row))
         report = self.report(self._fid(rows) if self.inception else FID_NOT_COMPUTED)

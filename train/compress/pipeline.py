@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.export import parity
 from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
-from stylecast.runtime.images import atomic_write, load_image
+from stylecast.runtime.images import atomic_write, fit, load_image
 from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.compress import manifest
 from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
@@ -135,7 +134,7 @@ def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path],
                for name, path in checkpoints.items()]
     teacher, students = entries[0], entries[1:]
     size = plan.eval_size
-    photos = [parity.fit(load_image(p).rgb, size, size) for p in held]
+    photos = [fit(load_image(p).rgb, size, size) for p in held]
     loss = perceptual(plan.style_image, teacher.model.meta, plan.loss_net_weights)
     means, outputs = quality(teacher, students, photos, loss, tick)
     latency = latencies(entries, size, threads=plan.latency_threads)

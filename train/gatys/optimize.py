@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import resize_long_side, resize_to
 from stylecast.train.gatys.color import grey_luminance, match_colour, match_luminance, with_chroma_of
 from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, RelativeStyleLoss
 from stylecast.train.vgg import VGGFeatures
@@ -82,14 +83,6 @@ class StepReport:
     image: Callable[[], np.ndarray]  # the current result as HxWx3 uint8 (computed on demand)
 
 
-def resize_long_side(rgb: np.ndarray, side: int) -> np.ndarray:
-    """Resize (up or down) so the long side is ``side``, keeping the aspect ratio."""
-    h, w = rgb.shape[:2]
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-
-
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32)).unsqueeze(0)
 
@@ -103,7 +96,7 @@ def _initial(config: GatysConfig, content: torch.Tensor, style: np.ndarray) -> t
         return content.clone()
     if config.init == "style":
         h, w = content.shape[-2:]
-        return to_tensor(np.asarray(Image.fromarray(style).resize((w, h), Image.Resampling.BICUBIC)))
+        return to_tensor(resize_to(style, w, h, Image.Resampling.BICUBIC))
     generator = torch.Generator().manual_seed(config.seed)
     return (torch.randn(content.shape, generator=generator) * 48.0 + 128.0).clamp(0, 255)
 
@@ -184,7 +177,7 @@ class GatysOptimizer:
             rgb = to_rgb(image)
             if self.config.preserve_color == "luminance":
                 h, w = rgb.shape[:2]
-                photo = np.asarray(Image.fromarray(content).resize((w, h), Image.Resampling.LANCZOS))
+                photo = resize_to(content, w, h)
                 rgb = with_chroma_of(rgb, photo)
             return rgb
         return finish
