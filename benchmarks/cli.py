@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,15 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stylecast.runtime.artifacts import slug
 from stylecast.runtime.machine import usable_cores
 from stylecast.runtime.options import need_torch
 
 QUICK_RESOLUTIONS = ["256"]
 FULL_RESOLUTIONS = ["256", "512", "1080p"]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _console_table(result: dict, console: Console) -> None:
@@ -160,7 +156,7 @@ def bench(
         problems = []
         if check is not None:
             result, problems = _gate(result, check, config, confirm, progress, bar.console)
-    stem = name or f"{_slug(result['machine'].get('gpu') or result['machine']['cpu'])}-{config.threads}t"
+    stem = name or f"{slug(result['machine'].get('gpu') or result['machine']['cpu'])}-{config.threads}t"
     report.write_json(result, out / f"{stem}.json")
     report.write_markdown(result, out / f"{stem}.md")
     report.plot(result, out / f"{stem}.png")

@@ -13,8 +13,9 @@ from pathlib import Path
 from stylecast.runtime.artifacts import read_metadata, require, sha256_file
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import FILE_KINDS
 
-ENGINE_SUFFIXES = (".engine", ".plan")
+ENGINE_SUFFIXES = FILE_KINDS[ENGINE_FORMAT].suffixes
 
 
 @dataclass

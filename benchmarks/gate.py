@@ -11,24 +11,19 @@ Parity floors and "every format runs" hold on any machine and are always checked
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylecast.export.pipeline import PSNR_FLOOR, SSIM_FLOOR
-from stylecast.runtime.artifacts import FORMAT_KEY
+from stylecast.runtime.artifacts import FORMAT_KEY, slug
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import PRECISIONS
 from stylecast.runtime.images import atomic_write
 from stylecast.runtime.machine import VERSION_KEYS, class_id, describe_class, mismatches
 
 BASELINE_FORMAT = "bench-baseline"
 # PSNR above this is float rounding noise: 120 dB and 140 dB are the same "exact" for the gate.
 PSNR_CEILING_DB = 90.0
-# Parity floors against PyTorch eager fp32 for every row, whatever the machine: the export floors,
-# plus PyTorch's bf16 autocast (about 41 dB measured on the shipped models).
-FLOOR_DB = {**PSNR_FLOOR, "bf16": 30.0}
-FLOOR_SSIM = {**SSIM_FLOOR, "bf16": 0.97}
 # Relative speedup drop allowed: a real regression (a de-fused graph, a lost kernel) costs more, while
 # single-thread same-run ratios move by about ±10% between runs on an unchanged tree (README, "The gate").
 DEFAULT_TOLERANCE = {"speedup_rel": 0.3, "psnr_db": 6.0, "ssim": 0.01}
@@ -64,8 +59,7 @@ def make_baseline(result: dict, tolerance: dict[str, float]) -> dict:
 
 def baseline_file(folder: Path, fingerprint: dict) -> Path:
     """``cpu-quick-<cpu>-<class id>.json``: one file per machine class, side by side in ``folder``."""
-    cpu = re.sub(r"[^a-z0-9]+", "-", str(fingerprint.get("cpu", "cpu")).lower()).strip("-")
-    return Path(folder) / f"cpu-quick-{cpu}-{class_id(fingerprint)}.json"
+    return Path(folder) / f"cpu-quick-{slug(str(fingerprint.get('cpu', 'cpu')))}-{class_id(fingerprint)}.json"
 
 
 def save_baseline(baseline: dict, dest: Path) -> Path:
@@ -123,7 +117,9 @@ def check_floors(result: dict) -> list[Problem]:
             problems.append(Problem(key, "status", row["status"]))
         if row["status"] != "ok" or row.get("psnr_min") is None:
             continue
-        floor_db, floor_ssim = FLOOR_DB.get(row["precision"], 0.0), FLOOR_SSIM.get(row["precision"], 0.0)
+        row_precision = PRECISIONS.get(row["precision"])  # the floors of the table, on any machine
+        floor_db = row_precision.psnr_floor_db if row_precision else 0.0
+        floor_ssim = row_precision.ssim_floor if row_precision else 0.0
         if row["psnr_min"] < floor_db:
             problems.append(Problem(key, "psnr", f"PSNR {row['psnr_min']} dB < the {row['precision']} floor {floor_db} dB"))
         if (row.get("ssim_min") or 0.0) < floor_ssim:

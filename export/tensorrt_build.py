@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from stylecast.runtime import formats
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, slug, tool_versions
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT, Profile, Target, import_tensorrt, version_tuple
 from stylecast.runtime.errors import StylecastError
@@ -20,7 +21,6 @@ from stylecast.runtime.images import atomic_write
 
 STRONGLY_TYPED_SINCE = (10, 12)
 OLDEST_SUPPORTED = (10, 0)
-WEAK_TYPING_FLAGS = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8"]}
 
 
 def strongly_typed(version: tuple[int, ...]) -> bool:
@@ -32,9 +32,8 @@ def strongly_typed(version: tuple[int, ...]) -> bool:
 
 def builder_flags(precision: str, version: tuple[int, ...]) -> list[str]:
     """``trt.BuilderFlag`` names to set: none when strongly typed (the graph carries the types)."""
-    if precision not in WEAK_TYPING_FLAGS:
-        raise StylecastError(f"unknown precision '{precision}'; expected one of {sorted(WEAK_TYPING_FLAGS)}")
-    return [] if strongly_typed(version) else WEAK_TYPING_FLAGS[precision]
+    flags = list(formats.precision(precision).trt_weak_flags)
+    return [] if strongly_typed(version) else flags
 
 
 def engine_path(out_dir: Path, name: str, precision: str, target: Target) -> Path:

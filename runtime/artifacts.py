@@ -17,6 +17,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import kind_of
 
 FORMAT_KEY = "stylecast.format"
 REQUIRED = ("style", "arch", "precision")
@@ -93,15 +94,14 @@ def read_metadata(path: Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise StylecastError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
+    kind = kind_of(path.suffix)
+    if kind is not None and kind.name == "model":
         return safetensors_metadata(path)
-    if suffix == ".onnx":
+    if kind is not None and kind.name == "onnx":
         return onnx_metadata(path)
-    if suffix in (".engine", ".plan"):
+    if kind is not None:  # an engine: its metadata lives in the sidecar
         path = sidecar_path(path)
-        suffix = ".json"
-    if suffix == ".json":
+    if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -113,8 +113,8 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def slug(text: str) -> str:
-    """A GPU name as a file-name part: 'NVIDIA Jetson AGX Orin' -> 'nvidia-jetson-agx-orin'."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+    """A name as a file-name part: 'NVIDIA Jetson AGX Orin' -> 'nvidia-jetson-agx-orin'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unnamed"
 
 
 def sidecar_path(artifact: Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.runtime.backends.base import Backend, load_backend
+from stylecast.runtime.backends import Backend, load_backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import resize_max_side
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from stylecast.benchmarks.media.hostile import make_hostile
-from stylecast.runtime.backends.base import load_backend
+from stylecast.runtime.backends import load_backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import save_image
 

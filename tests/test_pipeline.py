@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from stylecast.runtime import formats
 from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 
@@ -189,7 +191,8 @@ def test_export_fails_loudly_below_parity_floor(tiny_checkpoint, photos, tmp_pat
     from stylecast.export import pipeline
     from stylecast.runtime.errors import StylecastError
 
-    monkeypatch.setitem(pipeline.PSNR_FLOOR, "fp32", 1000.0)  # no real export reaches 1000 dB
+    unreachable = replace(formats.PRECISIONS["fp32"], psnr_floor_db=1000.0)
+    monkeypatch.setitem(formats.PRECISIONS, "fp32", unreachable)  # no real export reaches 1000 dB
     request = pipeline.ExportRequest(tiny_checkpoint, tmp_path, parity_images=photos)
     with pytest.raises(StylecastError, match="parity check failed"):
         pipeline.run_export(request, log=lambda _: None)

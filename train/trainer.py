@@ -24,8 +24,7 @@ from stylecast.train.losses import LossWeights, PerceptualLoss
 from stylecast.train.model import ArchConfig, TransformerNet
 from stylecast.train.plots import plot_losses
 from stylecast.train.precision import autocast_for, resolve_precision
-from stylecast.train.vgg import VGGFeatures
-from stylecast.train.weights import locate
+from stylecast.train.vgg import VGGFeatures, load_loss_net
 
 
 @dataclass
@@ -117,9 +116,9 @@ class Trainer:
 
     def _loss_net(self, layers: list[str]) -> VGGFeatures:
         cfg = self.config
-        weights = locate(cfg.loss_net, cfg.loss_net_weights)
-        self.loss_net_id = weights.net_id
-        return VGGFeatures(cfg.loss_net, list(dict.fromkeys(layers)), weights.path).to(self.device)
+        net = load_loss_net(cfg.loss_net, layers, self.device, cfg.loss_net_weights)
+        self.loss_net_id = net.net_id
+        return net
 
     def _criterion(self, model: TransformerNet) -> torch.nn.Module:
         """Maps (output, input batch) to a dict of the ``terms`` losses; subclasses change what is learnt."""

@@ -32,18 +32,16 @@ def evaluate(
     from stylecast.benchmarks.quality.evaluate import Evaluation, Evaluator, parse_method
     from stylecast.runtime.cli import expand_inputs
     from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS
-    from stylecast.train.vgg import VGGFeatures
-    from stylecast.train.weights import locate
+    from stylecast.train.vgg import load_loss_net
 
     if size < 16:
         raise StylecastError(f"--size {size}: score at a long side of at least 16 px")
     if fid_weights is not None and not fid_reference:
         raise StylecastError("--fid-weights needs --fid-reference IMAGES to compare the outputs with")
     methods = [parse_method(spec) for spec in method]
-    weights = locate(loss_net, loss_net_weights)
-    vgg = VGGFeatures(loss_net, sorted({GATYS_CONTENT_LAYER, *GATYS_STYLE_LAYERS}), weights.path)
+    vgg = load_loss_net(loss_net, [GATYS_CONTENT_LAYER, *GATYS_STYLE_LAYERS], "cpu", loss_net_weights)
     evaluation = Evaluation(style=style, contents=expand_inputs(contents), methods=methods, out_dir=out,
-                            size=size, loss_net=loss_net, net_id=weights.net_id, fid_weights=fid_weights,
+                            size=size, loss_net=loss_net, net_id=vgg.net_id, fid_weights=fid_weights,
                             fid_reference=expand_inputs(fid_reference) if fid_reference else [])
     evaluator = Evaluator(evaluation, vgg)
     with Progress(TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:

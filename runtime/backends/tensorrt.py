@@ -13,8 +13,9 @@ from stylecast.runtime.artifacts import FORMAT_KEY, read_sidecar, require, sidec
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.backends.cuda_device import CudaDevice, open_device
 from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import FILE_KINDS
 
-ENGINE_FORMAT = "tensorrt-engine"
+ENGINE_FORMAT = FILE_KINDS["tensorrt-engine"].name
 
 
 Shape = tuple[int, int, int, int]

@@ -17,8 +17,7 @@ from stylecast.train.compress.prune import gflops
 from stylecast.train.data import load_style_image
 from stylecast.train.losses import LossWeights, PerceptualLoss
 from stylecast.train.model import count_parameters
-from stylecast.train.vgg import VGGFeatures
-from stylecast.train.weights import locate
+from stylecast.train.vgg import load_loss_net
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920)}
 # The bar: >= 3.5x fewer FLOPs, SSIM >= 0.90 vs the teacher, style loss within 15% of the teacher's.
@@ -55,8 +54,7 @@ def perceptual(style_image: Path, teacher_meta: dict[str, str], loss_net_weights
     weights = LossWeights(**hyper.get("loss", {}))
     style_size = hyper.get("style_size", 512)
     name = hyper.get("loss_net", "vgg16")
-    net = locate(name, loss_net_weights)
-    vgg = VGGFeatures(name, list(dict.fromkeys([weights.content_layer, *weights.style_layers])), net.path)
+    vgg = load_loss_net(name, [weights.content_layer, *weights.style_layers], "cpu", loss_net_weights)
     return PerceptualLoss(vgg, load_style_image(style_image, style_size), weights).eval()
 
 

@@ -22,8 +22,7 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write, load_image, save_image
 from stylecast.train.gatys.optimize import GatysConfig, GatysOptimizer, StepReport
 from stylecast.train.plots import plot_losses
-from stylecast.train.vgg import VGGFeatures
-from stylecast.train.weights import locate
+from stylecast.train.vgg import load_loss_net
 
 if TYPE_CHECKING:
     import torch
@@ -95,13 +94,11 @@ def run_job(job: OptimizeJob) -> float:
     job.check_paths()
     content = load_image(job.content, allow_huge=job.allow_huge).rgb
     styles = [(load_image(path, allow_huge=job.allow_huge).rgb, weight) for path, weight in job.styles]
-    weights = locate(job.loss_net, job.loss_net_weights)
     cfg = job.config
-    vgg = VGGFeatures(job.loss_net, sorted({cfg.content_layer, *cfg.style_layers}), weights.path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    vgg = vgg.to(device)
+    vgg = load_loss_net(job.loss_net, [cfg.content_layer, *cfg.style_layers], device, job.loss_net_weights)
     _resolve_precision(cfg, device)
-    meta = _metadata(job, weights.net_id, vgg.input)
+    meta = _metadata(job, vgg.net_id, vgg.input)
     rows: list[dict] = []
 
     columns = [TextColumn(f"[bold]optimize {meta['style']}[/] {{task.fields[scale]}}px"), BarColumn(),
