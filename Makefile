@@ -1,6 +1,6 @@
 # Short paths to the stylecast pipeline. Every target runs the `stylecast` CLI in .venv.
 #   make demo               fresh machine -> exported wave model -> stylized gallery
-#   make test               the test suite (what CI runs)
+#   make test               the test suite (what CI runs); make test-fast: the unit tests alone
 #   make train STYLE=wave   train models/$(STYLE).safetensors on $(DATA)
 #   make export STYLE=wave  artifacts/$(STYLE)/$(STYLE).{fp32,fp16,int8}.onnx + report.json
 #                           (+ TensorRT engines where TensorRT is installed)
@@ -34,7 +34,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -127,6 +127,10 @@ optimize-demo: weights-vgg19
 
 test: setup
 	$(PY) -m pytest -q
+
+# The unit tests alone (no training, export or CLI runs): under a minute.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not gpu"
 
 lint: setup
 	$(VENV)/bin/ruff check .

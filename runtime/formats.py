@@ -47,7 +47,8 @@ class FileKind:
 FILE_KINDS = {k.name: k for k in (
     FileKind("model", (".safetensors",), None, "safetensors header"),
     FileKind("onnx", (".onnx",), "onnxruntime", "ONNX metadata_props", ("onnxruntime_onnx", "model.onnx")),
-    FileKind("tensorrt-engine", (".engine", ".plan"), "tensorrt", "JSON sidecar <file>.json", ("tensorrt_plan", "model.plan")),
+    FileKind("tensorrt-engine", (".engine", ".plan"), "tensorrt", "JSON sidecar <file>.json",
+             ("tensorrt_plan", "model.plan")),
 )}
 
 

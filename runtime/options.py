@@ -3,6 +3,7 @@ extra is missing. Torch-free, so the runtime's own commands can use them."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import NamedTuple
 
 from stylecast.runtime.errors import StylecastError
@@ -32,9 +33,11 @@ def parse_size(text: str, flag: str, minimum: int = 16) -> Size:
 
 
 def need_torch(extra: str = "train") -> None:
-    """A one-line answer instead of an ImportError when a role's extra is missing."""
+    """A one-line answer instead of an ImportError when a role's extra is missing (found without importing it)."""
     try:
-        import torch  # noqa: F401
-    except ImportError as exc:
+        found = importlib.util.find_spec("torch")
+    except ImportError:  # an import hook that refuses torch
+        found = None
+    if found is None:
         raise StylecastError(f"this command needs PyTorch: pip install 'stylecast[{extra}]' "
-                             "(on CPU-only machines install torch's CPU build first)") from exc
+                             "(on CPU-only machines install torch's CPU build first)")

@@ -17,8 +17,8 @@ from stylecast.runtime.errors import StylecastError
 from .conftest import run_cli
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-needs_tensorrt = pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (it needs an NVIDIA GPU "
-                                    "and NVIDIA's package index); engine build and run are tested where it is")
+TRT_MISSING = ("TensorRT is not installed (it needs an NVIDIA GPU and NVIDIA's package index); "
+               "engine build and run are tested where it is")
 
 ORIN = rt.Target("10.3.0", "Orin", "8.7")
 
@@ -112,7 +112,8 @@ def test_engine_modules_never_import_torch_or_onnx():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
-@needs_tensorrt
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TENSORRT, reason=TRT_MISSING)
 def test_build_and_run_engine_matches_onnx(tiny_onnx, tmp_path):
     from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from stylecast.runtime.backends.tensorrt import TensorRTBackend
