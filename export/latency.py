@@ -26,10 +26,6 @@ def session_latency_ms(sess, size: int, warmup: int = 2, repeats: int = 5) -> fl
     return median_ms(lambda: sess.run(None, feed), warmup, repeats)
 
 
-def onnx_latency_ms(path: Path, size: int, threads: int = 1, repeats: int = 5) -> float:
-    return session_latency_ms(session(Path(path), threads), size, repeats=repeats)
-
-
 def torch_model_latency_ms(model: torch.nn.Module, size: int, threads: int = 1, repeats: int = 5) -> float:
     """Export in memory (same exporter and simplifier as `stylecast export`) and time it."""
     from stylecast.export.to_onnx import simplify, trace_to_onnx

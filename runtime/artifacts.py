@@ -83,9 +83,11 @@ def onnx_metadata(path: Path) -> dict[str, str]:
                                    "(or pip install onnx)")
     try:
         model = onnx.load(str(path), load_external_data=False)
+        if not model.ir_version or not model.graph.node:  # bytes that happen to parse as an empty message
+            raise ValueError("no graph")
     except Exception as exc:  # protobuf's DecodeError and friends share no base class worth naming
-        raise StylecastError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
-                             "re-export it with `stylecast export`") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StylecastError(f"{path}: not a loadable ONNX model ({reason}); re-export it with `stylecast export`") from exc
     return {p.key: p.value for p in model.metadata_props}
 
 

@@ -47,6 +47,11 @@ def test_verdict_of_a_student_meeting_every_target():
     assert row["content_delta"] == pytest.approx(0.25)
 
 
+def test_style_delta_bound_is_the_same_both_ways():
+    assert _student(20.0, ssim=0.95, style_loss=2.3)["meets"]["style_delta"]  # +15%
+    assert _student(20.0, ssim=0.95, style_loss=1.7)["meets"]["style_delta"]  # -15% (float: -0.15000000000000002)
+
+
 def test_verdict_thresholds_are_inclusive_for_flops_and_ssim():
     row = _student(80.0 / 3.5, ssim=0.90)  # exactly 3.5x fewer FLOPs, SSIM exactly at the bar
     assert row["flops_ratio"] == 3.5 and row["meets"]["flops_ratio"] and row["meets"]["ssim"]

@@ -107,11 +107,11 @@ def _drop_meta(model, key):
 
 
 @pytest.mark.parametrize("name,make,expect", [
-    ("garbage.onnx", lambda m, d: (d / "garbage.onnx").write_bytes(os.urandom(256)), "cannot load this model"),
+    ("garbage.onnx", lambda m, d: (d / "garbage.onnx").write_bytes(os.urandom(256)), "not a loadable ONNX model"),
     ("truncated.onnx", lambda m, d: (d / "truncated.onnx").write_bytes(m.read_bytes()[: m.stat().st_size // 2]),
-     "cannot load this model"),
+     "not a loadable ONNX model"),
     ("picture.onnx", lambda m, d: Image.new("RGB", (8, 8)).save(d / "picture.onnx", format="PNG"),
-     "cannot load this model"),
+     "not a loadable ONNX model"),
     ("checkpoint.onnx", lambda m, d: _onnx_with(m, d, "checkpoint.onnx", lambda x: _set_meta(x, "stylecast.format",
                                                                                            "checkpoint")),
      "not a stylecast onnx (checkpoint)"),

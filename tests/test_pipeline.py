@@ -80,10 +80,25 @@ def test_onnx_graph_is_dynamic_opset18_and_checked(tiny_onnx):
 
 
 def test_export_reuses_only_current_onnx(tiny_onnx, tiny_checkpoint, photos, tmp_path):
+    """A current export is reused; one from another checkpoint, or a truncated file, is exported again."""
+    import onnx
+
+    from stylecast.runtime.artifacts import sha256_file
+
     out = tmp_path / "art"
     shutil.copytree(tiny_onnx.parent, out)
     again = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
     assert again.returncode == 0 and "up to date" in again.stdout
+    stale = onnx.load(str(out / "tiny.fp32.onnx"))
+    next(p for p in stale.metadata_props if p.key == "source_sha256").value = "0" * 64  # an older checkpoint's
+    onnx.save(stale, str(out / "tiny.fp32.onnx"))
+    redone = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
+    assert redone.returncode == 0 and "up to date" not in redone.stdout, redone.stdout
+    assert read_metadata(out / "tiny.fp32.onnx")["source_sha256"] == sha256_file(tiny_checkpoint)
+    (out / "tiny.fp32.onnx").write_bytes(b"\x08\x07 truncated")
+    repaired = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
+    assert repaired.returncode == 0 and "up to date" not in repaired.stdout, repaired.stderr
+    assert read_metadata(out / "tiny.fp32.onnx")["source_sha256"] == sha256_file(tiny_checkpoint)
 
 
 def test_stylize_cli_batch_with_bad_file(tiny_onnx, photos, tmp_path):

@@ -1,6 +1,7 @@
 """Tiled inference, measured: agreement with whole-image inference, and peak memory on an 8K photo.
 
-    python -m benchmarks.tiles --model artifacts/wave/wave.fp32.onnx --photo PHOTO [--huge 8000x6000,4000x3000]
+    python -m stylecast.benchmarks.media.tiles --model artifacts/wave/wave.fp32.onnx --photo PHOTO \
+        [--huge 8000x6000,4000x3000]
 
 Writes artifacts/bench/tiles.json. Agreement is measured where the whole image still fits (long side
 ``--compare-side``); peak RSS is that of a real `stylecast stylize` process on an upscaled photo.

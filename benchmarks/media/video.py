@@ -2,7 +2,7 @@
 flicker with and without ``--temporal-blend``, and backend frames per second at several batch sizes on ONNX
 Runtime CPU.
 
-    python -m benchmarks.video --model artifacts/wave/wave.fp32.onnx --photo PHOTO
+    python -m stylecast.benchmarks.media.video --model artifacts/wave/wave.fp32.onnx --photo PHOTO
 
 Writes artifacts/bench/video.json (the sidecar reports of each run, plus the batch timings).
 """

@@ -62,19 +62,15 @@ class OnnxRuntimeBackend(Backend):
         for key, value in (config or {}).items():  # session config entries, e.g. thread spinning
             options.add_session_config_entry(key, value)
         chosen = choose_providers(ort.get_available_providers(), providers)
-        precision = "fp32"
-        if "TensorrtExecutionProvider" in chosen:  # its flags depend on the graph's precision
-
-            precision = onnx_metadata(path).get("precision", "fp32")
-        with_options = [(p, provider_options(p, cache_dir(), precision)) for p in chosen]
+        self._meta = onnx_metadata(self.path)  # checked before any session is built for a foreign file
+        require(self._meta, "onnx", path)
+        with_options = [(p, provider_options(p, cache_dir(), self._meta["precision"])) for p in chosen]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=with_options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StylecastError(f"{path}: ONNX Runtime cannot load this model ({first}); "
                                  "re-export it with `stylecast export`") from exc
-        self._meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        require(self._meta, "onnx", path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise StylecastError(f"{path}: expected one NCHW image input, found {[i.shape for i in inputs]}")
