@@ -91,8 +91,19 @@ def onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def read_json(path: Path, what: str = "stylecast report") -> dict:
+    """A JSON object from ``path`` (reports, sidecars), or one line saying why it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StylecastError(f"{path}: not readable JSON ({exc}); re-create the {what}") from exc
+    if not isinstance(data, dict):
+        raise StylecastError(f"{path}: not a {what} (expected a JSON object)")
+    return data
+
+
 def read_metadata(path: Path) -> dict[str, str]:
-    """Metadata of a checkpoint, ONNX model, engine (its JSON sidecar) or JSON report."""
+    """Metadata of a checkpoint, ONNX model, engine (its JSON sidecar) or JSON report, as string pairs."""
     path = Path(path)
     if not path.is_file():
         raise StylecastError(f"{path}: no such file")
@@ -102,16 +113,12 @@ def read_metadata(path: Path) -> dict[str, str]:
     if kind is not None and kind.name == "onnx":
         return onnx_metadata(path)
     if kind is not None:  # an engine: its metadata lives in the sidecar
-        path = sidecar_path(path)
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise StylecastError(f"{path}: not readable JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise StylecastError(f"{path}: not a stylecast report (expected a JSON object)")
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-    raise StylecastError(f"{path}: unknown artifact type; expected .safetensors, .onnx, .engine or .json")
+        data = read_sidecar(path)
+    elif path.suffix.lower() == ".json":
+        data = read_json(path)
+    else:
+        raise StylecastError(f"{path}: unknown artifact type; expected .safetensors, .onnx, .engine or .json")
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
 
 
 def slug(text: str) -> str:
@@ -126,10 +133,8 @@ def sidecar_path(artifact: Path) -> Path:
 
 
 def read_sidecar(engine: Path) -> dict:
+    """An engine's JSON sidecar, as written (its values keep their JSON types)."""
     side = sidecar_path(engine)
-    try:
-        return json.loads(side.read_text())
-    except FileNotFoundError as exc:
-        raise StylecastError(f"{engine}: no sidecar {side.name}; rebuild the engine with `stylecast build-engine`") from exc
-    except (OSError, ValueError) as exc:
-        raise StylecastError(f"{side}: unreadable engine sidecar ({exc}); rebuild with `stylecast build-engine`") from exc
+    if not side.is_file():
+        raise StylecastError(f"{engine}: no sidecar {side.name}; rebuild the engine with `stylecast build-engine`")
+    return read_json(side, "engine sidecar (rebuild with `stylecast build-engine`)")
