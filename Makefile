@@ -1,6 +1,6 @@
 # Short paths to the stylecast pipeline. Every target runs the `stylecast` CLI in .venv.
 #   make demo               fresh machine -> exported wave model -> stylized gallery
-#   make test               the test suite (what CI runs)
+#   make test               the test suite (what CI runs); make test-fast: the unit tests alone
 #   make train STYLE=wave   train models/$(STYLE).safetensors on $(DATA)
 #   make export STYLE=wave  artifacts/$(STYLE)/$(STYLE).{fp32,fp16,int8}.onnx + report.json
 #                           (+ TensorRT engines where TensorRT is installed)
@@ -34,7 +34,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,7 +92,7 @@ bench-baseline: $(ART)/$(STYLE).fp32.onnx
 
 # The gate's false-alarm rate (5 runs on this tree) and power (a 2x-FLOPs graph, a 10x baseline) on this machine.
 bench-gate-eval: $(ART)/$(STYLE).fp32.onnx
-	$(PY) -m stylecast.export.bench.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
+	$(PY) -m stylecast.benchmarks.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
 		--out benchmarks/results/gate-$$($(PY) -c "from stylecast.runtime.machine import fingerprint, class_id; print(class_id(fingerprint()))") $(ARGS)
 weights-vgg19: setup
 	$(SC) weights fetch vgg19
@@ -128,6 +128,10 @@ optimize-demo: weights-vgg19
 test: setup
 	$(PY) -m pytest -q
 
+# The unit tests alone (no training, export or CLI runs): under a minute.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -137,18 +141,18 @@ PHOTO ?= $(SAMPLES)/chelsea.jpg
 
 hostile: setup $(MODEL)
 	rm -rf artifacts/hostile artifacts/hostile-out
-	$(PY) -m tests.hostile artifacts/hostile
+	$(PY) -m stylecast.benchmarks.media.hostile artifacts/hostile
 	# Exit 1 is the expected outcome: the folder is meant to hold bad files.
 	$(SC) stylize artifacts/hostile --model $(MODEL) --out artifacts/hostile-out || test $$? -eq 1
 
 int8-sensitivity: setup
-	$(PY) -m benchmarks.int8_sensitivity --model models/$(STYLE).safetensors
+	$(PY) -m stylecast.benchmarks.media.int8_sensitivity --model models/$(STYLE).safetensors
 
 bench-tiles: setup $(MODEL)
-	$(PY) -m benchmarks.tiles --model $(MODEL) --photo $(PHOTO)
+	$(PY) -m stylecast.benchmarks.media.tiles --model $(MODEL) --photo $(PHOTO)
 
 bench-video: setup $(MODEL)
-	$(PY) -m benchmarks.video --model $(MODEL) --photo $(PHOTO)
+	$(PY) -m stylecast.benchmarks.media.video --model $(MODEL) --photo $(PHOTO)
 
 clean:
 	rm -rf artifacts .pytest_cache

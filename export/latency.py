@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stylecast.runtime.backends.onnxruntime import import_ort
+from stylecast.runtime.timing import median_ms
 
 
 def session(model: bytes | Path, threads: int = 1):  # noqa: ANN201 - an onnxruntime.InferenceSession
@@ -23,25 +22,13 @@ def session(model: bytes | Path, threads: int = 1):  # noqa: ANN201 - an onnxrun
 
 def session_latency_ms(sess, size: int, warmup: int = 2, repeats: int = 5) -> float:  # noqa: ANN001
     """Median wall time of one size x size image; the median shrugs off a busy neighbour's spikes."""
-    name = sess.get_inputs()[0].name
-    image = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
-    for _ in range(warmup):
-        sess.run(None, {name: image})
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        sess.run(None, {name: image})
-        times.append((time.perf_counter() - tic) * 1000.0)
-    return statistics.median(times)
-
-
-def onnx_latency_ms(path: Path, size: int, threads: int = 1, repeats: int = 5) -> float:
-    return session_latency_ms(session(Path(path), threads), size, repeats=repeats)
+    feed = {sess.get_inputs()[0].name: np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)}
+    return median_ms(lambda: sess.run(None, feed), warmup, repeats)
 
 
 def torch_model_latency_ms(model: torch.nn.Module, size: int, threads: int = 1, repeats: int = 5) -> float:
     """Export in memory (same exporter and simplifier as `stylecast export`) and time it."""
-    from .to_onnx import simplify, trace_to_onnx
+    from stylecast.export.to_onnx import simplify, trace_to_onnx
 
     proto = simplify(trace_to_onnx(model))
     return session_latency_ms(session(proto.SerializeToString(), threads), size, repeats=repeats)

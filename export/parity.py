@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
+from stylecast.runtime.images import IMAGE_SUFFIXES, fit, load_image
 from stylecast.runtime.metrics import max_abs_error, psnr, ssim
 
 # One square size and one that is not a multiple of 4 (odd, even portrait) on purpose:
@@ -28,16 +27,6 @@ class SizeParity:
     psnr_mean: float
     ssim_min: float
     max_abs_error: float
-
-
-def fit(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Centre-crop to the target aspect, then resize: real content at exactly (height, width)."""
-    h, w = rgb.shape[:2]
-    scale = min(h / height, w / width)
-    ch, cw = round(height * scale), round(width * scale)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    img = Image.fromarray(rgb[top:top + ch, left:left + cw])
-    return np.asarray(img.resize((width, height), Image.Resampling.BICUBIC))
 
 
 def parity_files(folder: Path, limit: int = 8) -> list[Path]:

@@ -9,18 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stylecast.export import parity, precisions, to_onnx
+from stylecast.export.precisions import Int8Settings
+from stylecast.runtime import formats
+from stylecast.runtime.artifacts import onnx_metadata, sha256_file, tool_versions
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import EXPORTED
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import sha256_file, tool_versions
 from stylecast.train.checkpoint import load_model
-
-from . import parity, precisions, to_onnx
-from .precisions import Int8Settings
-
-# Minimum PSNR (dB) of each precision against PyTorch fp32 on real photos, and SSIM where it is a floor too.
-PSNR_FLOOR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
-SSIM_FLOOR = {"fp32": 0.0, "fp16": 0.0, "int8": 0.97}
 
 
 @dataclass
@@ -37,14 +34,17 @@ class ExportRequest:
 
 
 def onnx_path(out_dir: Path, name: str, precision: str) -> Path:
-    return out_dir / f"{name}.{precision}.onnx"
+    return out_dir / formats.precision(precision).onnx_name(name)
 
 
 def is_current(path: Path, checkpoint_sha: str, conversion: str = "") -> bool:
     """An existing export is reused only if it came from this checkpoint, stylecast and conversion settings."""
     if not path.is_file():
         return False
-    meta = to_onnx.read_onnx_metadata(path)
+    try:
+        meta = onnx_metadata(path)
+    except StylecastError:  # a truncated or foreign file at the destination is redone, not a reason to stop
+        return False
     ours = json.loads(tool_versions()).get("stylecast")
     return (meta.get("source_sha256") == checkpoint_sha and meta.get("conversion", "") == conversion
             and json.loads(meta.get("versions", "{}")).get("stylecast") == ours)
@@ -60,9 +60,9 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
     source = load_model(request.checkpoint)
     style = source.meta["style"]
     checkpoint_sha = sha256_file(request.checkpoint)
-    unknown = [p for p in request.precisions if p not in PSNR_FLOOR]
+    unknown = [p for p in request.precisions if p not in EXPORTED]
     if unknown:
-        raise StylecastError(f"unknown precision(s) {unknown}; choose from {sorted(PSNR_FLOOR)}")
+        raise StylecastError(f"unknown precision(s) {unknown}; choose from {', '.join(EXPORTED)}")
     photos = parity.parity_images(request.parity_images)
     reference = parity.Reference(source.model, photos)  # PyTorch outputs once, for every precision
     held_out = {sha256_file(p) for p in parity.parity_files(request.parity_images)}
@@ -87,23 +87,24 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
             results = parity.measure(reference, OnnxRuntimeBackend(dest, providers=["CPUExecutionProvider"]),
                                      request.sizes)
             worst, worst_ssim = min(r.psnr_min for r in results), min(r.ssim_min for r in results)
-            passed = worst >= PSNR_FLOOR[precision] and worst_ssim >= SSIM_FLOOR[precision]
+            floor_db, floor_ssim = formats.PRECISIONS[precision].psnr_floor_db, formats.PRECISIONS[precision].ssim_floor
+            passed = worst >= floor_db and worst_ssim >= floor_ssim
             report["exports"].append({
                 "precision": precision, "file": dest.name, "bytes": dest.stat().st_size,
-                "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": PSNR_FLOOR[precision],
-                "ssim_floor": SSIM_FLOOR[precision], "passed": passed, "parity": parity.as_dicts(results),
+                "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": floor_db,
+                "ssim_floor": floor_ssim, "passed": passed, "parity": parity.as_dicts(results),
                 **details,
             })
             step(f"{precision}: parity checked")
             log(f"{precision}: worst PSNR {worst:.1f} dB, SSIM {worst_ssim:.4f} vs PyTorch fp32 "
-                f"(floors {PSNR_FLOOR[precision]:.0f} dB, {SSIM_FLOOR[precision]})")
+                f"(floors {floor_db:.0f} dB, {floor_ssim})")
             if not passed and precision in request.allow_below_floor:
                 report["exports"][-1]["below_target"] = True
                 log(f"WARNING: {dest.name} is below its parity target and kept only because of "
                     f"--allow-below-floor {precision}; see {request.out_dir / 'report.json'}")
             elif not passed:
                 failures.append(f"{dest.name} {worst:.1f} dB / SSIM {worst_ssim:.4f} below "
-                                f"{PSNR_FLOOR[precision]:.0f} dB / {SSIM_FLOOR[precision]}")
+                                f"{floor_db:.0f} dB / {floor_ssim}")
     report_path = request.out_dir / "report.json"
     atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
     if failures:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import onnx
 
+from stylecast.export import parity, to_fp16, to_int8, to_onnx
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import load_image
 from stylecast.train.checkpoint import LoadedModel
-
-from . import parity, to_fp16, to_int8, to_onnx
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,6 @@ class Int8Settings:
         return sorted(to_int8.METHODS) if self.method == "auto" else [self.method]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x512' -> (512, 512): height x width."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 16 for p in parts):
-        raise StylecastError(f"size '{text}': expected HxW with both at least 16, e.g. 512x512")
-    return int(parts[0]), int(parts[1])
-
-
 def parse_count(text: str) -> int | None:
     """'auto' -> None (measure it), '3' -> 3."""
     if text.strip().lower() == "auto":
@@ -76,7 +67,7 @@ def conversion_settings(precision: str, int8: Int8Settings) -> str:
 
 def _stamp_and_save(model: onnx.ModelProto, source: LoadedModel, precision: str, conversion: str,
                     dest: Path) -> None:
-    to_onnx.set_metadata(model, {**to_onnx.onnx_metadata(source, precision), "conversion": conversion})
+    to_onnx.set_metadata(model, {**to_onnx.export_metadata(source, precision), "conversion": conversion})
     to_onnx.save_onnx(model, dest)
 
 

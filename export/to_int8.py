@@ -32,11 +32,9 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
-from stylecast.runtime.metadata import sha256_file
-
-from .parity import fit
+from stylecast.runtime.images import IMAGE_SUFFIXES, fit, load_image
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}

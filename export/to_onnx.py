@@ -10,8 +10,8 @@ from pathlib import Path
 import onnx
 import torch
 
+from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, tool_versions
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import FORMAT_KEY, sha256_file, tool_versions
 from stylecast.train.checkpoint import LoadedModel
 
 OPSET = 18
@@ -58,7 +58,7 @@ def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def onnx_metadata(source: LoadedModel, precision: str) -> dict[str, str]:
+def export_metadata(source: LoadedModel, precision: str) -> dict[str, str]:
     """What the runtime and later stages check: style, architecture, precision, lineage, versions."""
     src = source.meta
     return {
@@ -85,14 +85,9 @@ def export_fp32(source: LoadedModel, dest: Path) -> onnx.ModelProto:
     model = simplify(trace_to_onnx(source.model))
     _name_dynamic_axes(model)
     model.producer_name, model.doc_string = "stylecast", f"stylecast {source.meta['style']} transform net"
-    set_metadata(model, onnx_metadata(source, "fp32"))
+    set_metadata(model, export_metadata(source, "fp32"))
     save_onnx(model, dest)
     return model
-
-
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def describe(meta: dict[str, str]) -> str:

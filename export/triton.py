@@ -11,10 +11,11 @@ from pathlib import Path
 
 import onnx
 
+from stylecast.runtime.artifacts import read_sidecar, sha256_file
+from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import FILE_KINDS
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import sha256_file
-from stylecast.runtime.tensorrt_build import ENGINE_FORMAT, read_sidecar
 
 # ONNX element types -> Triton data types (the ones a stylecast graph can have at its edges).
 TRITON_TYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "UINT8": "TYPE_UINT8", "INT8": "TYPE_INT8"}
@@ -54,7 +55,7 @@ def make_config(name: str, platform: str, model: onnx.ModelProto, max_batch_size
     return text_format.MessageToString(config)
 
 
-def _write_model(repo: Path, name: str, platform: str, source: Path, filename: str, graph: onnx.ModelProto,
+def _write_model(repo: Path, name: str, platform: str, filename: str, source: Path, graph: onnx.ModelProto,
                  max_batch_size: int) -> Path:
     folder = repo / name
     text = make_config(name, platform, graph, max_batch_size)
@@ -80,10 +81,10 @@ def export_repository(repo: Path, onnx_paths: list[Path], max_batch_size: int = 
     for path in onnx_paths:
         graph = onnx.load(str(path), load_external_data=False)
         base = path.name.removesuffix(".onnx").replace(".", "_")
-        written.append(_write_model(repo, base, "onnxruntime_onnx", path, "model.onnx", graph, max_batch_size))
+        written.append(_write_model(repo, base, *FILE_KINDS["onnx"].triton, path, graph, max_batch_size))
         for engine in engines_for(path):
             profile_max = read_sidecar(engine)["profile"]["max"]
             batch = min(max_batch_size, int(profile_max.split("x")[0]))
             gpu = engine.name.split(".")[2].replace("-", "_")
-            written.append(_write_model(repo, f"{base}_trt_{gpu}", "tensorrt_plan", engine, "model.plan", graph, batch))
+            written.append(_write_model(repo, f"{base}_trt_{gpu}", *FILE_KINDS[ENGINE_FORMAT].triton, engine, graph, batch))
     return written

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .images import atomic_write
+from stylecast.runtime.images import atomic_write
 
 
 def _fit_height(rgb: np.ndarray, height: int) -> Image.Image:

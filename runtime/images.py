@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import StylecastError
+from stylecast.runtime.errors import StylecastError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
@@ -99,14 +99,39 @@ def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
     return LoadedImage(rgb, alpha, note)
 
 
-def resize_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Downscale so the longer side is at most ``max_side`` (never upscales)."""
-    h, w = rgb.shape[:2]
-    if not max_side or max(h, w) <= max_side:
+# The one resize family: every stage resizes through these, so a photo is resampled the same way in
+# training, export parity, evaluation, Gatys and the runtime.
+
+
+def resize_to(rgb: np.ndarray, width: int, height: int,
+              resample: Image.Resampling = Image.Resampling.LANCZOS) -> np.ndarray:
+    """Exactly ``width`` x ``height`` (Lanczos by default: sharp, no ringing to speak of on photos)."""
+    if rgb.shape[:2] == (height, width):
         return rgb
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return np.asarray(Image.fromarray(rgb).resize((width, height), resample))
+
+
+def resize_long_side(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Up or down so the long side is ``side``, keeping the aspect ratio."""
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    return resize_to(rgb, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
+def resize_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Down only, so the long side is at most ``max_side`` (``None``: unchanged)."""
+    if not max_side or max(rgb.shape[:2]) <= max_side:
+        return rgb
+    return resize_long_side(rgb, max_side)
+
+
+def fit(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop to the target aspect, then resize (bicubic): real content at exactly (height, width)."""
+    h, w = rgb.shape[:2]
+    scale = min(h / height, w / width)
+    ch, cw = round(height * scale), round(width * scale)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return resize_to(rgb[top:top + ch, left:left + cw], width, height, Image.Resampling.BICUBIC)
 
 
 def atomic_write(dest: Path, write) -> None:  # noqa: ANN001 - write(path) callback

@@ -13,8 +13,8 @@ import json
 import os
 import platform
 
-from .errors import import_optional
-from .metadata import package_version
+from stylecast.runtime.artifacts import package_version
+from stylecast.runtime.errors import import_optional
 
 # CPU features that change which precision or kernel is fastest (flag names as Linux spells them).
 RANKING_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Backend, load_backend
-from .errors import StylecastError
-from .images import resize_max_side
+from stylecast.runtime.backends import Backend, load_backend
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import resize_max_side
 
 
 class Stylizer:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import StylecastError
+from stylecast.runtime.errors import StylecastError
 
 MOTION_SCALE = 24.0  # per-pixel input change (0-255, mean over RGB) at which blending stops entirely
 

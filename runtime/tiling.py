@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import StylecastError
+from stylecast.runtime.errors import StylecastError
 
 AUTO_TILE_LONG_SIDE = 2048  # above this long side, `stylecast stylize` tiles unless told --tile 0
 DEFAULT_TILE = 512

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StylecastError, import_optional
-from .images import atomic_write, refuse_special, write_error
-from .metadata import FORMAT_KEY, tool_versions
-from .temporal import FlickerMeter, TemporalBlend
+from stylecast.runtime.artifacts import FORMAT_KEY, sidecar_path, tool_versions
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.images import atomic_write, refuse_special, write_error
+from stylecast.runtime.temporal import FlickerMeter, TemporalBlend
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # FFmpeg muxer and video encoder per output suffix; x264 where the wheel has it, else a fallback.
@@ -165,7 +165,7 @@ def stylize_video(source: Path, dest: Path, stylize_batch: Callable[[list[np.nda
         raise StylecastError(f"{source}: FFmpeg failed while stylizing ({exc}); the file may be damaged") from exc
     finally:
         src.close()
-    sidecar = dest.with_name(dest.name + ".json")
+    sidecar = sidecar_path(dest)
     content = {FORMAT_KEY: "video-report", **asdict(report)}
     atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(content, indent=2) + "\n"))
     return report

@@ -10,13 +10,26 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+# A test that trains, exports or runs the real command is `slow` (minutes in all); the rest are unit tests
+# (`make test-fast`, under a minute). Fixtures that train or export make every test using them slow.
+SLOW_FIXTURES = {"tiny_checkpoint", "tiny_onnx", "low_precision_export", "clip"}
+SLOW_CALLS = ("run_cli(", "subprocess.", "Trainer(", "run_export(", "GatysOptimizer(", "stylize_video(")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    import inspect
+
+    for item in items:
+        source = inspect.getsource(item.function) if hasattr(item, "function") else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(call in source for call in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
 TINY_ARCH = ["--width", "4", "--res-blocks", "1"]
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real `stylecast` command in a fresh interpreter, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "stylecast.runtime.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stylecast.cli", *args], capture_output=True,
                           text=True, env=full_env, cwd=cwd, timeout=600)
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.train.checkpoint import load_model, save_model
+from stylecast.train.compress.prune import gflops, prune_until, pruned_arch
 from stylecast.train.model import ArchConfig, TransformerNet
-from stylecast.train.prune import gflops, prune_until, pruned_arch
 
 from .conftest import DATA, run_cli
 

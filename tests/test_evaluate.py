@@ -1,7 +1,6 @@
 """`stylecast evaluate` on tiny models and hand-made outputs; style strength and model chains in the runtime."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -9,9 +8,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from stylecast.benchmarks.quality.evaluate import find_output
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.train.evaluate import find_output
 
 from .conftest import run_cli
 
@@ -107,17 +106,30 @@ def test_chained_models_feed_each_other_in_float(tiny_onnx):
 
 
 def test_stylize_cli_chains_and_blends(tiny_onnx, photos, tmp_path):
+    """Two chained models at strength 0.5: the pixels are half the photo and half model(model(photo))."""
+    import onnxruntime as ort
+
     inputs = tmp_path / "in"
     inputs.mkdir()
-    shutil.copy(photos / "coffee.jpg", inputs)
+    photo = np.asarray(Image.open(photos / "coffee.jpg").convert("RGB"))
+    Image.fromarray(photo).save(inputs / "coffee.png")  # lossless in and out, so pixels can be compared
     result = run_cli("stylize", str(inputs), "--model", str(tiny_onnx), "--model", str(tiny_onnx),
                      "--strength", "0.5", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out" / "coffee.tiny.jpg").is_file()
+    got = np.asarray(Image.open(tmp_path / "out" / "coffee.tiny.png").convert("RGB")).astype(np.float64)
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = photo.transpose(2, 0, 1)[None].astype(np.float32)
+    twice = session.run(None, {name: session.run(None, {name: x})[0]})[0]
+    once = session.run(None, {name: x})[0]
+    expected = np.clip(np.rint(0.5 * twice + 0.5 * x), 0, 255)[0].transpose(1, 2, 0)
+    assert np.abs(got - expected).max() <= 1
+    single = np.clip(np.rint(once), 0, 255)[0].transpose(1, 2, 0)
+    assert np.abs(got - single).mean() > 1 and np.abs(got - photo).mean() > 1  # neither one pass nor the photo
 
 
 def test_frechet_distance_matches_the_closed_form():
-    from stylecast.train.fid import frechet_distance
+    from stylecast.benchmarks.quality.fid import frechet_distance
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(400, 6))

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylecast.runtime.backends.base import load_backend
+from stylecast.benchmarks.media.hostile import make_hostile
+from stylecast.runtime.backends import load_backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import save_image
 
 from .conftest import run_cli, train_args
-from .hostile import make_hostile
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -107,11 +107,11 @@ def _drop_meta(model, key):
 
 
 @pytest.mark.parametrize("name,make,expect", [
-    ("garbage.onnx", lambda m, d: (d / "garbage.onnx").write_bytes(os.urandom(256)), "cannot load this model"),
+    ("garbage.onnx", lambda m, d: (d / "garbage.onnx").write_bytes(os.urandom(256)), "not a loadable ONNX model"),
     ("truncated.onnx", lambda m, d: (d / "truncated.onnx").write_bytes(m.read_bytes()[: m.stat().st_size // 2]),
-     "cannot load this model"),
+     "not a loadable ONNX model"),
     ("picture.onnx", lambda m, d: Image.new("RGB", (8, 8)).save(d / "picture.onnx", format="PNG"),
-     "cannot load this model"),
+     "not a loadable ONNX model"),
     ("checkpoint.onnx", lambda m, d: _onnx_with(m, d, "checkpoint.onnx", lambda x: _set_meta(x, "stylecast.format",
                                                                                            "checkpoint")),
      "not a stylecast onnx (checkpoint)"),
@@ -194,7 +194,7 @@ def test_sigint_during_batch_leaves_only_complete_outputs(tiny_onnx, tmp_path):
     Image.fromarray(noise).save(inputs / "img-000.png")
     for i in range(1, 400):
         shutil.copy(inputs / "img-000.png", inputs / f"img-{i:03d}.png")
-    cmd = [sys.executable, "-m", "stylecast.runtime.cli", "stylize", str(inputs), "--model", str(tiny_onnx),
+    cmd = [sys.executable, "-m", "stylecast.cli", "stylize", str(inputs), "--model", str(tiny_onnx),
            "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
@@ -215,7 +215,7 @@ def test_sigint_during_batch_leaves_only_complete_outputs(tiny_onnx, tmp_path):
 def test_sigint_during_training_saves_state_and_resumes(tmp_path, photos, style_image, tiny_vgg):
     run_dir, model = tmp_path / "run", tmp_path / "m.safetensors"
     args = train_args(photos, style_image, tiny_vgg, model, run_dir, steps=100000)
-    cmd = [sys.executable, "-m", "stylecast.runtime.cli", *args]
+    cmd = [sys.executable, "-m", "stylecast.cli", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
     log = run_dir / "log.csv"
@@ -227,7 +227,7 @@ def test_sigint_during_training_saves_state_and_resumes(tmp_path, photos, style_
         proc.kill()
     assert proc.returncode == 130 and "--resume" in stderr, stderr
     assert not model.exists()  # an interrupted run ships no model, only its resumable state
-    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.artifacts import read_metadata
 
     stopped = int(read_metadata(run_dir / "state.safetensors")["step"])
     resumed = run_cli(*train_args(photos, style_image, tiny_vgg, model, run_dir, steps=stopped + 2), "--resume")
@@ -251,7 +251,7 @@ def test_zero_or_negative_step_counts_are_refused(photos, style_image, tiny_vgg,
     for args, says in ((("compress", "--teacher", "t", "--data", "d", "--holdout", "0"), "--holdout 0"),
                        (("prune", "--model", "m", "--out", "o", "--target-flops", "20", "--step-ratio", "0"),
                         "--step-ratio"),
-                       (("bench", "--resolution", "0"), "resolution '0'"),
+                       (("bench", "--resolution", "0"), "--resolution 0: expected"),
                        (("evaluate", str(photos), "--style", str(style_image), "--method", "a=x.onnx", "--size", "0"),
                         "--size 0")):
         done = run_cli(*args)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import load_image

@@ -79,7 +79,7 @@ def test_train_log_says_which_precision_auto_chose_and_why(tmp_path, monkeypatch
                    "--precision", "auto")
     assert done.returncode == 0, done.stderr
     assert "precision auto -> fp32 on cpu: bf16 autocast ran at 0.74x the speed of fp32" in done.stdout
-    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.artifacts import read_metadata
 
     meta = read_metadata(tmp_path / "m.safetensors")
     assert meta["train_precision"] == "fp32" and "0.74x" in meta["train_precision_reason"]

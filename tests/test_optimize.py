@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stylecast.runtime.color import luminance, match_colour, with_chroma_of
 from stylecast.runtime.errors import StylecastError
+from stylecast.train.gatys.cli import parse_list, parse_weighted
+from stylecast.train.gatys.color import luminance, match_colour, with_chroma_of
+from stylecast.train.gatys.optimize import GatysConfig, GatysOptimizer, to_tensor
 from stylecast.train.losses import RelativeStyleLoss
-from stylecast.train.optimize import GatysConfig, GatysOptimizer, to_tensor
-from stylecast.train.optimize_cli import parse_list, parse_weighted
 from stylecast.train.vgg import VGGFeatures
 
 from .conftest import run_cli

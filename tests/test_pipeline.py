@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime import formats
+from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 
 from .conftest import run_cli, train_args
@@ -78,10 +80,25 @@ def test_onnx_graph_is_dynamic_opset18_and_checked(tiny_onnx):
 
 
 def test_export_reuses_only_current_onnx(tiny_onnx, tiny_checkpoint, photos, tmp_path):
+    """A current export is reused; one from another checkpoint, or a truncated file, is exported again."""
+    import onnx
+
+    from stylecast.runtime.artifacts import sha256_file
+
     out = tmp_path / "art"
     shutil.copytree(tiny_onnx.parent, out)
     again = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
     assert again.returncode == 0 and "up to date" in again.stdout
+    stale = onnx.load(str(out / "tiny.fp32.onnx"))
+    next(p for p in stale.metadata_props if p.key == "source_sha256").value = "0" * 64  # an older checkpoint's
+    onnx.save(stale, str(out / "tiny.fp32.onnx"))
+    redone = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
+    assert redone.returncode == 0 and "up to date" not in redone.stdout, redone.stdout
+    assert read_metadata(out / "tiny.fp32.onnx")["source_sha256"] == sha256_file(tiny_checkpoint)
+    (out / "tiny.fp32.onnx").write_bytes(b"\x08\x07 truncated")
+    repaired = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
+    assert repaired.returncode == 0 and "up to date" not in repaired.stdout, repaired.stderr
+    assert read_metadata(out / "tiny.fp32.onnx")["source_sha256"] == sha256_file(tiny_checkpoint)
 
 
 def test_stylize_cli_batch_with_bad_file(tiny_onnx, photos, tmp_path):
@@ -147,7 +164,7 @@ class Block:
         if name == "torch" or name.startswith("torch.") or name == "safetensors.torch":
             raise ImportError("torch is blocked in this test")
 sys.meta_path.insert(0, Block())
-from stylecast.runtime.cli import main
+from stylecast.cli import main
 sys.argv = ["stylecast"] + sys.argv[1:]
 main()
 """
@@ -168,7 +185,7 @@ def test_runtime_runs_with_torch_blocked(tiny_onnx, photos, tmp_path):
 
 
 def test_runtime_package_never_imports_torch():
-    code = "import sys, stylecast.runtime.cli, stylecast.runtime.stylizer; print('torch' in sys.modules)"
+    code = "import sys, stylecast.cli, stylecast.runtime.stylizer; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
@@ -176,7 +193,7 @@ def test_runtime_package_never_imports_torch():
 def test_torchrun_ddp_two_cpu_processes(tmp_path, photos, style_image, tiny_vgg):
     args = train_args(photos, style_image, tiny_vgg, tmp_path / "ddp.safetensors", tmp_path / "run", 2)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stylecast.runtime.cli", *args, "--device", "cpu"]
+           "-m", "stylecast.cli", *args, "--device", "cpu"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     meta = read_metadata(tmp_path / "ddp.safetensors")
@@ -189,7 +206,8 @@ def test_export_fails_loudly_below_parity_floor(tiny_checkpoint, photos, tmp_pat
     from stylecast.export import pipeline
     from stylecast.runtime.errors import StylecastError
 
-    monkeypatch.setitem(pipeline.PSNR_FLOOR, "fp32", 1000.0)  # no real export reaches 1000 dB
+    unreachable = replace(formats.PRECISIONS["fp32"], psnr_floor_db=1000.0)
+    monkeypatch.setitem(formats.PRECISIONS, "fp32", unreachable)  # no real export reaches 1000 dB
     request = pipeline.ExportRequest(tiny_checkpoint, tmp_path, parity_images=photos)
     with pytest.raises(StylecastError, match="parity check failed"):
         pipeline.run_export(request, log=lambda _: None)

@@ -1,6 +1,7 @@
 """fp16 and int8 graphs on a tiny net: the precision is in the graph, parity is measured, floors are enforced."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -8,8 +9,9 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from stylecast.export.pipeline import PSNR_FLOOR, SSIM_FLOOR
-from stylecast.runtime.artefacts import read_metadata
+from stylecast.runtime import formats
+from stylecast.runtime.artifacts import read_metadata
+from stylecast.runtime.formats import PRECISIONS
 from stylecast.runtime.stylizer import Stylizer
 
 from .conftest import run_cli
@@ -32,7 +34,7 @@ def low_precision_export(tmp_path_factory, tiny_checkpoint, photos, calibration_
     out = tmp_path_factory.mktemp("lowp")
     result = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--precision", "fp32,fp16,int8",
                      "--parity-images", str(photos), "--calibration-images", str(calibration_photos),
-                     "--calibration-count", "5", "--calibration-size", "64x64", "--triton", str(out / "triton"))
+                     "--calibration-count", "5", "--calibration-resolution", "64x64", "--triton", str(out / "triton"))
     return out, result
 
 
@@ -49,8 +51,10 @@ def test_every_precision_reports_parity_against_its_floor(low_precision_export):
         assert len({(p["height"], p["width"]) for p in entry["parity"]}) >= 2
         worst = min(p["psnr_min"] for p in entry["parity"])
         worst_ssim = min(p["ssim_min"] for p in entry["parity"])
-        assert entry["psnr_floor_db"] == PSNR_FLOOR[precision] and entry["ssim_floor"] == SSIM_FLOOR[precision]
-        assert entry["passed"] == (worst >= PSNR_FLOOR[precision] and worst_ssim >= SSIM_FLOOR[precision])
+        assert entry["psnr_floor_db"] == PRECISIONS[precision].psnr_floor_db
+        assert entry["ssim_floor"] == PRECISIONS[precision].ssim_floor
+        floors = PRECISIONS[precision]
+        assert entry["passed"] == (worst >= floors.psnr_floor_db and worst_ssim >= floors.ssim_floor)
         assert read_metadata(out / entry["file"])["precision"] == precision
         if not entry["passed"]:
             failed.append(entry["file"])
@@ -124,7 +128,7 @@ def test_int8_fp32_convs_and_method_are_chosen_by_measured_parity(low_precision_
 def test_int8_fixed_fp32_convs_skip_the_search(tiny_checkpoint, photos, calibration_photos, tmp_path):
     result = run_cli("export", str(tiny_checkpoint), "--out", str(tmp_path), "--precision", "int8",
                      "--parity-images", str(photos), "--calibration-images", str(calibration_photos),
-                     "--calibration-count", "4", "--calibration-size", "48x48", "--int8-method", "minmax",
+                     "--calibration-count", "4", "--calibration-resolution", "48x48", "--int8-method", "minmax",
                      "--int8-fp32-convs", "1", "--allow-below-floor", "int8")
     assert result.returncode == 0, result.stderr
     entry = _entry(tmp_path, "int8")
@@ -181,7 +185,8 @@ def test_floor_miss_fails_unless_explicitly_allowed(tiny_checkpoint, photos, tmp
     from stylecast.export import pipeline
     from stylecast.runtime.errors import StylecastError
 
-    monkeypatch.setitem(pipeline.PSNR_FLOOR, "fp32", 1000.0)  # unreachable: every export misses it
+    unreachable = replace(formats.PRECISIONS["fp32"], psnr_floor_db=1000.0)
+    monkeypatch.setitem(formats.PRECISIONS, "fp32", unreachable)  # unreachable: every export misses it
     request = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "strict", parity_images=photos, sizes=((40, 40),))
     with pytest.raises(StylecastError, match="parity check failed.*tiny.fp32.onnx"):
         pipeline.run_export(request, log=lambda _: None)

@@ -8,21 +8,23 @@ import sys
 import numpy as np
 import pytest
 
-from stylecast.runtime import tensorrt_build as tb
+from stylecast.export import tensorrt_build as tb
+from stylecast.runtime.artifacts import sidecar_path
+from stylecast.runtime.backends import tensorrt as rt
 from stylecast.runtime.backends.tensorrt import check_shape
 from stylecast.runtime.errors import StylecastError
 
 from .conftest import run_cli
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-needs_tensorrt = pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (it needs an NVIDIA GPU "
-                                    "and NVIDIA's package index); engine build and run are tested where it is")
+TRT_MISSING = ("TensorRT is not installed (it needs an NVIDIA GPU and NVIDIA's package index); "
+               "engine build and run are tested where it is")
 
-ORIN = tb.Target("10.3.0", "Orin", "8.7")
+ORIN = rt.Target("10.3.0", "Orin", "8.7")
 
 
 def test_parse_profile_and_contains():
-    profile = tb.Profile.parse("1x3x64x64", "1x3x512x512", "4x3x1024x1024")
+    profile = rt.Profile.parse("1x3x64x64", "1x3x512x512", "4x3x1024x1024")
     assert profile.opt == (1, 3, 512, 512)
     assert profile.contains((2, 3, 300, 1000)) and not profile.contains((1, 3, 2048, 64))
     assert profile.as_text() == {"min": "1x3x64x64", "opt": "1x3x512x512", "max": "4x3x1024x1024"}
@@ -31,12 +33,12 @@ def test_parse_profile_and_contains():
 @pytest.mark.parametrize("bad", ["1x3x64", "1x4x64x64", "1x3x0x64", "ax3x64x64"])
 def test_bad_shapes_refused(bad):
     with pytest.raises(StylecastError, match="shape"):
-        tb.parse_shape(bad)
+        rt.parse_shape(bad)
 
 
 def test_profile_must_be_ordered():
     with pytest.raises(StylecastError, match="min <= opt <= max"):
-        tb.Profile.parse("1x3x512x512", "1x3x256x256", "1x3x1024x1024")
+        rt.Profile.parse("1x3x512x512", "1x3x256x256", "1x3x1024x1024")
 
 
 @pytest.mark.parametrize(("version", "typed", "int8_flags"), [
@@ -44,7 +46,7 @@ def test_profile_must_be_ordered():
     ("10.13.3", True, []), ("11.0.0", True, []), ("11.4.0.106", True, []),
 ])
 def test_strong_typing_chosen_by_version(version, typed, int8_flags):
-    v = tb.version_tuple(version)
+    v = rt.version_tuple(version)
     assert tb.strongly_typed(v) is typed
     assert tb.builder_flags("int8", v) == int8_flags
     assert tb.builder_flags("fp32", v) == []
@@ -57,30 +59,30 @@ def test_fp16_flag_only_when_weakly_typed_and_old_versions_refused():
 
 
 def test_engine_name_carries_precision_gpu_and_version(tmp_path):
-    target = tb.Target("10.13.0.35", "NVIDIA GeForce RTX 4090", "8.9")
+    target = rt.Target("10.13.0.35", "NVIDIA GeForce RTX 4090", "8.9")
     path = tb.engine_path(tmp_path, "wave", "fp16", target)
     assert path.name == "wave.fp16.nvidia-geforce-rtx-4090.trt10.13.0.35.engine"
-    assert tb.sidecar_path(path).name == path.name + ".json"
+    assert sidecar_path(path).name == path.name + ".json"
 
 
 def test_sidecar_written_and_checked(tiny_onnx):
-    from stylecast.runtime.artefacts import read_metadata
+    from stylecast.runtime.artifacts import read_metadata
 
-    profile = tb.Profile.parse("1x3x64x64", "1x3x256x256", "2x3x512x512")
+    profile = rt.Profile.parse("1x3x64x64", "1x3x256x256", "2x3x512x512")
     sidecar = tb.make_sidecar(tiny_onnx, read_metadata(tiny_onnx), profile, ORIN, 512)
     assert sidecar["precision"] == "fp32" and sidecar["strongly_typed"] is False
     assert sidecar["onnx_sha256"] == tb.sha256_file(tiny_onnx) and sidecar["profile"]["max"] == "2x3x512x512"
     roundtrip = json.loads(json.dumps(sidecar))
-    tb.check_sidecar(roundtrip, ORIN, tiny_onnx.with_suffix(".engine"))  # same TensorRT and GPU: accepted
-    for other, what in ((tb.Target("10.4.0", "Orin", "8.7"), "TensorRT 10.3.0"),
-                        (tb.Target("10.3.0", "Orin", "7.2"), "compute capability 8.7"),
-                        (tb.Target("10.3.0", "Xavier", "8.7"), "GPU Orin")):
+    rt.check_sidecar(roundtrip, ORIN, tiny_onnx.with_suffix(".engine"))  # same TensorRT and GPU: accepted
+    for other, what in ((rt.Target("10.4.0", "Orin", "8.7"), "TensorRT 10.3.0"),
+                        (rt.Target("10.3.0", "Orin", "7.2"), "compute capability 8.7"),
+                        (rt.Target("10.3.0", "Xavier", "8.7"), "GPU Orin")):
         with pytest.raises(StylecastError, match=f"built for {what}.*build-engine tiny.fp32.onnx"):
-            tb.check_sidecar(roundtrip, other, tiny_onnx.with_suffix(".engine"))
+            rt.check_sidecar(roundtrip, other, tiny_onnx.with_suffix(".engine"))
 
 
 def test_shape_outside_profile_names_the_rebuild(tmp_path):
-    profile = tb.Profile.parse("1x3x64x64", "1x3x256x256", "1x3x512x512")
+    profile = rt.Profile.parse("1x3x64x64", "1x3x256x256", "1x3x512x512")
     check_shape((1, 3, 100, 500), profile, tmp_path / "m.engine")
     with pytest.raises(StylecastError, match="outside the engine's profile.*--max 1x3x600x600"):
         check_shape((1, 3, 600, 600), profile, tmp_path / "m.engine")
@@ -105,12 +107,13 @@ def test_build_engine_bad_profile_is_refused_before_tensorrt(tiny_onnx):
 
 
 def test_engine_modules_never_import_torch_or_onnx():
-    code = ("import sys, stylecast.runtime.tensorrt_build, stylecast.runtime.backends.tensorrt, "
-            "stylecast.runtime.engine_cli; print(any(m in sys.modules for m in ('torch', 'onnx')))")
+    code = ("import sys, stylecast.export.tensorrt_build, stylecast.runtime.backends.tensorrt, "
+            "stylecast.export.cli; print(any(m in sys.modules for m in ('torch', 'onnx')))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
-@needs_tensorrt
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TENSORRT, reason=TRT_MISSING)
 def test_build_and_run_engine_matches_onnx(tiny_onnx, tmp_path):
     from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from stylecast.runtime.backends.tensorrt import TensorRTBackend

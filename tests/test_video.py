@@ -6,13 +6,13 @@ import av
 import numpy as np
 import pytest
 
+from stylecast.benchmarks.media.synthetic import moving_frames, write_video
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.temporal import FlickerMeter, TemporalBlend
 from stylecast.runtime.video import stylize_video
 
 from .conftest import run_cli
-from .synthetic import moving_frames, write_video
 
 
 def _probe(path):

@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from stylecast.runtime.artifacts import FORMAT_KEY, require, safetensors_metadata, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
-from stylecast.runtime.metadata import FORMAT_KEY, require, tool_versions
-
-from .model import ArchConfig, TransformerNet
+from stylecast.train.model import ArchConfig, TransformerNet
 
 MODEL_FORMAT = "checkpoint"
 STATE_FORMAT = "train-state"
@@ -36,13 +34,10 @@ def save_model(path: Path, model: TransformerNet, meta: dict[str, str]) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    """A checkpoint's metadata, with the hint a missing checkpoint needs."""
     if not Path(path).is_file():
         raise StylecastError(f"{path}: no such checkpoint; train one with `stylecast train` or check the path")
-    try:
-        with safe_open(str(path), "pt") as handle:
-            return handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise StylecastError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
+    return safetensors_metadata(path)
 
 
 def load_model(path: Path) -> LoadedModel:

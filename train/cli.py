@@ -9,18 +9,10 @@ from typing import Annotated
 import typer
 
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.options import need_torch
 
 weights_app = typer.Typer(help="Fetch and convert ImageNet VGG weights for the perceptual loss.",
                           no_args_is_help=True)
-
-
-def need_torch(extra: str = "train") -> None:
-    """A one-line answer instead of an ImportError when a role's extra is missing."""
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise StylecastError(f"this command needs PyTorch: pip install 'stylecast[{extra}]' "
-                             "(on CPU-only machines install torch's CPU build first)") from exc
 
 
 def style_preset(style: str, styles_dir: Path) -> dict:
@@ -70,9 +62,9 @@ def train(
 ) -> None:
     """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos."""
     need_torch()
-    from .losses import LossWeights
-    from .model import ArchConfig
-    from .trainer import TrainConfig, Trainer
+    from stylecast.train.losses import LossWeights
+    from stylecast.train.model import ArchConfig
+    from stylecast.train.trainer import TrainConfig, Trainer
 
     preset = style_preset(style, styles_dir)
     style_image = style_image or styles_dir / preset.get("image", f"{style}.jpg")
@@ -109,7 +101,7 @@ def weights_fetch(
     force: Annotated[bool, typer.Option(help="Fetch again even if converted weights are cached.")] = False,
 ) -> None:
     """Download, hash-check and convert loss-network weights into the stylecast cache."""
-    from . import weights
+    from stylecast.train import weights
 
     if name not in weights.VGG_CONVS:
         raise StylecastError(f"unknown network {name!r}; choose vgg16 or vgg19")
@@ -134,6 +126,6 @@ def weights_fetch(
 @weights_app.command("path")
 def weights_path(name: Annotated[str, typer.Argument()] = "vgg16") -> None:
     """Print where the converted weights are expected (the cache honours $STYLECAST_CACHE)."""
-    from . import weights
+    from stylecast.train import weights
 
     typer.echo(weights.weights_path(name))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vgg import VGGFeatures
+from stylecast.train.vgg import VGGFeatures
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

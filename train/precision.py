@@ -22,6 +22,7 @@ from stylecast.runtime.cache import cache_dir
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 from stylecast.runtime.machine import class_id, fingerprint
+from stylecast.runtime.timing import timed_ms
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PROBE_VERSION = 1
@@ -83,14 +84,15 @@ def _workload(device: torch.device) -> tuple[nn.Module, torch.Tensor]:
 
 
 def _pass_ms(net: nn.Module, x: torch.Tensor, precision: str, device: torch.device) -> float:
+    def forward_backward() -> None:
+        with autocast_for(device, precision):
+            loss = net(x).float().square().mean()
+        loss.backward()
+        _sync(device)
+
     net.zero_grad(set_to_none=True)
     _sync(device)
-    start = time.perf_counter()
-    with autocast_for(device, precision):
-        loss = net(x).float().square().mean()
-    loss.backward()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3
+    return timed_ms(forward_backward)[1]
 
 
 def probe(device: torch.device) -> Verdict:

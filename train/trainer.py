@@ -16,17 +16,15 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
-from stylecast.runtime.metadata import sha256_file
-
-from .checkpoint import load_state, save_model, save_state
-from .data import StepBatches, StepSampler, list_images, load_style_image
-from .losses import LossWeights, PerceptualLoss
-from .model import ArchConfig, TransformerNet
-from .plots import plot_losses
-from .precision import autocast_for, resolve_precision
-from .vgg import VGGFeatures
-from .weights import locate
+from stylecast.train.checkpoint import load_state, save_model, save_state
+from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image
+from stylecast.train.losses import LossWeights, PerceptualLoss
+from stylecast.train.model import ArchConfig, TransformerNet
+from stylecast.train.plots import plot_losses
+from stylecast.train.precision import autocast_for, resolve_precision
+from stylecast.train.vgg import VGGFeatures, load_loss_net
 
 
 @dataclass
@@ -118,9 +116,9 @@ class Trainer:
 
     def _loss_net(self, layers: list[str]) -> VGGFeatures:
         cfg = self.config
-        weights = locate(cfg.loss_net, cfg.loss_net_weights)
-        self.loss_net_id = weights.net_id
-        return VGGFeatures(cfg.loss_net, list(dict.fromkeys(layers)), weights.path).to(self.device)
+        net = load_loss_net(cfg.loss_net, layers, self.device, cfg.loss_net_weights)
+        self.loss_net_id = net.net_id
+        return net
 
     def _criterion(self, model: TransformerNet) -> torch.nn.Module:
         """Maps (output, input batch) to a dict of the ``terms`` losses; subclasses change what is learnt."""

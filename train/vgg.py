@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -9,8 +10,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from stylecast.runtime.errors import StylecastError
-
-from .weights import CAFFE_BGR, RGB_IMAGENET, input_convention
+from stylecast.train.weights import CAFFE_BGR, RGB_IMAGENET, input_convention, locate
 
 # Channels of each conv, "M" = 2x2 max pool. Layer names follow the paper: relu{block}_{conv}.
 CONFIGS = {
@@ -106,3 +106,14 @@ class VGGFeatures(nn.Module):
             if i in self.tap_index:
                 out[self.tap_index[i]] = x
         return out
+
+
+def load_loss_net(name: str, layers: Iterable[str], device: torch.device | str = "cpu",
+                  weights: Path | None = None) -> VGGFeatures:
+    """The one way every stage gets its loss network: ``name`` (vgg16/vgg19) tapping ``layers``, from
+    ``weights`` or the cache (never random weights), on the device the caller chose. ``net_id`` names the
+    weights, for the lineage in checkpoints and reports."""
+    found = locate(name, weights)
+    net = VGGFeatures(name, list(dict.fromkeys(layers)), found.path).to(device)
+    net.net_id = found.net_id
+    return net

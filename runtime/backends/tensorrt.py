@@ -2,15 +2,91 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
-from ..cuda_device import CudaDevice, open_device
-from ..errors import StylecastError
-from ..metadata import require
-from ..tensorrt_build import ENGINE_FORMAT, Profile, Target, check_sidecar, import_tensorrt, read_sidecar
-from .base import Backend
+from stylecast.runtime.artifacts import FORMAT_KEY, read_sidecar, require, sidecar_path
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.backends.cuda_device import CudaDevice, open_device
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import FILE_KINDS
+
+ENGINE_FORMAT = FILE_KINDS["tensorrt-engine"].name
+
+
+Shape = tuple[int, int, int, int]
+
+
+def parse_shape(text: str) -> Shape:
+    """``1x3x256x256`` -> (1, 3, 256, 256): an NCHW image shape with 3 channels."""
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise StylecastError(f"shape '{text}': expected NxCxHxW with positive integers, e.g. 1x3x512x512")
+    shape = tuple(int(p) for p in parts)
+    if shape[1] != 3:
+        raise StylecastError(f"shape '{text}': stylecast models take 3 (RGB) channels, not {shape[1]}")
+    return shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One TensorRT optimization profile for the image input: every dim min <= opt <= max."""
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    @classmethod
+    def parse(cls, min_text: str, opt_text: str, max_text: str) -> Profile:
+        profile = cls(parse_shape(min_text), parse_shape(opt_text), parse_shape(max_text))
+        if not all(lo <= mid <= hi for lo, mid, hi in zip(profile.min, profile.opt, profile.max, strict=True)):
+            raise StylecastError(f"profile --min {min_text} --opt {opt_text} --max {max_text}: "
+                                 "each dimension needs min <= opt <= max")
+        return profile
+
+    def contains(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == 4 and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max, strict=True))
+
+    def as_text(self) -> dict[str, str]:
+        return {k: "x".join(map(str, v)) for k, v in asdict(self).items()}
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'10.13.0.35' -> (10, 13, 0, 35); non-numeric tails (rc, post) are dropped."""
+    return tuple(int(m) for m in re.findall(r"\d+", version.split("+")[0])[:4])
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an engine is bound to: the TensorRT that built it and the GPU it was built on."""
+
+    trt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.7"
+
+
+def check_sidecar(sidecar: dict, running: Target, engine: Path) -> None:
+    """Refuse an engine built for another TensorRT or GPU: it would fail or run badly there."""
+    rebuild = f"rebuild it here with `stylecast build-engine {sidecar.get('onnx_file', 'MODEL.onnx')}`"
+    if sidecar.get(FORMAT_KEY) != ENGINE_FORMAT:
+        raise StylecastError(f"{engine}: its sidecar {sidecar_path(engine).name} is not a stylecast engine "
+                             f"description; {rebuild}")
+    built = Target(str(sidecar.get("tensorrt_version")), str(sidecar.get("gpu_name")),
+                   str(sidecar.get("compute_capability")))
+    for field, label in (("trt_version", "TensorRT"), ("compute_capability", "compute capability"),
+                         ("gpu_name", "GPU")):
+        if getattr(built, field) != getattr(running, field):
+            raise StylecastError(f"{engine}: built for {label} {getattr(built, field)}, this machine has "
+                                 f"{getattr(running, field)}; {rebuild}")
+
+
+def import_tensorrt() -> ModuleType:
+    return import_optional("tensorrt", "TensorRT is not installed: on a Jetson it ships with JetPack; on a GPU server "
+                                       "pip install 'stylecast[gpu]'")
 
 
 def running_target(trt, device: CudaDevice) -> Target:  # noqa: ANN001 - the tensorrt module

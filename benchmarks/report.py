@@ -1,0 +1,190 @@
+"""The result as JSON, a Markdown table (README-ready) and a latency-vs-quality plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stylecast.benchmarks.scoring import EXACT_DB
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import atomic_write
+
+# (header, row key, format) in table order; the same columns in Markdown and on the console.
+COLUMNS = [
+    ("model", "variant", "{}"), ("res", "resolution", "{}"), ("format", "format", "{}"), ("precision", "precision", "{}"),
+    ("engine", "engine", "{}"), ("status", "status", "{}"), ("size MB", "bytes", "mb"), ("params M", "params", "m"),
+    ("GFLOPs", "gflops", "{:.1f}"), ("PSNR dB", "psnr_min", "db"), ("SSIM", "ssim_min", "{:.4f}"),
+    ("p50 ms", "p50_ms", "{:.1f}"), ("p90 ms", "p90_ms", "{:.1f}"), ("img/s", "images_per_s", "{:.2f}"),
+    ("speedup", "speedup", "{:.2f}x"), ("GFLOP/s", "gflops_per_s", "{:.0f}"), ("% peak", "peak_pct", "{:.1f}"),
+    ("setup s", "setup_s", "{:.1f}"),
+]
+
+
+# On CUDA the copies and the compute are timed apart; the column appears only when some row has them.
+STAGES = ("H2D/compute/D2H ms", "stages", "stages")
+
+
+def columns(result: dict) -> list[tuple[str, str, str]]:
+    return COLUMNS + [STAGES] if any("compute_p50_ms" in r for r in result["rows"]) else COLUMNS
+
+
+def cell(row: dict, key: str, fmt: str) -> str:
+    if key == "stages":
+        parts = [row.get(f"{stage}_p50_ms") for stage in ("h2d", "compute", "d2h")]
+        return "–" if None in parts else "/".join(f"{p:.2f}" for p in parts)
+    value = row.get(key)
+    if key == "setup_s" and row.get("load_s") is not None:
+        value = row["load_s"] + (row.get("first_call_s") or 0.0)
+    if value is None:
+        return "–"
+    if fmt == "mb":
+        return f"{value / 1e6:.1f}"
+    if fmt == "m":
+        return f"{value / 1e6:.2f}"
+    if fmt == "db":
+        return "exact" if value >= EXACT_DB else f"{value:.1f}"
+    return fmt.format(value)
+
+
+# A terminal is narrower than a README: the console drops the per-model constants and shortens statuses.
+CONSOLE = ("model", "res", "format", "precision", "engine", "status", "PSNR dB", "p50 ms", "p90 ms", "img/s",
+           "speedup", "% peak", "setup s", STAGES[0])
+
+
+def table_rows(result: dict, headers: tuple[str, ...] | None = None) -> list[list[str]]:
+    chosen = [c for c in columns(result) if headers is None or c[0] in headers]
+    rows = []
+    for row in result["rows"]:
+        cells = [cell(row, key, fmt) for _, key, fmt in chosen]
+        if headers is not None:
+            cells = [c.split(":")[0] if key == "status" else c for c, (_, key, _) in zip(cells, chosen, strict=True)]
+        rows.append(cells)
+    return rows
+
+
+def _precision_ratios(rows: list[dict]) -> str:
+    """How much faster fp16 and int8 run than fp32 on the same engine, in the same rounds."""
+    parts = []
+    for engine in dict.fromkeys(r["engine"] for r in rows if r["format"] != "PyTorch"):
+        mine = {r["precision"]: r for r in rows if r["engine"] == engine and r["format"] != "PyTorch"}
+        gains = [f"{low} {mine['fp32']['p50_ms'] / mine[low]['p50_ms']:.2f}x" for low in ("fp16", "int8")
+                 if low in mine and "fp32" in mine]
+        if gains:
+            parts.append(f"{mine['fp32']['format']} {engine} vs its fp32: {', '.join(gains)}")
+    return "".join(f"; {part}" for part in parts)
+
+
+def highlights(result: dict) -> list[str]:
+    """Per model and resolution: the fastest format, which PyTorch mode is worth using, and what fp16/int8 gain."""
+    lines = []
+    for variant, res in dict.fromkeys((r["variant"], r["resolution"]) for r in result["rows"]):
+        ran = [r for r in result["rows"] if (r["variant"], r["resolution"]) == (variant, res) and r.get("speedup")]
+        if not ran:
+            continue
+        best = max(ran, key=lambda r: r["speedup"])
+        torch_best = max((r for r in ran if r["format"] == "PyTorch"), key=lambda r: r["speedup"], default=best)
+        # A mode slower than eager is never "best": eager (1.00x) is among the candidates, and the slower ones are named.
+        slower = [f"{r['format']} {r['precision']} {r['engine']} {r['speedup']:.2f}x" for r in ran if r["speedup"] < 1.0]
+        lines.append(f"- {variant} {res}: fastest {best['format']} {best['precision']} {best['engine']} "
+                     f"({best['speedup']:.2f}x, {cell(best, 'psnr_min', 'db')} dB); best PyTorch mode: "
+                     f"{torch_best['engine']} ({torch_best['speedup']:.2f}x){_precision_ratios(ran)}"
+                     + (f"; slower than eager: {', '.join(slower)}" if slower else ""))
+    return lines
+
+
+def notes(result: dict) -> list[str]:
+    """The full reason of every row that did not run, for under the console table."""
+    return [f"{row['variant']} {row['resolution']} {row['format']} {row['precision']} {row['engine']}: {row['status']}"
+            for row in result["rows"] if row["status"] != "ok"]
+
+
+def header_lines(result: dict) -> list[str]:
+    m, s = result["machine"], result["settings"]
+    peaks = ", ".join(f"{k} {v['gflops']:.0f}" if "gflops" in v else f"{k} none ({v['error'].split(' (')[0]})"
+                      for k, v in result["peaks_gflops"].items())
+    accel = f", {m['gpu']}" if m.get("gpu") else ""
+    policy = s["policy"]
+    return [
+        f"{m['cpu']}{accel}; {s['threads']} thread(s) of {m['cpu_cores_usable']} usable cores; device {s['device']}; "
+        f"batch {s['batch']}; measured {result['created']}.",
+        f"Matmul peak GFLOP/s (GOP/s for int8): {peaks}. Baseline: {s['baseline']}; "
+        "speedup = median over rounds of (eager time / format time) in the same round; parity from the same run.",
+        f"Timing: warm-up ≥{policy['warmup_calls']} calls and ≥{policy['warmup_s']} s per format, then "
+        f"{policy['min_rounds']}–{policy['max_rounds']} interleaved rounds (≈{policy['budget_s']:.0f} s per model and "
+        f"resolution); p50/p90 over rounds; {s['timer']}. Parity: worst PSNR/SSIM over {s['photo_count']} photos "
+        f"in {s['photos']} against PyTorch eager fp32.",
+    ]
+
+
+def markdown(result: dict) -> str:
+    lines = [*header_lines(result), ""]
+    lines.append("| " + " | ".join(h for h, _, _ in columns(result)) + " |")
+    lines.append("|" + "|".join("---" for _ in columns(result)) + "|")
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table_rows(result)]
+    return "\n".join([*lines, "", *highlights(result)]) + "\n"
+
+
+def write_json(result: dict, dest: Path) -> None:
+    atomic_write(dest, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+
+
+def write_markdown(result: dict, dest: Path) -> None:
+    atomic_write(dest, lambda tmp: tmp.write_text(markdown(result)))
+
+
+README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+
+
+def readme_parts(readme: Path) -> tuple[str, str]:
+    """The text before the start marker and after the end marker; checked before a long run, not after it."""
+    text = readme.read_text() if readme.is_file() else ""
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(README_END):
+        raise StylecastError(f"{readme}: needs one '{README_START}' line and, after it, one '{README_END}' line "
+                             "where the results go")
+    head, rest = text.split(README_START)
+    return head, rest.split(README_END)[1]
+
+
+def splice_readme(readme: Path, result: dict, image: Path) -> None:
+    """Replace what lies between the bench-results markers of ``readme`` with this run's table and plot,
+    so the figures in the README are always those of a run of this command."""
+    head, tail = readme_parts(readme)
+    link = image.relative_to(readme.parent) if image.is_relative_to(readme.parent) else image
+    block = f"{README_START}\n{markdown(result)}\n![latency vs parity]({link})\n{README_END}"
+    atomic_write(readme, lambda tmp: tmp.write_text(head + block + tail))
+
+
+def plot(result: dict, dest: Path, ceiling_db: float = 100.0) -> None:
+    """Latency (log x) against worst PSNR vs PyTorch fp32, one panel per resolution.
+
+    PSNR above ``ceiling_db`` is float rounding, so it is drawn at the ceiling.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    resolutions = list(dict.fromkeys(r["resolution"] for r in result["rows"]))
+    fig, axes = plt.subplots(1, len(resolutions), figsize=(6 * len(resolutions), 5), squeeze=False)
+    colours = {f: f"C{i}" for i, f in enumerate(sorted({r["format"] for r in result["rows"] if r.get("p50_ms")}))}
+    markers = dict(zip(dict.fromkeys(r["variant"] for r in result["rows"]), "osD^vP*X", strict=False))
+    for ax, res in zip(axes[0], resolutions, strict=True):
+        for row in (r for r in result["rows"] if r["resolution"] == res and r.get("p50_ms")):
+            quality = min(row.get("psnr_min") or 0.0, ceiling_db)
+            ax.scatter(row["p50_ms"], quality, color=colours[row["format"]], marker=markers[row["variant"]], s=40)
+            ax.annotate(f"{row['variant']} {row['precision']} {row['engine']}", (row["p50_ms"], quality), fontsize=7,
+                        xytext=(5, 3), textcoords="offset points", rotation=25, rotation_mode="anchor")
+        ax.set_xscale("log")
+        ax.margins(x=0.2, y=0.3)
+        ax.set_title(f"{res} (batch 1)")
+        ax.set_xlabel("latency p50, ms (log)")
+        ax.set_ylabel(f"worst PSNR vs PyTorch fp32, dB (≥{ceiling_db:.0f} = exact)")
+        ax.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=f) for f, c in colours.items()]
+    handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=v) for v, m in markers.items()]
+    axes[0][0].legend(handles=handles, fontsize=8, loc="lower left")
+    fig.suptitle(f"stylecast bench: {result['machine']['cpu']}, {result['settings']['threads']} thread(s)", fontsize=10)
+    fig.tight_layout()
+    atomic_write(dest, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)

@@ -1,0 +1,107 @@
+"""Interleaved timing: warm-up by count and time, then round-robin rounds across all formats.
+
+Timing one format after another lets drift (thermal state, a neighbour's load, frequency
+scaling) land on whichever format ran during it. Round-robin spreads it over all of them, and
+rotating the order each round keeps any one format from always running after a particular other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stylecast.benchmarks.runner import Runner, Sample
+
+
+@dataclass(frozen=True)
+class Policy:
+    warmup_calls: int  # at least this many untimed calls...
+    warmup_s: float  # ...and at least this long, whichever ends later
+    min_rounds: int
+    max_rounds: int
+    budget_s: float  # timed rounds of one cell (all formats together), beyond min_rounds
+
+
+FULL = Policy(warmup_calls=3, warmup_s=2.0, min_rounds=5, max_rounds=40, budget_s=60.0)
+QUICK = Policy(warmup_calls=2, warmup_s=0.5, min_rounds=7, max_rounds=15, budget_s=20.0)
+
+
+@dataclass
+class Timed:
+    """What one runner measured in one cell."""
+
+    samples: list[Sample] = field(default_factory=list)
+    first_call_s: float | None = None
+    warmup_calls: int = 0
+    error: str | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def warm_up(runner: Runner, batch: np.ndarray, policy: Policy, timed: Timed) -> float:
+    """Untimed calls until both the count and the time are met; returns the typical call in seconds."""
+    durations = []
+    start = time.perf_counter()
+    while len(durations) < max(policy.warmup_calls, 1) or time.perf_counter() - start < policy.warmup_s:
+        _, sample = runner.infer(batch)
+        durations.append(sample.total_ms / 1e3)
+    timed.first_call_s, timed.warmup_calls = durations[0], len(durations)
+    return float(np.median(durations[1:] or durations))
+
+
+def plan_rounds(per_call_s: list[float], policy: Policy) -> int:
+    one_round = max(sum(per_call_s), 1e-6)
+    return int(min(max(policy.budget_s // one_round, policy.min_rounds), policy.max_rounds))
+
+
+def run_cell(runners: list[Runner], inputs: list[np.ndarray], policy: Policy,
+             on_output: Callable[[int, Runner, np.ndarray], None],
+             progress: Callable[[str, int, int], None] = lambda *_: None) -> dict[str, Timed]:
+    """Warm up each runner, then interleave timed rounds; input ``i % len(inputs)`` in round ``i``.
+
+    ``on_output(photo, runner, output)`` sees each runner's first output per input (parity).
+    A runner that raises is dropped from the cell with its error; the others go on.
+    """
+    results = {r.key: Timed() for r in runners}
+    live, estimates = [], []
+    for runner in runners:
+        progress(f"warm-up {runner.key}", 0, 0)
+        try:
+            estimates.append(warm_up(runner, inputs[0], policy, results[runner.key]))
+            live.append(runner)
+        except Exception as exc:  # any engine failure becomes that row's status, never the run's end
+            results[runner.key].error = describe_error(exc)
+    rounds = plan_rounds(estimates, policy)
+    for index in range(rounds):
+        photo = index % len(inputs)
+        shift = index % max(len(live), 1)
+        for runner in live[shift:] + live[:shift]:
+            timed = results[runner.key]
+            if timed.error:
+                continue
+            try:
+                out, sample = runner.infer(inputs[photo])
+                if out.shape != inputs[photo].shape:
+                    raise ValueError(f"output shape {out.shape} differs from the input's {inputs[photo].shape}")
+            except Exception as exc:  # as above: recorded, and the round goes on without it
+                timed.error = describe_error(exc)
+                continue
+            timed.samples.append(sample)
+            if index < len(inputs):
+                on_output(photo, runner, out)
+        progress(f"round {index + 1}/{rounds}", index + 1, rounds)
+    return results
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    """Median and spread of one series of milliseconds (``n`` is the sample count)."""
+    a = np.asarray(values, dtype=np.float64)
+    p10, p25, p50, p75, p90 = (float(v) for v in np.percentile(a, [10, 25, 50, 75, 90]))
+    return {"p50": p50, "p90": p90, "p10": p10, "iqr": p75 - p25, "mean": float(a.mean()), "std": float(a.std()),
+            "min": float(a.min()), "max": float(a.max()), "n": len(a)}

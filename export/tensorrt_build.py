@@ -1,0 +1,115 @@
+"""ONNX -> TensorRT engine, on the device that will run it (no torch: TensorRT, numpy, and onnxruntime to read the
+ONNX's stylecast metadata).
+
+Engines are tied to one TensorRT version and one GPU, so each carries a JSON sidecar that the
+TensorRT backend checks before deserializing. The precision lives in the ONNX graph (fp16 tensors,
+int8 Q/DQ): TensorRT >= 10.12 builds it strongly typed (11.x always does, its precision flags are
+gone); older 10.x builds it weakly typed with the matching builder flags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from stylecast.runtime import formats
+from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, slug, tool_versions
+from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT, Profile, Target, import_tensorrt, version_tuple
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import atomic_write
+
+STRONGLY_TYPED_SINCE = (10, 12)
+OLDEST_SUPPORTED = (10, 0)
+
+
+def strongly_typed(version: tuple[int, ...]) -> bool:
+    """Strong typing where TensorRT offers it (10.12+) and where it is the only mode (11+)."""
+    if version < OLDEST_SUPPORTED:
+        raise StylecastError(f"TensorRT {'.'.join(map(str, version))} is too old; install TensorRT 10 or newer")
+    return version >= STRONGLY_TYPED_SINCE
+
+
+def builder_flags(precision: str, version: tuple[int, ...]) -> list[str]:
+    """``trt.BuilderFlag`` names to set: none when strongly typed (the graph carries the types)."""
+    flags = list(formats.precision(precision).trt_weak_flags)
+    return [] if strongly_typed(version) else flags
+
+
+def engine_path(out_dir: Path, name: str, precision: str, target: Target) -> Path:
+    """``NAME.<precision>.<gpu>.<trt-version>.engine``: engines for several devices can share a folder."""
+    return Path(out_dir) / f"{name}.{precision}.{slug(target.gpu_name)}.trt{target.trt_version}.engine"
+
+
+def make_sidecar(onnx_path: Path, onnx_meta: dict[str, str], profile: Profile, target: Target,
+                 workspace_mib: int) -> dict[str, str | dict]:
+    """The engine's metadata: its ONNX lineage, the precision, and the TensorRT/GPU it is bound to."""
+    version = version_tuple(target.trt_version)
+    return {
+        FORMAT_KEY: ENGINE_FORMAT,
+        "style": onnx_meta["style"], "arch": onnx_meta["arch"], "precision": onnx_meta["precision"],
+        "onnx_file": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
+        "source_sha256": onnx_meta.get("source_sha256", ""),
+        "tensorrt_version": target.trt_version, "gpu_name": target.gpu_name,
+        "compute_capability": target.compute_capability,
+        "strongly_typed": strongly_typed(version), "builder_flags": builder_flags(onnx_meta["precision"], version),
+        "profile": profile.as_text(), "workspace_mib": workspace_mib,
+        "versions": json.loads(tool_versions("numpy")), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class EngineBuilder:
+    """One job: parse an ONNX file and serialize an engine for this GPU (NVIDIA samples' shape)."""
+
+    def __init__(self, trt, verbose: bool = False) -> None:  # noqa: ANN001 - the tensorrt module
+        self.trt = trt
+        self.logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+        self.version = version_tuple(trt.__version__)
+
+    def _network(self, builder, onnx_path: Path):  # noqa: ANN001, ANN202 - TensorRT objects
+        trt = self.trt
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed(self.version) else 0
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+            raise StylecastError(f"{onnx_path}: TensorRT's ONNX parser refused it ({errors}); "
+                                 "re-export it with `stylecast export`")
+        return network, parser
+
+    def build(self, onnx_path: Path, precision: str, profile: Profile, workspace_mib: int,
+              timing_cache: Path) -> bytes:
+        """The serialized engine; the timing cache file is read first and written back after."""
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        network, _parser = self._network(builder, onnx_path)
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+        for flag in builder_flags(precision, self.version):
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+        shapes = builder.create_optimization_profile()
+        shapes.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
+        config.add_optimization_profile(shapes)
+        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise StylecastError(f"{onnx_path}: TensorRT could not build an engine (see its log above); "
+                                 "try a smaller --max shape or a larger --workspace-mib")
+        updated = config.get_timing_cache().serialize()
+        atomic_write(timing_cache, lambda tmp: tmp.write_bytes(bytes(updated)))
+        return bytes(plan)
+
+
+def build_engine(onnx_path: Path, onnx_meta: dict[str, str], out_dir: Path, profile: Profile,
+                 workspace_mib: int, timing_cache: Path, target: Target, verbose: bool = False) -> Path:
+    """Build, then write ``NAME.<precision>.<gpu>.<trt>.engine`` and its JSON sidecar atomically."""
+    trt = import_tensorrt()
+    name = Path(onnx_path).name.split(".")[0]
+    dest = engine_path(out_dir, name, onnx_meta["precision"], target)
+    plan = EngineBuilder(trt, verbose).build(Path(onnx_path), onnx_meta["precision"], profile, workspace_mib,
+                                             timing_cache)
+    sidecar = make_sidecar(onnx_path, onnx_meta, profile, target, workspace_mib)
+    atomic_write(dest, lambda tmp: tmp.write_bytes(plan))
+    atomic_write(sidecar_path(dest), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"))
+    return dest

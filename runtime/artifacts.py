@@ -1,0 +1,140 @@
+"""The metadata of every stylecast artifact, read and written in one place, without torch and without
+opening an inference session.
+
+Checkpoints (safetensors header), ONNX models (``metadata_props``), engines and optimised images
+(JSON sidecars) and reports (JSON) all carry string key/value pairs with the keys below, and the
+checks here refuse stale or mismatched ones with a message that names the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import struct
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import kind_of
+
+FORMAT_KEY = "stylecast.format"
+REQUIRED = ("style", "arch", "precision")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def tool_versions(*names: str) -> str:
+    """JSON of the versions that produced an artifact (python plus the named packages)."""
+    found = {"python": platform.python_version(), "stylecast": package_version("stylecast")}
+    for name in names:
+        found[name] = package_version(name)
+    return json.dumps(found, sort_keys=True)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require(meta: dict[str, str], kind: str, path: Path, keys: tuple[str, ...] = REQUIRED) -> None:
+    """Refuse an artifact that is not ours or lacks the keys we rely on."""
+    if meta.get(FORMAT_KEY) != kind:
+        found = meta.get(FORMAT_KEY, "no stylecast metadata")
+        raise StylecastError(f"{path}: not a stylecast {kind} ({found}); re-create it with stylecast")
+    missing = [k for k in keys if not meta.get(k)]
+    if missing:
+        raise StylecastError(f"{path}: metadata lacks {missing}; re-create it with this stylecast version")
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors header (8-byte length + JSON), read directly."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise StylecastError(f"{path}: not a readable safetensors file ({exc})") from exc
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise StylecastError(f"{path}: not a safetensors file with a metadata table; re-create it with stylecast")
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props``, parsed with the onnx package: no inference session is opened,
+    so reading metadata costs no kernel set-up and needs no execution provider (a Jetson's build-engine)."""
+    onnx = import_optional("onnx", "reading ONNX metadata needs the onnx package: pip install 'stylecast[cpu]' "
+                                   "(or pip install onnx)")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        if not model.ir_version or not model.graph.node:  # bytes that happen to parse as an empty message
+            raise ValueError("no graph")
+    except Exception as exc:  # protobuf's DecodeError and friends share no base class worth naming
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StylecastError(f"{path}: not a loadable ONNX model ({reason}); re-export it with `stylecast export`") from exc
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_json(path: Path, what: str = "stylecast report") -> dict:
+    """A JSON object from ``path`` (reports, sidecars), or one line saying why it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StylecastError(f"{path}: not readable JSON ({exc}); re-create the {what}") from exc
+    if not isinstance(data, dict):
+        raise StylecastError(f"{path}: not a {what} (expected a JSON object)")
+    return data
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """Metadata of a checkpoint, ONNX model, engine (its JSON sidecar) or JSON report, as string pairs."""
+    path = Path(path)
+    if not path.is_file():
+        raise StylecastError(f"{path}: no such file")
+    kind = kind_of(path.suffix)
+    if kind is not None and kind.name == "model":
+        return safetensors_metadata(path)
+    if kind is not None and kind.name == "onnx":
+        return onnx_metadata(path)
+    if kind is not None:  # an engine: its metadata lives in the sidecar
+        data = read_sidecar(path)
+    elif path.suffix.lower() == ".json":
+        data = read_json(path)
+    else:
+        raise StylecastError(f"{path}: unknown artifact type; expected .safetensors, .onnx, .engine or .json")
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+
+def slug(text: str) -> str:
+    """A name as a file-name part: 'NVIDIA Jetson AGX Orin' -> 'nvidia-jetson-agx-orin'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unnamed"
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """``x.engine`` -> ``x.engine.json``, ``x.png`` -> ``x.png.json``: the JSON metadata beside a file that has
+    no room for its own (an engine plan, an optimised image)."""
+    return Path(artifact).with_name(Path(artifact).name + ".json")
+
+
+def read_sidecar(engine: Path) -> dict:
+    """An engine's JSON sidecar, as written (its values keep their JSON types)."""
+    side = sidecar_path(engine)
+    if not side.is_file():
+        raise StylecastError(f"{engine}: no sidecar {side.name}; rebuild the engine with `stylecast build-engine`")
+    return read_json(side, "engine sidecar (rebuild with `stylecast build-engine`)")

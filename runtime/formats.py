@@ -1,0 +1,63 @@
+"""The one table of artifact formats and precisions (after Ultralytics' ``export_formats()``): export, the
+backends, the bench gate and Triton read it, so adding a precision or a file kind is one row here.
+
+Parity floors are against PyTorch eager fp32 on real photos (worst photo). ``trt_weak_flags`` are the
+TensorRT builder flags a precision needs where TensorRT builds weakly typed (before 10.12); strongly typed
+builds take the precision from the graph and set none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stylecast.runtime.errors import StylecastError
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    exported: bool  # written by `stylecast export` as NAME.<precision>.onnx (bf16 is PyTorch autocast only)
+    psnr_floor_db: float
+    ssim_floor: float
+    trt_weak_flags: tuple[str, ...] = ()
+
+    def onnx_name(self, model: str) -> str:
+        return f"{model}.{self.name}.onnx"
+
+
+PRECISIONS = {p.name: p for p in (
+    Precision("fp32", exported=True, psnr_floor_db=60.0, ssim_floor=0.0),
+    Precision("fp16", exported=True, psnr_floor_db=45.0, ssim_floor=0.0, trt_weak_flags=("FP16",)),
+    Precision("int8", exported=True, psnr_floor_db=35.0, ssim_floor=0.97, trt_weak_flags=("INT8",)),
+    # Measured about 41 dB on the shipped models: bf16 keeps 8 mantissa bits where fp16 keeps 11.
+    Precision("bf16", exported=False, psnr_floor_db=30.0, ssim_floor=0.97),
+)}
+EXPORTED = tuple(name for name, p in PRECISIONS.items() if p.exported)
+
+
+@dataclass(frozen=True)
+class FileKind:
+    name: str  # the metadata's stylecast.format
+    suffixes: tuple[str, ...]
+    backend: str | None  # the runtime backend that runs it
+    metadata: str  # where its metadata lives
+    triton: tuple[str, str] | None = None  # Triton's platform and the file name it expects in a model version
+
+
+FILE_KINDS = {k.name: k for k in (
+    FileKind("model", (".safetensors",), None, "safetensors header"),
+    FileKind("onnx", (".onnx",), "onnxruntime", "ONNX metadata_props", ("onnxruntime_onnx", "model.onnx")),
+    FileKind("tensorrt-engine", (".engine", ".plan"), "tensorrt", "JSON sidecar <file>.json",
+             ("tensorrt_plan", "model.plan")),
+)}
+
+
+def kind_of(suffix: str) -> FileKind | None:
+    return next((k for k in FILE_KINDS.values() if suffix.lower() in k.suffixes), None)
+
+
+def precision(name: str) -> Precision:
+    """The row for ``name``; an unknown precision is a user error naming the known ones."""
+    if name not in PRECISIONS:
+        raise StylecastError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]

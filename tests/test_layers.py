@@ -1,0 +1,100 @@
+"""The layout's rules, read from the source with ``ast``: imports only point down the layers
+(runtime <- train/export <- benchmarks <- cli), nothing imports in a cycle (lazily or not), and the
+runtime never imports torch."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = {"runtime": 0, "train": 1, "export": 1, "benchmarks": 2, "cli": 3}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the distribution, named as Python imports it (from pyproject's package-dir)."""
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    found = {}
+    for package, folder in package_dir.items():
+        for path in sorted((ROOT / folder).glob("*.py")):
+            found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> set[str]:
+    """Every stylecast module ``path`` imports anywhere (top level or inside a function)."""
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module
+                     for alias in node.names]
+        else:
+            continue
+        targets |= {name for name in names if name.startswith("stylecast")}
+    return targets
+
+
+GRAPH = {name: _imports(path) for name, path in MODULES.items()}
+
+
+def _layer(module: str) -> int:
+    return LAYER[module.split(".")[1]]
+
+
+def test_every_package_is_seen():
+    assert {m.split(".")[1] for m in MODULES} == set(LAYER)
+    assert len(MODULES) > 60
+
+
+def test_imports_only_point_down():
+    upward = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() for t in targets if _layer(t) > _layer(m))
+    assert upward == []
+
+
+def test_no_import_cycles():
+    """Depth-first search over the module graph; a back edge is a cycle (lazy imports count too)."""
+    cycles, state = [], {}
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(GRAPH.get(module, ())):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(target):], target]))
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_runtime_never_imports_torch():
+    offenders = []
+    for name, path in MODULES.items():
+        if _layer(name) > 0:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{name}: {m}" for m in modules if m.split(".")[0] in ("torch", "torchvision")]
+    assert offenders == []
+
+
+def test_every_command_is_registered_once_and_importable_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib; from stylecast.cli import COMMANDS; "
+            "[getattr(importlib.import_module(t.split(':')[0]), t.split(':')[1]) for t in COMMANDS.values()]; "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -1,0 +1,204 @@
+"""`stylecast compress`: split -> prune -> distil students -> export + evaluate -> select -> report.
+
+Every stage writes a manifest (see manifest.py); a re-run skips finished stages whose inputs are
+unchanged and continues an interrupted distillation from its saved state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
+from stylecast.runtime.artifacts import sha256_file
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.gallery import make_gallery
+from stylecast.runtime.images import atomic_write, fit, load_image
+from stylecast.train.checkpoint import load_model, save_model
+from stylecast.train.compress import manifest
+from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
+from stylecast.train.compress.prune import PruneTarget, arch_spec, prune_checkpoint
+from stylecast.train.compress.report import render_markdown
+from stylecast.train.compress.students import TARGET, Entry, cost, latencies, perceptual, quality, verdict
+from stylecast.train.data import list_images
+from stylecast.train.model import ArchConfig
+from stylecast.train.trainer import data_fingerprint
+
+PRUNED = "pruned"
+
+
+@dataclass
+class CompressPlan:
+    teacher: Path
+    data: Path
+    style_image: Path
+    out: Path  # models/<style>-slim.safetensors
+    work: Path  # runs/compress/<style>: stage folders and manifests
+    report_dir: Path
+    students: dict[str, str] = field(default_factory=lambda: {"w16": "width=16"})  # name -> --arch spec
+    prune_flops: float | None = 28.0  # % of the teacher's FLOPs for the pruned student; None = no pruning
+    steps: int = 600
+    prune_steps: int | None = None  # distillation steps of the pruned student (None: ``steps``)
+    batch: int = 4
+    crop: int = 128
+    holdout: int = 10
+    eval_size: int = 512
+    feature_weight: float = 0.0
+    precision: str = "auto"
+    loss_net_weights: Path | None = None
+    parity_images: Path = Path("benchmarks/photos")
+    latency_threads: int = 1
+
+
+def split(plan: CompressPlan, log: Callable[[str], None]) -> tuple[Path, list[Path]]:
+    """Every k-th photo (sorted by name) is held out; the rest become a folder of links to train on."""
+    files = list_images(plan.data)
+    if len(files) <= plan.holdout:
+        raise StylecastError(f"{plan.data}: {len(files)} photos; need more than --holdout {plan.holdout}")
+    stride = len(files) // plan.holdout
+    held = files[::stride][:plan.holdout]
+    stage = plan.work / "split"
+    train_dir = stage / "train"
+    settings = {"data": data_fingerprint(files), "holdout": plan.holdout}
+    if manifest.completed(stage, {}, settings) and train_dir.is_dir():
+        log("split: up to date")
+        return train_dir, held
+    train_dir.mkdir(parents=True, exist_ok=True)
+    for old in train_dir.iterdir():
+        old.unlink()
+    for i, path in enumerate(f for f in files if f not in held):
+        (train_dir / f"{i:05d}{path.suffix.lower()}").symlink_to(path.resolve())
+    manifest.record(stage, "split", {}, settings, {}, {"held_out": [p.name for p in held],
+                                                       "train": len(files) - len(held)})
+    log(f"split: {len(files) - len(held)} training photos, {len(held)} held out")
+    return train_dir, held
+
+
+def prune_stage(plan: CompressPlan, log: Callable[[str], None]) -> tuple[Path, str]:
+    stage = plan.work / "prune"
+    out = stage / "pruned-init.safetensors"
+    settings = {"target_flops": plan.prune_flops, "size": plan.eval_size, "divisor": 8}
+    done = manifest.completed(stage, {"teacher": plan.teacher}, settings)
+    if done:
+        log("prune: up to date")
+        return out, done["results"]["spec"]
+    result = prune_checkpoint(plan.teacher, out, PruneTarget(flops_percent=plan.prune_flops, size=plan.eval_size))
+    manifest.record(stage, "prune", {"teacher": plan.teacher}, settings, {"pruned": out},
+                    {"spec": result.spec, "flops_percent": result.flops_percent})
+    log(f"prune: {result.flops_percent:.1f}% of the teacher's FLOPs, {result.spec}")
+    return out, result.spec
+
+
+def distill_stage(plan: CompressPlan, name: str, spec: str, train_dir: Path, init: Path | None,
+                  log: Callable[[str], None]) -> Path:
+    stage = plan.work / name
+    out = stage / f"{name}.safetensors"
+    steps = plan.prune_steps if init and plan.prune_steps else plan.steps
+    inputs = {"teacher": plan.teacher, **({"init": init} if init else {})}
+    settings = {"arch": spec, "steps": steps, "batch": plan.batch, "crop": plan.crop,
+                "feature_weight": plan.feature_weight, "data": data_fingerprint(list_images(train_dir))}
+    if manifest.completed(stage, inputs, settings):
+        log(f"{name}: up to date")
+        return out
+    style = load_model(plan.teacher).meta["style"]
+    config = DistillConfig(
+        style=style, style_image=plan.style_image, data=train_dir, out=out, run_dir=stage / "run",
+        steps=steps, batch=plan.batch, crop=plan.crop, scale=(max(160, plan.crop), max(320, 2 * plan.crop)),
+        precision=plan.precision, arch=ArchConfig.from_spec(spec), loss_net_weights=plan.loss_net_weights,
+        teacher=plan.teacher, init=init, method="prune+distill" if init else "distill",
+        distill=DistillWeights(feature=plan.feature_weight), checkpoint_every=50,
+    )
+    resume = (config.run_dir / "state.safetensors").is_file()
+    log(f"{name}: {'resuming' if resume else 'distilling'} {spec} for {steps} steps")
+    DistillTrainer(config).run(resume=resume)
+    manifest.record(stage, f"distill {name}", inputs, settings, {"student": out})
+    return out
+
+
+def export_stage(plan: CompressPlan, name: str, checkpoint: Path, log: Callable[[str], None]) -> Path:
+    """The same export path as any model (parity-checked fp32 ONNX; other precisions plug in there)."""
+    out_dir = plan.work / name / "onnx"
+    report = run_export(ExportRequest(checkpoint=checkpoint, out_dir=out_dir, parity_images=plan.parity_images),
+                        log=log)
+    return onnx_path(out_dir, report["name"], "fp32")
+
+
+def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path], log: Callable[[str], None],
+             tick: Callable[[], None] = lambda: None) -> tuple[dict, dict[str, list[np.ndarray]], list[np.ndarray]]:
+    entries = [Entry(name, load_model(path), export_stage(plan, name, path, log))
+               for name, path in checkpoints.items()]
+    teacher, students = entries[0], entries[1:]
+    size = plan.eval_size
+    photos = [fit(load_image(p).rgb, size, size) for p in held]
+    loss = perceptual(plan.style_image, teacher.model.meta, plan.loss_net_weights)
+    means, outputs = quality(teacher, students, photos, loss, tick)
+    latency = latencies(entries, size, threads=plan.latency_threads)
+    rows = {}
+    for entry in entries:
+        row = {**cost(entry), "checkpoint": str(checkpoints[entry.name]),
+               "sha256": sha256_file(checkpoints[entry.name]), "onnx": str(entry.onnx),
+               "latency_ms": latency[entry.name], "speedup": round(latency[teacher.name] / latency[entry.name], 2),
+               "psnr": round(means[entry.name]["psnr"], 2), "ssim": round(means[entry.name]["ssim"], 4),
+               "style_loss": means[entry.name]["style"], "content_loss": means[entry.name]["content"]}
+        rows[entry.name] = row
+    for entry in students:
+        rows[entry.name].update(verdict(rows[entry.name], rows[teacher.name]))
+    return rows, outputs, photos
+
+
+def select(rows: dict[str, dict], teacher: str) -> str:
+    """Fewest FLOPs among students meeting the target; if none does, the most teacher-like (SSIM) of
+    those with enough FLOP savings; failing that, the most teacher-like of all."""
+    students = {k: v for k, v in rows.items() if k != teacher}
+    passing = [k for k, v in students.items() if v["meets_target"]]
+    if passing:
+        return min(passing, key=lambda k: students[k]["gflops"]["512"])
+    cheap = [k for k, v in students.items() if v["meets"]["flops_ratio"]] or list(students)
+    return max(cheap, key=lambda k: students[k]["ssim"])
+
+
+def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
+                 tick: Callable[[], None] = lambda: None) -> dict:
+    train_dir, held = split(plan, log)
+    specs: dict[str, str] = {}
+    init: dict[str, Path] = {}
+    if plan.prune_flops is not None:  # first: the likeliest pick, so an interrupted run has it soonest
+        init[PRUNED], specs[PRUNED] = prune_stage(plan, log)
+    specs.update(plan.students)
+    checkpoints = {"teacher": plan.teacher}
+    for name, spec in specs.items():
+        checkpoints[name] = distill_stage(plan, name, spec, train_dir, init.get(name), log)
+    stage = plan.work / "evaluate"
+    settings = {"eval_size": plan.eval_size, "held_out": [p.name for p in held], "out": str(plan.out),
+                "report_dir": str(plan.report_dir)}
+    done = manifest.completed(stage, checkpoints, settings)
+    if done:
+        log("evaluate: up to date")
+        return json.loads((plan.report_dir / "report.json").read_text())
+    rows, outputs, photos = evaluate(plan, checkpoints, held, log, tick)
+    chosen = select(rows, "teacher")
+    source = load_model(checkpoints[chosen])
+    meta = {k: v for k, v in source.meta.items() if k not in ("arch", "versions", "stylecast.format", "precision")}
+    meta.update(student=chosen, selected_from=",".join(specs), teacher_sha256=sha256_file(plan.teacher),
+                report=str(plan.report_dir / "report.md"), arch_spec=arch_spec(source.model.config))
+    save_model(plan.out, source.model, meta)
+    report = {"teacher": str(plan.teacher), "teacher_sha256": sha256_file(plan.teacher), "slim": str(plan.out),
+              "slim_sha256": sha256_file(plan.out), "selected": chosen, "target": TARGET,
+              "held_out": [p.name for p in held], "eval_size": plan.eval_size,
+              "plan": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()},
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "models": rows}
+    plan.report_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(plan.report_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+    atomic_write(plan.report_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(report)))
+    pairs = [(np.hstack([photo, t]), s)
+             for photo, t, s in zip(photos, outputs["teacher"], outputs[chosen], strict=True)]
+    gallery = plan.report_dir / "side-by-side.png"
+    make_gallery(pairs, gallery, title=f"photo | teacher | {plan.out.stem} ({chosen}), held-out at {plan.eval_size}px")
+    manifest.record(stage, "evaluate+select", checkpoints, settings,
+                    {"slim": plan.out, "report": plan.report_dir / "report.json", "side_by_side": gallery})
+    return report
