@@ -1,4 +1,4 @@
-"""ONNX -> TensorRT engine, on the device that will run it (no torch: TensorRT, numpy, and onnxruntime to read the
+"""ONNX -> TensorRT engine, on the device that will run it (no torch: TensorRT, numpy, and onnx to read the
 ONNX's stylecast metadata).
 
 Engines are tied to one TensorRT version and one GPU, so each carries a JSON sidecar that the

@@ -1,4 +1,7 @@
-"""TensorRT backend: a prebuilt engine, checked against this TensorRT and GPU, run with execute_async_v3."""
+"""TensorRT backend: a prebuilt engine, checked against this TensorRT and GPU, run with execute_async_v3.
+
+What an engine is bound to (``Target``, its optimisation ``Profile``, the sidecar check) lives here, at the
+runtime layer, because the backend checks it; the builder in ``stylecast.export.tensorrt_build`` writes it."""
 
 from __future__ import annotations
 
