@@ -13,27 +13,27 @@ import json
 import time
 from pathlib import Path
 
-from stylecast.runtime import formats
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, slug, tool_versions
-from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT, Profile, Target, import_tensorrt, version_tuple
+from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT, Profile, Target, import_tensorrt, trt_logger, version_tuple
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 
-STRONGLY_TYPED_SINCE = (10, 12)
 OLDEST_SUPPORTED = (10, 0)
+# TensorRT 11 builds strongly typed only; its STRONGLY_TYPED flag is deprecated and ignored (TensorRT 11.0
+# Python API, NetworkDefinitionCreationFlag), so it is set on 10.x alone.
+FLAG_IGNORED_SINCE = (11, 0)
 
 
-def strongly_typed(version: tuple[int, ...]) -> bool:
-    """Strong typing where TensorRT offers it (10.12+) and where it is the only mode (11+)."""
+def network_flags(version: tuple[int, ...]) -> list[str]:
+    """``trt.NetworkDefinitionCreationFlag`` names for ``create_network``: strongly typed on every TensorRT 10.x.
+
+    STRONGLY_TYPED exists from 10.0 on (10.3 is JetPack 6's). Weakly typed builds treat the graph's fp32
+    tensors as hints and may run InstanceNorm in fp16 even though the export keeps it fp32 on purpose;
+    strongly typed ones follow the graph: fp16 where the ONNX says fp16, int8 where its Q/DQ says so.
+    """
     if version < OLDEST_SUPPORTED:
         raise StylecastError(f"TensorRT {'.'.join(map(str, version))} is too old; install TensorRT 10 or newer")
-    return version >= STRONGLY_TYPED_SINCE
-
-
-def builder_flags(precision: str, version: tuple[int, ...]) -> list[str]:
-    """``trt.BuilderFlag`` names to set: none when strongly typed (the graph carries the types)."""
-    flags = list(formats.precision(precision).trt_weak_flags)
-    return [] if strongly_typed(version) else flags
+    return [] if version >= FLAG_IGNORED_SINCE else ["STRONGLY_TYPED"]
 
 
 def engine_path(out_dir: Path, name: str, precision: str, target: Target) -> Path:
@@ -52,7 +52,7 @@ def make_sidecar(onnx_path: Path, onnx_meta: dict[str, str], profile: Profile, t
         "source_sha256": onnx_meta.get("source_sha256", ""),
         "tensorrt_version": target.trt_version, "gpu_name": target.gpu_name,
         "compute_capability": target.compute_capability,
-        "strongly_typed": strongly_typed(version), "builder_flags": builder_flags(onnx_meta["precision"], version),
+        "strongly_typed": True, "network_flags": network_flags(version), "tf32": False,
         "profile": profile.as_text(), "workspace_mib": workspace_mib,
         "versions": json.loads(tool_versions("numpy")), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -63,12 +63,14 @@ class EngineBuilder:
 
     def __init__(self, trt, verbose: bool = False) -> None:  # noqa: ANN001 - the tensorrt module
         self.trt = trt
-        self.logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+        self.logger = trt_logger(trt, verbose)
         self.version = version_tuple(trt.__version__)
 
     def _network(self, builder, onnx_path: Path):  # noqa: ANN001, ANN202 - TensorRT objects
         trt = self.trt
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed(self.version) else 0
+        flags = 0
+        for name in network_flags(self.version):
+            flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse_from_file(str(onnx_path)):
@@ -85,20 +87,28 @@ class EngineBuilder:
         network, _parser = self._network(builder, onnx_path)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-        for flag in builder_flags(precision, self.version):
-            config.set_flag(getattr(trt.BuilderFlag, flag))
+        # TensorRT enables TF32 for fp32 layers unless told not to (BuilderFlag.TF32 is on by default): an
+        # "fp32" engine would round its convs' inputs to 10 mantissa bits. fp16/int8 graphs say so themselves.
+        config.clear_flag(trt.BuilderFlag.TF32)
         shapes = builder.create_optimization_profile()
         shapes.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(shapes)
-        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        self._use_timing_cache(config, timing_cache)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise StylecastError(f"{onnx_path}: TensorRT could not build an engine (see its log above); "
                                  "try a smaller --max shape or a larger --workspace-mib")
-        updated = config.get_timing_cache().serialize()
-        atomic_write(timing_cache, lambda tmp: tmp.write_bytes(bytes(updated)))
+        updated = config.get_timing_cache()  # None when the build kept no cache (Polygraphy guards this too)
+        if updated is not None:
+            atomic_write(timing_cache, lambda tmp: tmp.write_bytes(bytes(updated.serialize())))
         return bytes(plan)
+
+    def _use_timing_cache(self, config, path: Path) -> None:  # noqa: ANN001 - trt.IBuilderConfig
+        """The cache file if TensorRT accepts it; one from another GPU or TensorRT is set aside, not fatal."""
+        cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            print(f"warning: {path}: timing cache not usable with this GPU/TensorRT; building without it", flush=True)
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
 def build_engine(onnx_path: Path, onnx_meta: dict[str, str], out_dir: Path, profile: Profile,

@@ -11,11 +11,11 @@ import onnx
 import torch
 
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, tool_versions
+from stylecast.runtime.formats import INPUT, OUTPUT
 from stylecast.runtime.images import atomic_write
 from stylecast.train.checkpoint import LoadedModel
 
 OPSET = 18
-INPUT, OUTPUT = "image", "stylized"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 NORMALISATION = "input float32 NCHW RGB in [0,255]; output float32 NCHW RGB clamped to [0,255]"
 EXPORT_TOOLS = ("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime")

@@ -1,9 +1,8 @@
 """The one table of artifact formats and precisions (after Ultralytics' ``export_formats()``): export, the
 backends, the bench gate and Triton read it, so adding a precision or a file kind is one row here.
 
-Parity floors are against PyTorch eager fp32 on real photos (worst photo). ``trt_weak_flags`` are the
-TensorRT builder flags a precision needs where TensorRT builds weakly typed (before 10.12); strongly typed
-builds take the precision from the graph and set none.
+Parity floors are against PyTorch eager fp32 on real photos (worst photo). TensorRT needs no column: it
+builds every precision strongly typed, taking fp16 tensors and int8 Q/DQ from the graph itself.
 """
 
 from __future__ import annotations
@@ -19,16 +18,21 @@ class Precision:
     exported: bool  # written by `stylecast export` as NAME.<precision>.onnx (bf16 is PyTorch autocast only)
     psnr_floor_db: float
     ssim_floor: float
-    trt_weak_flags: tuple[str, ...] = ()
 
     def onnx_name(self, model: str) -> str:
         return f"{model}.{self.name}.onnx"
 
 
+# The graph's tensor names: export writes them, Triton configs and the TensorRT EP's profiles name them.
+INPUT, OUTPUT = "image", "stylized"
+# The TensorRT EP's optimisation profile (NCHW): any photo up to 1920 px on either side, portrait or landscape,
+# so the EP builds its engine once instead of once per new image size.
+TRT_PROFILE = {"min": (1, 3, 16, 16), "opt": (1, 3, 512, 512), "max": (4, 3, 1920, 1920)}
+
 PRECISIONS = {p.name: p for p in (
     Precision("fp32", exported=True, psnr_floor_db=60.0, ssim_floor=0.0),
-    Precision("fp16", exported=True, psnr_floor_db=45.0, ssim_floor=0.0, trt_weak_flags=("FP16",)),
-    Precision("int8", exported=True, psnr_floor_db=35.0, ssim_floor=0.97, trt_weak_flags=("INT8",)),
+    Precision("fp16", exported=True, psnr_floor_db=45.0, ssim_floor=0.0),
+    Precision("int8", exported=True, psnr_floor_db=35.0, ssim_floor=0.97),
     # Measured about 41 dB on the shipped models: bf16 keeps 8 mantissa bits where fp16 keeps 11.
     Precision("bf16", exported=False, psnr_floor_db=30.0, ssim_floor=0.97),
 )}

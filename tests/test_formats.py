@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from stylecast.benchmarks import gate
-from stylecast.export import tensorrt_build
 from stylecast.export.pipeline import onnx_path
 from stylecast.runtime import formats
 from stylecast.runtime.backends import load_backend
@@ -30,12 +29,10 @@ def test_file_kinds_by_suffix():
     assert formats.FILE_KINDS["onnx"].triton == ("onnxruntime_onnx", "model.onnx")
 
 
-def test_export_paths_and_trt_flags_come_from_the_table(tmp_path):
+def test_export_paths_come_from_the_table(tmp_path):
     assert onnx_path(tmp_path, "wave", "fp16") == tmp_path / "wave.fp16.onnx"
-    weak, strong = (10, 3, 0), (10, 13, 0)
-    assert tensorrt_build.builder_flags("int8", weak) == ["INT8"] and tensorrt_build.builder_flags("int8", strong) == []
     with pytest.raises(StylecastError, match="unknown precision"):
-        tensorrt_build.builder_flags("fp8", weak)
+        onnx_path(tmp_path, "wave", "fp8")
 
 
 def test_backend_choice_follows_the_table(tmp_path):

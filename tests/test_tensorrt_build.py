@@ -41,21 +41,18 @@ def test_profile_must_be_ordered():
         rt.Profile.parse("1x3x512x512", "1x3x256x256", "1x3x1024x1024")
 
 
-@pytest.mark.parametrize(("version", "typed", "int8_flags"), [
-    ("10.0.1.6", False, ["INT8"]), ("10.11.0", False, ["INT8"]), ("10.12.0.36", True, []),
-    ("10.13.3", True, []), ("11.0.0", True, []), ("11.4.0.106", True, []),
+@pytest.mark.parametrize(("version", "flags"), [
+    ("10.0.1.6", ["STRONGLY_TYPED"]), ("10.3.0.30", ["STRONGLY_TYPED"]), ("10.11.0", ["STRONGLY_TYPED"]),
+    ("10.13.3", ["STRONGLY_TYPED"]), ("11.0.0", []), ("11.4.0.106", []),
 ])
-def test_strong_typing_chosen_by_version(version, typed, int8_flags):
-    v = rt.version_tuple(version)
-    assert tb.strongly_typed(v) is typed
-    assert tb.builder_flags("int8", v) == int8_flags
-    assert tb.builder_flags("fp32", v) == []
+def test_every_supported_tensorrt_builds_strongly_typed(version, flags):
+    """10.x asks for strong typing with the creation flag (JetPack 6's 10.3 too); 11 has no other mode."""
+    assert tb.network_flags(rt.version_tuple(version)) == flags
 
 
-def test_fp16_flag_only_when_weakly_typed_and_old_versions_refused():
-    assert tb.builder_flags("fp16", (10, 8)) == ["FP16"] and tb.builder_flags("fp16", (11, 1)) == []
+def test_old_tensorrt_refused():
     with pytest.raises(StylecastError, match="too old"):
-        tb.strongly_typed((8, 6, 1))
+        tb.network_flags((8, 6, 1))
 
 
 def test_engine_name_carries_precision_gpu_and_version(tmp_path):
@@ -70,7 +67,8 @@ def test_sidecar_written_and_checked(tiny_onnx):
 
     profile = rt.Profile.parse("1x3x64x64", "1x3x256x256", "2x3x512x512")
     sidecar = tb.make_sidecar(tiny_onnx, read_metadata(tiny_onnx), profile, ORIN, 512)
-    assert sidecar["precision"] == "fp32" and sidecar["strongly_typed"] is False
+    assert sidecar["precision"] == "fp32" and sidecar["strongly_typed"] is True
+    assert sidecar["network_flags"] == ["STRONGLY_TYPED"] and sidecar["tf32"] is False
     assert sidecar["onnx_sha256"] == tb.sha256_file(tiny_onnx) and sidecar["profile"]["max"] == "2x3x512x512"
     roundtrip = json.loads(json.dumps(sidecar))
     rt.check_sidecar(roundtrip, ORIN, tiny_onnx.with_suffix(".engine"))  # same TensorRT and GPU: accepted
@@ -131,3 +129,16 @@ def test_build_and_run_engine_matches_onnx(tiny_onnx, tmp_path):
     assert backend.run(batch[:1]).shape == (1, 3, 61, 67)  # buffers reused for a smaller call
     with pytest.raises(StylecastError, match="outside the engine's profile"):
         backend.run(np.zeros((1, 3, 256, 256), np.float32))
+
+
+def test_tensorrt_ep_builds_strongly_typed_with_one_profile(tmp_path):
+    """The EP's precision flags stay off (the graph carries the types), and one profile covers portrait and
+    landscape photos, so it neither weakly types nor rebuilds per image size."""
+    from stylecast.runtime.backends.onnxruntime import provider_options
+
+    options = provider_options("TensorrtExecutionProvider", tmp_path / "fresh" / "cache")
+    assert options["trt_fp16_enable"] == options["trt_int8_enable"] == "False"
+    assert options["trt_profile_min_shapes"] == "image:1x3x16x16"
+    assert options["trt_profile_max_shapes"] == "image:4x3x1920x1920"
+    assert (tmp_path / "fresh" / "cache" / "ort-trt").is_dir()  # made with its parents
+    assert provider_options("CPUExecutionProvider", tmp_path) == {}

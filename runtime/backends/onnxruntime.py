@@ -10,6 +10,7 @@ import numpy as np
 from stylecast.runtime.artifacts import onnx_metadata, require
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import INPUT, TRT_PROFILE
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -29,17 +30,22 @@ def choose_providers(available: list[str], requested: list[str] | None) -> list[
     return [p for p in PREFERENCE if p in available] or available
 
 
-def provider_options(provider: str, cache_dir: Path, precision: str = "fp32") -> dict[str, str]:
-    """TensorRT EP: engine and timing caches, and the reduced precision the graph was exported in.
+def provider_options(provider: str, cache_dir: Path) -> dict[str, str]:
+    """TensorRT EP: engine and timing caches, one optimisation profile, and strong typing.
 
-    fp16/int8 graphs already carry their types (fp16 tensors, Q/DQ pairs); the EP flags let a
-    weakly typed TensorRT pick those kernels. int8 needs no calibration table: the scales are in the Q/DQ.
+    The precision is in the graph (fp16 tensors, int8 Q/DQ with their scales), so the EP's fp16/int8 flags
+    stay off: the EP builds strongly typed only when both are (onnxruntime PR #24298), and weak typing could
+    run the InstanceNorms that the export keeps fp32 in fp16. Without profile shapes it would rebuild its
+    engine for every new image size (minutes on a Jetson).
     """
-    if provider == "TensorrtExecutionProvider":
-        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir / "ort-trt"),
-                "trt_timing_cache_enable": "True", "trt_fp16_enable": str(precision == "fp16"),
-                "trt_int8_enable": str(precision == "int8")}
-    return {}
+    if provider != "TensorrtExecutionProvider":
+        return {}
+    engines = cache_dir / "ort-trt"
+    engines.mkdir(parents=True, exist_ok=True)  # the EP does not create parents and falls back to CUDA silently
+    shapes = {key: f"{INPUT}:{'x'.join(map(str, dims))}" for key, dims in TRT_PROFILE.items()}
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines), "trt_timing_cache_enable": "True",
+            "trt_fp16_enable": "False", "trt_int8_enable": "False", "trt_profile_min_shapes": shapes["min"],
+            "trt_profile_opt_shapes": shapes["opt"], "trt_profile_max_shapes": shapes["max"]}
 
 
 class OnnxRuntimeBackend(Backend):
@@ -64,7 +70,7 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(ort.get_available_providers(), providers)
         self._meta = onnx_metadata(self.path)  # checked before any session is built for a foreign file
         require(self._meta, "onnx", path)
-        with_options = [(p, provider_options(p, cache_dir(), self._meta["precision"])) for p in chosen]
+        with_options = [(p, provider_options(p, cache_dir())) for p in chosen]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=with_options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files

@@ -5,6 +5,7 @@ runtime layer, because the backend checks it; the builder in ``stylecast.export.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,6 +93,20 @@ def import_tensorrt() -> ModuleType:
                                        "pip install 'stylecast[gpu]'")
 
 
+@functools.cache
+def _logger(trt: ModuleType) -> object:
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def trt_logger(trt: ModuleType, verbose: bool = False) -> object:
+    """The process's one ``trt.Logger``: TensorRT warns when a second one is registered (builder and backend
+    used to make their own); ``verbose`` lowers its threshold for a build log."""
+    logger = _logger(trt)
+    if verbose:
+        logger.min_severity = trt.Logger.VERBOSE
+    return logger
+
+
 def running_target(trt, device: CudaDevice) -> Target:  # noqa: ANN001 - the tensorrt module
     name, capability = device.describe()
     return Target(trt.__version__, name, capability)
@@ -118,7 +133,7 @@ class TensorRTBackend(Backend):
         trt = import_tensorrt()
         self.device = open_device()
         check_sidecar(self.sidecar, running_target(trt, self.device), self.path)
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = trt_logger(trt)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
