@@ -61,7 +61,7 @@ def conversion_settings(precision: str, int8: Int8Settings) -> str:
         folder = int8.calibration_images.name if int8.calibration_images else None
         return json.dumps({"calibration_images": folder, "count": int8.count, "size": list(int8.size),
                            "method": int8.method, "selection": int8.selection, "fp32_leading": int8.fp32_leading,
-                           "target_db": int8.target_db})
+                           "target_db": int8.target_db, "quantizer": to_int8.QUANTIZER_OPTIONS})
     return ""
 
 

@@ -219,8 +219,16 @@ def test_int8_methods_tried():
 def test_int8_conversion_settings_record_the_search_parameters(tmp_path):
     auto = json.loads(precisions.conversion_settings("int8", Int8Settings()))
     assert auto == {"calibration_images": None, "count": 16, "size": [256, 256], "method": "auto", "selection": 4,
-                    "fp32_leading": None, "target_db": 40.0}
+                    "fp32_leading": None, "target_db": 40.0, "quantizer": to_int8.QUANTIZER_OPTIONS}
     fixed = Int8Settings(calibration_images=tmp_path / "calib", method="minmax", fp32_leading=3)
     assert json.loads(precisions.conversion_settings("int8", fixed)) == {
         **auto, "calibration_images": "calib", "method": "minmax", "fp32_leading": 3}
     assert precisions.conversion_settings("fp32", fixed) == ""
+
+
+def test_int8_from_before_the_quantizer_options_is_stale(tmp_path):
+    """An int8 file quantized with ORT's defaults (INT32 bias DQ, which TensorRT refuses) is exported again."""
+    older = json.loads(INT8)
+    assert older.pop("quantizer")["QuantizeBias"] is False
+    path = _onnx(tmp_path / "wave.int8.onnx", source_sha256=SHA, conversion=json.dumps(older), versions=_versions())
+    assert not is_current(path, SHA, INT8)
