@@ -5,8 +5,9 @@ runtime never imports torch."""
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = {"runtime": 0, "train": 1, "export": 1, "benchmarks": 2, "cli": 3}

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stylecast.runtime.errors import StylecastError
+
+if sys.version_info >= (3, 11):
+    import tomllib  # novermin (only reached on 3.11+)
+else:  # Python 3.10 (JetPack 6's): the same parser, from PyPI
+    import tomli as tomllib  # novermin
 from stylecast.runtime.options import need_torch
 
 weights_app = typer.Typer(help="Fetch and convert ImageNet VGG weights for the perceptual loss.",
