@@ -1,8 +1,8 @@
 """``--precision auto``: a reduced precision only where it is measured faster on this machine.
 
-CPU flags say that bf16 kernels exist, not that they are fast: bf16 autocast trained 1.5x faster
-than fp32 on one AVX512-BF16 CPU and 0.74x as fast on another, and without native bf16 it runs
-about 150x slower. So ``auto`` times a few conv forward+backward passes in fp32 and in the
+CPU flags say that bf16 kernels exist, not that they are fast: CPUs that all report bf16 support
+train faster on some and slower on others, and without native bf16 kernels autocast runs many
+times slower than fp32. So ``auto`` times a few conv forward+backward passes in fp32 and in the
 candidate precision, once per machine class and thread count, and caches the verdict with the
 machine's fingerprint.
 """
