@@ -16,6 +16,9 @@
 #   make int8-sensitivity   each conv rounded to int8 on its own: why the leading convs stay fp32
 #   make bench-tiles        tiled vs whole-image agreement, and peak memory on an 8000x6000 photo
 #   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
+#   make check-trt          the exports of $(STYLE) against TensorRT's documented ONNX-parser constraints (CPU)
+#   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
+#   make gpu-wheels         the small wheels a GPU box without network needs for gpu-check -> wheels/
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -34,7 +37,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -153,6 +156,19 @@ bench-tiles: setup $(MODEL)
 
 bench-video: setup $(MODEL)
 	$(PY) -m stylecast.benchmarks.media.video --model $(MODEL) --photo $(PHOTO)
+
+check-trt: setup
+	for r in 10.3 10.x 11; do $(SC) check-trt $(wildcard $(ART)/$(STYLE).*.onnx) --trt $$r || exit 1; done
+
+# Also on a GPU box with no network and no venv: torch (CUDA), numpy, Pillow, onnx and onnxruntime installed, then
+# `pip install --no-deps --no-build-isolation -e .` (README, "GPU acceptance run"). Exit 77 where CUDA is missing.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+# The pure-Python wheels such a box lacks (the fp16/int8 export steps need them), fetched here to carry along.
+gpu-wheels: setup
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d wheels onnxslim onnxconverter-common
+
+gpu-check:
+	@$(GPU_PY) -m stylecast.benchmarks.gpu_check $(ARGS)
 
 clean:
 	rm -rf artifacts .pytest_cache

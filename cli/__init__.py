@@ -23,6 +23,7 @@ COMMANDS = {
     "compress": "stylecast.train.compress.cli:compress",
     "optimize": "stylecast.train.gatys.cli:optimize",
     "export": "stylecast.export.cli:export",
+    "check-trt": "stylecast.export.cli:check_trt",
     "build-engine": "stylecast.export.cli:build_engine",
     "stylize": "stylecast.runtime.cli:stylize",
     "info": "stylecast.runtime.cli:info",

@@ -1,6 +1,7 @@
-"""`stylecast export` and `stylecast build-engine`: imported by the CLI without importing torch or onnx.
+"""`stylecast export`, `stylecast check-trt` and `stylecast build-engine`: imported by the CLI without importing
+torch or onnx.
 
-build-engine is torch-free, so it runs on the Jetson that will use the engine."""
+check-trt and build-engine are torch-free, so they run on the Jetson that will use the engine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from stylecast.runtime.backends.tensorrt import ENGINE_PROFILE, Profile
+from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.options import need_torch, parse_size
+
+MinShape = Annotated[str, typer.Option("--min", help="Smallest input NxCxHxW of the profile.")]
+OptShape = Annotated[str, typer.Option("--opt", help="Input NxCxHxW TensorRT tunes for.")]
+MaxShape = Annotated[str, typer.Option("--max", help="Largest input NxCxHxW of the profile.")]
 
 
 def _calibration_hw(resolution: str, deprecated_hxw: str | None) -> tuple[int, int]:
@@ -78,9 +85,9 @@ def export(
 def build_engine(
     model: Annotated[Path, typer.Argument(help="ONNX model exported by `stylecast export`.")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: beside the ONNX).")] = None,
-    min_shape: Annotated[str, typer.Option("--min", help="Smallest input NxCxHxW of the profile.")] = "1x3x64x64",
-    opt_shape: Annotated[str, typer.Option("--opt", help="Input NxCxHxW TensorRT tunes for.")] = "1x3x512x512",
-    max_shape: Annotated[str, typer.Option("--max", help="Largest input NxCxHxW of the profile.")] = "4x3x1024x1024",
+    min_shape: MinShape = ENGINE_PROFILE["min"],
+    opt_shape: OptShape = ENGINE_PROFILE["opt"],
+    max_shape: MaxShape = ENGINE_PROFILE["max"],
     workspace_mib: Annotated[int, typer.Option(help="Builder workspace limit in MiB.")] = 1024,
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file, reused across builds.")] = None,
     verbose: Annotated[bool, typer.Option(help="TensorRT's verbose build log.")] = False,
@@ -89,16 +96,69 @@ def build_engine(
     from stylecast.export import tensorrt_build
     from stylecast.runtime.artifacts import read_metadata, require
     from stylecast.runtime.cache import cache_dir
+    from stylecast.runtime.images import writable_folder
 
-    profile = tensorrt_build.Profile.parse(min_shape, opt_shape, max_shape)
+    profile = Profile.parse(min_shape, opt_shape, max_shape)
     meta = read_metadata(model)
     require(meta, "onnx", model)
+    out_dir = writable_folder(out or model.parent, "--out")
+    writable_folder(timing_cache.parent if timing_cache else cache_dir() / "tensorrt", "--timing-cache")
     trt = tensorrt_build.import_tensorrt()
+    _refuse_nonconforming(model, trt.__version__, profile)
     from stylecast.runtime.backends.cuda_device import open_device
 
-    name, capability = open_device().describe()
+    device = open_device()
+    name, capability = device.describe()
+    device.close()
     target = tensorrt_build.Target(trt.__version__, name, capability)
     cache = timing_cache or cache_dir() / "tensorrt" / f"timing.{tensorrt_build.slug(name)}.trt{trt.__version__}.cache"
-    dest = tensorrt_build.build_engine(model, meta, out or model.parent, profile, workspace_mib, cache, target, verbose)
+    dest = tensorrt_build.build_engine(model, meta, out_dir, profile, workspace_mib, cache, target, verbose)
     typer.echo(f"{dest}: {meta['precision']} engine for {name} (sm {capability}), TensorRT {trt.__version__}; "
                f"profile {profile.as_text()}")
+
+
+def _refuse_nonconforming(model: Path, trt_version: str, profile: Profile) -> None:
+    """One line per parser constraint ``model`` breaks for ``trt_version``, then a non-zero exit."""
+    from stylecast.export.trt_conformance import check_file, release_for
+
+    release = release_for(trt_version)
+    violations = check_file(model, release, profile)
+    if violations:
+        for violation in violations:
+            typer.echo(f"{model}: {violation.line()}", err=True)
+        raise StylecastError(f"{model}: {len(violations)} TensorRT {release.name} parser constraint(s) broken "
+                             "(listed above); re-export it with `stylecast export`")
+
+
+def check_trt(
+    models: Annotated[list[Path], typer.Argument(help="Exported ONNX model(s).")],
+    trt: Annotated[str, typer.Option("--trt", help="TensorRT release: 10.3 (JetPack 6), 10.x (servers) or 11.")]
+    = "10.3",
+    min_shape: MinShape = ENGINE_PROFILE["min"],
+    opt_shape: OptShape = ENGINE_PROFILE["opt"],
+    max_shape: MaxShape = ENGINE_PROFILE["max"],
+) -> None:
+    """Check ONNX model(s) against TensorRT's documented ONNX-parser constraints, on CPU.
+
+    Checks: every op in onnx-tensorrt's operator table for the release and its input types; the opset range;
+    Q/DQ in INT8 with zero point 0, weights per-channel on the output-channel axis, activations per tensor; no
+    mixed floating input types without a Cast (strong typing); named dynamic dims; a profile that fits portrait
+    and landscape photos. It cannot prove what only a GPU shows: the kernels TensorRT picks, their numerics, or
+    the engine's speed (`stylecast build-engine` and `make gpu-check` do). Exit 1 with one line per violation.
+    """
+    from stylecast.export.trt_conformance import check_file, release_for
+
+    profile = Profile.parse(min_shape, opt_shape, max_shape)
+    release = release_for(trt)
+    broken = 0
+    for model in models:
+        if not model.is_file():
+            raise StylecastError(f"{model}: no such file; give an ONNX written by `stylecast export`")
+        violations = check_file(model, release, profile)
+        for violation in violations:
+            typer.echo(f"{model}: {violation.line()}")
+        if not violations:
+            typer.echo(f"{model}: conforms to TensorRT {release.name}'s ONNX parser ({release.table})")
+        broken += bool(violations)
+    if broken:
+        raise typer.Exit(1)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stylecast.export import parity, precisions, to_onnx
+from stylecast.export import parity, precisions, to_onnx, trt_conformance
 from stylecast.export.precisions import Int8Settings
 from stylecast.runtime import formats
 from stylecast.runtime.artifacts import onnx_metadata, sha256_file, tool_versions
@@ -74,7 +74,7 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
     with tempfile.TemporaryDirectory(prefix="stylecast-export-") as scratch:
         for precision in request.precisions:
             dest = onnx_path(request.out_dir, name, precision)
-            conversion = precisions.conversion_settings(precision, request.int8)
+            conversion = precisions.conversion_settings(precision, request.int8, frozenset(held_out))
             reused = not request.force and is_current(dest, checkpoint_sha, conversion)
             details: dict = {}
             if reused:
@@ -86,6 +86,12 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
             step(f"{precision}: exported, checking parity")
             results = parity.measure(reference, OnnxRuntimeBackend(dest, providers=["CPUExecutionProvider"]),
                                      request.sizes)
+            parser = trt_conformance.check_releases(dest)
+            broken = [f"TensorRT {release}: {line}" for release, lines in parser.items() for line in lines]
+            for line in broken:
+                log(f"{dest.name}: {line}")
+            if broken:
+                failures.append(f"{dest.name} breaks {len(broken)} TensorRT parser constraint(s), e.g. {broken[0]}")
             worst, worst_ssim = min(r.psnr_min for r in results), min(r.ssim_min for r in results)
             floor_db, floor_ssim = formats.PRECISIONS[precision].psnr_floor_db, formats.PRECISIONS[precision].ssim_floor
             passed = worst >= floor_db and worst_ssim >= floor_ssim
@@ -93,6 +99,7 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
                 "precision": precision, "file": dest.name, "bytes": dest.stat().st_size,
                 "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": floor_db,
                 "ssim_floor": floor_ssim, "passed": passed, "parity": parity.as_dicts(results),
+                "tensorrt_parser": {release: lines or "conforms" for release, lines in parser.items()},
                 **details,
             })
             step(f"{precision}: parity checked")
@@ -108,5 +115,5 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
     report_path = request.out_dir / "report.json"
     atomic_write(report_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
     if failures:
-        raise StylecastError(f"parity check failed ({'; '.join(failures)}); see {report_path}")
+        raise StylecastError(f"export check failed ({'; '.join(failures)}); see {report_path}")
     return report

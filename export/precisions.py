@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import onnx
 from stylecast.export import parity, to_fp16, to_int8, to_onnx
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import load_image
+from stylecast.runtime.images import atomic_write, load_image
 from stylecast.train.checkpoint import LoadedModel
 
 
@@ -53,13 +54,19 @@ def parse_count(text: str) -> int | None:
     return int(text)
 
 
-def conversion_settings(precision: str, int8: Int8Settings) -> str:
-    """What, besides the checkpoint, decides the graph: stored in its metadata to tell when it is stale."""
+def conversion_settings(precision: str, int8: Int8Settings, held_out: frozenset[str] = frozenset()) -> str:
+    """What, besides the checkpoint, decides the graph: stored in its metadata to tell when it is stale.
+
+    int8 is keyed on the content of the photos it calibrates and selects on (not on the folder's name, which
+    stays the same when its photos change)."""
     if precision == "fp16":
         return json.dumps({"fp32_ops": to_fp16.FP32_OPS})
     if precision == "int8":
-        folder = int8.calibration_images.name if int8.calibration_images else None
-        return json.dumps({"calibration_images": folder, "count": int8.count, "size": list(int8.size),
+        photos = None
+        if int8.calibration_images is not None:
+            files = to_int8.calibration_files(int8.calibration_images, int8.count + int8.selection, set(held_out))
+            photos = to_int8.photos_digest(files)
+        return json.dumps({"calibration_photos_sha256": photos, "count": int8.count, "size": list(int8.size),
                            "method": int8.method, "selection": int8.selection, "fp32_leading": int8.fp32_leading,
                            "target_db": int8.target_db, "quantizer": to_int8.QUANTIZER_OPTIONS})
     return ""
@@ -94,9 +101,10 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
         keep = to_int8.fp32_convs(convs, leading)
         for method in methods:
             candidate = scratch / f"int8.{leading}.{method}.onnx"
-            log(f"int8: calibrating ({method}, {len(keep)} of {len(convs)} convs fp32) on {len(calibration)} photos "
-                f"at {settings.size[0]}x{settings.size[1]}")
-            to_int8.quantize_int8(base, candidate, calibration, settings.size, method, keep)
+            log(f"int8: quantizing ({method}, {len(keep)} of {len(convs)} convs fp32; scales from {len(calibration)} "
+                f"photos at {settings.size[0]}x{settings.size[1]}, calibrated once per method)")
+            to_int8.quantize_int8(base, candidate, calibration, settings.size, method, keep,
+                                  scratch / f"calibration.{method}.json")
             if len(methods) > 1 or searching:
                 backend = OnnxRuntimeBackend(candidate, providers=["CPUExecutionProvider"])
                 score = min(r.psnr_min for r in parity.measure(reference, backend, sizes))
@@ -123,12 +131,12 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
 def export_precision(source: LoadedModel, precision: str, dest: Path, scratch: Path, int8: Int8Settings,
                      held_out: set[str], sizes: tuple[tuple[int, int], ...], log: Callable[[str], None]) -> dict:
     """Write ``dest`` for ``precision``; returns what the report should say about how it was made."""
-    if precision == "fp32":
-        to_onnx.export_fp32(source, dest)
-        return {}
     base = scratch / "base.fp32.onnx"
-    if not base.is_file():
+    if not base.is_file():  # one PyTorch export per run, whichever precisions need it
         to_onnx.export_fp32(source, base)
+    if precision == "fp32":
+        atomic_write(dest, lambda tmp: shutil.copyfile(base, tmp))
+        return {}
     if precision == "fp16":
         _stamp_and_save(to_fp16.convert_fp16(onnx.load(str(base))), source, "fp16",
                         conversion_settings("fp16", int8), dest)

@@ -3,8 +3,8 @@ ONNX's stylecast metadata).
 
 Engines are tied to one TensorRT version and one GPU, so each carries a JSON sidecar that the
 TensorRT backend checks before deserializing. The precision lives in the ONNX graph (fp16 tensors,
-int8 Q/DQ): TensorRT >= 10.12 builds it strongly typed (11.x always does, its precision flags are
-gone); older 10.x builds it weakly typed with the matching builder flags.
+int8 Q/DQ), and every supported TensorRT builds it strongly typed: 10.x with the STRONGLY_TYPED network flag
+(10.3 on JetPack 6 included), 11.x by default.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ channel ranges was tried too and did not move PSNR, so it is not used.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 from collections.abc import Iterator
@@ -60,6 +61,11 @@ def calibration_files(folder: Path, count: int, exclude: set[str]) -> list[Path]
     return chosen
 
 
+def photos_digest(files: list[Path]) -> str:
+    """One sha256 for the content of ``files`` in order: what an int8 export's staleness is keyed on."""
+    return hashlib.sha256("\n".join(sha256_file(p) for p in files).encode()).hexdigest()
+
+
 class PhotoReader(CalibrationDataReader):
     """Real photos centre-cropped and resized to the deployment size, one NCHW float32 batch each."""
 
@@ -93,9 +99,12 @@ def fp32_convs(names: list[str], leading: int) -> list[str]:
 
 
 def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[int, int], method: str,
-                  keep_fp32: list[str]) -> None:
+                  keep_fp32: list[str], calibration_cache: Path) -> None:
     """Static Q/DQ quantization of ``fp32_path`` into ``dest`` (not yet stamped with metadata);
-    the Conv nodes named in ``keep_fp32`` get no Q/DQ."""
+    the Conv nodes named in ``keep_fp32`` get no Q/DQ.
+
+    The tensor ranges of every Conv are calibrated once per method and kept in ``calibration_cache``
+    (onnxruntime's own cache, 1.27+), so trying other ``keep_fp32`` sets costs a quantization, not a calibration."""
     if method not in METHODS:
         raise StylecastError(f"unknown calibration method '{method}'; choose from {sorted(METHODS)}")
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
@@ -110,6 +119,7 @@ def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[in
             quantize_static(str(fp32_path), str(dest), PhotoReader(files, input_name, size),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
-                            calibrate_method=METHODS[method], extra_options=options)
+                            calibrate_method=METHODS[method], extra_options=options,
+                            calibration_cache_path=str(calibration_cache))
     finally:
         root.setLevel(level)

@@ -165,6 +165,18 @@ def save_image(dest: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, qua
         raise write_error(dest, exc) from exc
 
 
+def writable_folder(folder: Path, option: str) -> Path:
+    """``folder``, created if needed, once a file has been written there: a one-line error naming ``option`` now,
+    rather than an OSError traceback after minutes of work (an engine build)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise StylecastError(f"{folder}: cannot write there ({exc.strerror or exc}); choose another {option}") from exc
+    return folder
+
+
 def write_error(dest: Path, exc: OSError) -> StylecastError:
     """The one-line message for an output that could not be written, naming the likely fix."""
     if isinstance(exc, IsADirectoryError) or Path(dest).is_dir():

@@ -46,22 +46,9 @@ def style_image() -> Path:
 @pytest.fixture(scope="session")
 def tiny_vgg(tmp_path_factory) -> Path:
     """VGG16 convs up to relu4_3 with random weights. Only tests may train against random weights."""
-    import torch
-    from safetensors.torch import save_file
+    from stylecast.train.vgg import save_random_loss_net
 
-    from stylecast.train.vgg import CONFIGS
-
-    torch.manual_seed(0)
-    tensors, cin, i = {}, 3, 0
-    for item in CONFIGS["vgg16"][:13]:  # through conv4_3
-        if item == "M":
-            continue
-        tensors[f"conv{i}.weight"] = torch.randn(item, cin, 3, 3) * (2.0 / (cin * 9)) ** 0.5
-        tensors[f"conv{i}.bias"] = torch.zeros(item)
-        cin, i = item, i + 1
-    path = tmp_path_factory.mktemp("vgg") / "vgg16-random.safetensors"
-    save_file(tensors, str(path), metadata={"name": "vgg16", "source": "test-random", "source_sha256": "0" * 64})
-    return path
+    return save_random_loss_net(tmp_path_factory.mktemp("vgg") / "vgg16-random.safetensors")
 
 
 def train_args(photos: Path, style_image: Path, vgg: Path, out: Path, run_dir: Path, steps: int) -> list[str]:

@@ -9,10 +9,12 @@ from importlib.metadata import version
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from PIL import Image
 
 from stylecast.export import precisions, to_int8
 from stylecast.export.pipeline import is_current
 from stylecast.export.precisions import Int8Settings
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.train.compress.pipeline import select
 from stylecast.train.compress.students import TARGET, verdict
 
@@ -216,14 +218,36 @@ def test_int8_methods_tried():
     assert Int8Settings(method="percentile").methods() == ["percentile"]
 
 
+def _photos(folder, *shades: int):
+    folder.mkdir(exist_ok=True)
+    for i, shade in enumerate(shades):
+        Image.new("RGB", (8, 8), (shade, 0, 0)).save(folder / f"p{i}.png")
+    return folder
+
+
 def test_int8_conversion_settings_record_the_search_parameters(tmp_path):
     auto = json.loads(precisions.conversion_settings("int8", Int8Settings()))
-    assert auto == {"calibration_images": None, "count": 16, "size": [256, 256], "method": "auto", "selection": 4,
-                    "fp32_leading": None, "target_db": 40.0, "quantizer": to_int8.QUANTIZER_OPTIONS}
-    fixed = Int8Settings(calibration_images=tmp_path / "calib", method="minmax", fp32_leading=3)
-    assert json.loads(precisions.conversion_settings("int8", fixed)) == {
-        **auto, "calibration_images": "calib", "method": "minmax", "fp32_leading": 3}
+    assert auto == {"calibration_photos_sha256": None, "count": 16, "size": [256, 256], "method": "auto",
+                    "selection": 4, "fp32_leading": None, "target_db": 40.0, "quantizer": to_int8.QUANTIZER_OPTIONS}
+    fixed = Int8Settings(calibration_images=_photos(tmp_path / "calib", 10, 20), method="minmax", fp32_leading=3)
+    recorded = json.loads(precisions.conversion_settings("int8", fixed))
+    assert recorded == {**auto, "calibration_photos_sha256": recorded["calibration_photos_sha256"],
+                        "method": "minmax", "fp32_leading": 3}
+    assert len(recorded["calibration_photos_sha256"]) == 64
     assert precisions.conversion_settings("fp32", fixed) == ""
+
+
+def test_int8_staleness_follows_the_photos_not_the_folder_name(tmp_path):
+    """Same folder name, other photos: stale. Same photos in another folder: current. Held-out photos don't count."""
+    settings = Int8Settings(calibration_images=_photos(tmp_path / "calib", 10, 20))
+    before = precisions.conversion_settings("int8", settings)
+    moved = Int8Settings(calibration_images=_photos(tmp_path / "elsewhere", 10, 20))
+    assert precisions.conversion_settings("int8", moved) == before
+    _photos(tmp_path / "calib", 10, 30)
+    assert precisions.conversion_settings("int8", settings) != before
+    held_out = frozenset({sha256_file(tmp_path / "calib" / "p1.png")})
+    assert precisions.conversion_settings("int8", settings, held_out) == precisions.conversion_settings(
+        "int8", Int8Settings(calibration_images=_photos(tmp_path / "one", 10)))
 
 
 def test_int8_from_before_the_quantizer_options_is_stale(tmp_path):

@@ -6,26 +6,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 
 from stylecast.benchmarks.quality.evaluate import find_output
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.stylizer import Stylizer
+from stylecast.train.vgg import save_random_loss_net
 
 from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def random_vgg16(tiny_vgg, tmp_path_factory):
-    """The test VGG plus block 5 (evaluate scores at relu5_1), random weights: tests only."""
-    torch.manual_seed(1)
-    tensors = load_file(str(tiny_vgg))
-    for i in (10, 11, 12):
-        tensors[f"conv{i}.weight"] = torch.randn(512, 512, 3, 3) * (2.0 / (512 * 9)) ** 0.5
-        tensors[f"conv{i}.bias"] = torch.zeros(512)
-    path = tmp_path_factory.mktemp("vgg16full") / "vgg16-random.safetensors"
-    save_file(tensors, str(path), metadata={"name": "vgg16", "source": "test-random", "source_sha256": "0" * 64})
-    return path
+def random_vgg16(tmp_path_factory):
+    """All 13 VGG16 convs (evaluate scores at relu5_1), random weights: tests only."""
+    return save_random_loss_net(tmp_path_factory.mktemp("vgg16full") / "vgg16-random.safetensors", convs=13)
 
 
 def _copies(photos, folder, size=32):
@@ -54,7 +47,7 @@ def test_evaluate_scores_runs_and_reads_methods(tmp_path, photos, style_image, t
     assert rows["same"]["timing"] == ["sidecar"]
     assert rows["ff"]["timing"] == ["measured"] and rows["ff"]["seconds_per_image"] > 0
     assert rows["ff"]["content_loss"] > rows["same"]["content_loss"] and rows["ff"]["style_loss"] > 0
-    assert report["loss_network"]["content_layer"] == "relu4_2" and "test-random" in report["loss_network"]["weights"]
+    assert report["loss_network"]["content_layer"] == "relu4_2" and "random" in report["loss_network"]["weights"]
     assert report["fid"].startswith("not computed")
     table = (out / "report.md").read_text()
     assert "| method | content loss | style loss |" in table and "| ff |" in table and "FID: not computed" in table

@@ -1,12 +1,14 @@
 """The layout's rules, read from the source with ``ast``: imports only point down the layers
 (runtime <- train/export <- benchmarks <- cli), nothing imports in a cycle (lazily or not), and the
-runtime never imports torch."""
+runtime never imports torch; and the extras users install by role never pull two onnxruntime builds."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +101,27 @@ def test_every_command_is_registered_once_and_importable_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def _requirements(extra: str, extras: dict[str, list[str]]) -> set[str]:
+    """The distribution names an extra pulls in, its nested `stylecast[...]` extras expanded."""
+    names = set()
+    for requirement in extras[extra]:
+        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower()
+        if name == "stylecast":
+            for nested in re.search(r"\[(.*)\]", requirement).group(1).split(","):
+                names |= _requirements(nested.strip(), extras)
+        else:
+            names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("combination", [("gpu",), ("export-tools", "gpu"), ("jetson",), ("cpu",)])
+def test_no_documented_install_pulls_both_onnxruntime_builds(combination):
+    """CPU onnxruntime and onnxruntime-gpu install the same module and clash; JetPack brings its own build."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = set().union(*(_requirements(extra, extras) for extra in combination))
+    assert not {"onnxruntime", "onnxruntime-gpu"} <= names
+    if combination == ("jetson",):
+        assert not names & {"onnxruntime", "onnxruntime-gpu", "tensorrt"}
+    assert f"stylecast[{','.join(combination)}]" in (ROOT / "README.md").read_text()

@@ -28,7 +28,7 @@ def test_checkpoint_carries_metadata(tiny_checkpoint, style_image):
     assert meta["style"] == "tiny" and meta["steps"] == "3" and meta["precision"] == "fp32"
     assert meta["style_image_sha256"] == hashlib.sha256(style_image.read_bytes()).hexdigest()
     assert json.loads(meta["arch"])["width"] == 4
-    assert "test-random" in meta["loss_net"]
+    assert "random" in meta["loss_net"]
     assert json.loads(meta["versions"])["torch"]
     assert (tiny_checkpoint.parent / "run" / "log.csv").is_file()
     assert (tiny_checkpoint.parent / "run" / "loss.png").stat().st_size > 1000
@@ -209,7 +209,7 @@ def test_export_fails_loudly_below_parity_floor(tiny_checkpoint, photos, tmp_pat
     unreachable = replace(formats.PRECISIONS["fp32"], psnr_floor_db=1000.0)
     monkeypatch.setitem(formats.PRECISIONS, "fp32", unreachable)  # no real export reaches 1000 dB
     request = pipeline.ExportRequest(tiny_checkpoint, tmp_path, parity_images=photos)
-    with pytest.raises(StylecastError, match="parity check failed"):
+    with pytest.raises(StylecastError, match="export check failed"):
         pipeline.run_export(request, log=lambda _: None)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["exports"][0]["passed"] is False  # the evidence is kept for the user to read

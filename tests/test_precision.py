@@ -61,7 +61,7 @@ def test_every_precision_reports_parity_against_its_floor(low_precision_export):
     # A floor miss fails the whole export, loudly, after the report is written.
     assert (result.returncode == 2) == bool(failed), result.stderr
     for name in failed:
-        assert name in result.stderr and "parity check failed" in result.stderr
+        assert name in result.stderr and "export check failed" in result.stderr
     assert _entry(out, "fp16")["passed"], "fp16 keeps InstanceNorm in fp32 and must stay within 45 dB"
 
 
@@ -182,6 +182,30 @@ def test_triton_repository_configs_parse_as_model_config(low_precision_export, t
         assert (repo / name / "1" / "model.onnx").stat().st_size > 1000
 
 
+def test_triton_plan_names_carry_tensorrt_version_and_gpu(tiny_onnx, tmp_path):
+    """Plans of two TensorRT releases for one GPU get two models; the engine beside another ONNX is left out."""
+    import json
+    import shutil
+
+    from stylecast.export.triton import export_repository
+    from stylecast.runtime.artifacts import sha256_file
+
+    onnx_path = shutil.copy(tiny_onnx, tmp_path / "tiny.fp32.onnx")
+    for version in ("10.3.0", "10.13.0"):
+        engine = tmp_path / f"tiny.fp32.orin.trt{version}.engine"
+        engine.write_bytes(b"plan")
+        sidecar = {"stylecast.format": "tensorrt-engine", "onnx_sha256": sha256_file(onnx_path),
+                   "tensorrt_version": version, "gpu_name": "Orin (NVIDIA Jetson AGX Orin)",
+                   "profile": {"max": "4x3x1024x1024"}}
+        engine.with_name(engine.name + ".json").write_text(json.dumps(sidecar))
+    stale = tmp_path / "tiny.fp32.h200.trt10.13.0.engine"
+    stale.write_bytes(b"plan")
+    stale.with_name(stale.name + ".json").write_text(json.dumps({**sidecar, "onnx_sha256": "0" * 64}))
+    written = sorted(p.name for p in export_repository(tmp_path / "repo", [onnx_path]))
+    assert written == ["tiny_fp32", "tiny_fp32_trt10_13_0_orin_nvidia_jetson_agx_orin",
+                       "tiny_fp32_trt10_3_0_orin_nvidia_jetson_agx_orin"]
+
+
 def test_floor_miss_fails_unless_explicitly_allowed(tiny_checkpoint, photos, tmp_path, monkeypatch):
     from stylecast.export import pipeline
     from stylecast.runtime.errors import StylecastError
@@ -189,7 +213,7 @@ def test_floor_miss_fails_unless_explicitly_allowed(tiny_checkpoint, photos, tmp
     unreachable = replace(formats.PRECISIONS["fp32"], psnr_floor_db=1000.0)
     monkeypatch.setitem(formats.PRECISIONS, "fp32", unreachable)  # unreachable: every export misses it
     request = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "strict", parity_images=photos, sizes=((40, 40),))
-    with pytest.raises(StylecastError, match="parity check failed.*tiny.fp32.onnx"):
+    with pytest.raises(StylecastError, match="export check failed.*tiny.fp32.onnx"):
         pipeline.run_export(request, log=lambda _: None)
     assert not json.loads((tmp_path / "strict" / "report.json").read_text())["exports"][0]["passed"]
     allowed = pipeline.ExportRequest(tiny_checkpoint, tmp_path / "kept", parity_images=photos, sizes=((40, 40),),

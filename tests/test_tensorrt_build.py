@@ -104,6 +104,16 @@ def test_build_engine_bad_profile_is_refused_before_tensorrt(tiny_onnx):
     assert result.returncode == 2 and "min <= opt <= max" in result.stderr
 
 
+def test_build_engine_unwritable_out_is_one_line_before_tensorrt(tiny_onnx, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for option in ("--out", "--timing-cache"):
+        target = blocker / "sub" if option == "--out" else blocker / "sub" / "timing.cache"
+        result = run_cli("build-engine", str(tiny_onnx), option, str(target))
+        assert result.returncode == 2, result.stderr
+        assert "cannot write there" in result.stderr and option in result.stderr and "Traceback" not in result.stderr
+
+
 def test_engine_modules_never_import_torch_or_onnx():
     code = ("import sys, stylecast.export.tensorrt_build, stylecast.runtime.backends.tensorrt, "
             "stylecast.export.cli; print(any(m in sys.modules for m in ('torch', 'onnx')))")

@@ -117,3 +117,21 @@ def load_loss_net(name: str, layers: Iterable[str], device: torch.device | str =
     net = VGGFeatures(name, list(dict.fromkeys(layers)), found.path).to(device)
     net.net_id = found.net_id
     return net
+
+
+def save_random_loss_net(path: Path, name: str = "vgg16", convs: int = 10, seed: int = 0) -> Path:
+    """The first ``convs`` VGG convs (10: through conv4_3) with He-initialised random weights, in the
+    converted-weights layout.
+
+    Only for what needs a loss net's shape but not its knowledge: the tests, and the GPU acceptance run's
+    training-step timing on a machine the real weights were not carried to. Marked ``source: random``."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors, cin = {}, 3
+    for index, width in enumerate([c for c in CONFIGS[name] if c != "M"][:convs]):
+        tensors[f"conv{index}.weight"] = torch.randn(width, cin, 3, 3, generator=generator) * (2.0 / (cin * 9)) ** 0.5
+        tensors[f"conv{index}.bias"] = torch.zeros(width)
+        cin = width
+    save_file(tensors, str(path), metadata={"name": name, "source": "random", "source_sha256": "0" * 64})
+    return path

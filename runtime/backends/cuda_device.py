@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from stylecast.runtime.errors import StylecastError
+
+# Every Jetson Orin module reports the GPU name "Orin" (AGX, NX and Nano alike); the device tree names the module.
+# (NVIDIA Jetson Linux Developer Guide: `cat /proc/device-tree/model`.)
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+
+
+def gpu_identity(name: str, model_file: Path = DEVICE_TREE_MODEL) -> str:
+    """The GPU name, with the Jetson module appended where the device tree names one, so engines built on an
+    AGX Orin are told apart from a Nano's (same GPU name and compute capability, other SM count and clocks)."""
+    try:
+        model = model_file.read_bytes().decode(errors="replace").strip("\x00 \n")
+    except OSError:
+        return name
+    return f"{name} ({model})" if "jetson" in model.lower() else name
 
 
 class CudaDevice(Protocol):
@@ -35,6 +50,9 @@ class CudaDevice(Protocol):
 
     def synchronize(self) -> None: ...
 
+    def close(self) -> None:
+        """Release the stream (and pycuda's context) after every allocation is freed; safe to call twice."""
+
 
 class CudaPython:
     """cuda-python's runtime bindings (``cuda.bindings.runtime``, formerly ``cuda.cudart``)."""
@@ -55,7 +73,7 @@ class CudaPython:
     def describe(self) -> tuple[str, str]:
         prop = self._check(self.rt.cudaGetDeviceProperties(0))
         name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return name.rstrip("\x00"), f"{prop.major}.{prop.minor}"
+        return gpu_identity(name.rstrip("\x00")), f"{prop.major}.{prop.minor}"
 
     def malloc(self, nbytes: int) -> int:
         return int(self._check(self.rt.cudaMalloc(nbytes)))
@@ -83,6 +101,14 @@ class CudaPython:
     def synchronize(self) -> None:
         self._check(self.rt.cudaStreamSynchronize(self.stream))
 
+    def close(self) -> None:
+        if self.stream is not None:
+            for address in list(self._host.values()):
+                self._check(self.rt.cudaFreeHost(address))
+            self._host.clear()
+            self._check(self.rt.cudaStreamDestroy(self.stream))
+            self.stream = None
+
 
 class PyCuda:
     """pycuda's driver API on the device's primary context (what JetPack images often carry)."""
@@ -93,15 +119,15 @@ class PyCuda:
         self.device = driver.Device(0)
         self.context = self.device.retain_primary_context()
         self.context.push()
-        # pycuda aborts at exit if a pushed context is still on the stack.
-        atexit.register(self.context.pop)
+        # pycuda aborts at exit if a pushed context is still on the stack; close() pops it after the frees.
+        atexit.register(self.close)
         self.stream = driver.Stream()
         self.stream_handle = int(self.stream.handle)
         self._allocations: dict[int, object] = {}
 
     def describe(self) -> tuple[str, str]:
         major, minor = self.device.compute_capability()
-        return self.device.name(), f"{major}.{minor}"
+        return gpu_identity(self.device.name()), f"{major}.{minor}"
 
     def malloc(self, nbytes: int) -> int:
         allocation = self.cuda.mem_alloc(nbytes)
@@ -115,7 +141,7 @@ class PyCuda:
 
     def pinned(self, count: int) -> np.ndarray:
         array = self.cuda.pagelocked_empty(count, np.float32)
-        self._allocations[array.ctypes.data] = array  # freed when dropped
+        self._allocations[array.ctypes.data] = array.base  # pycuda's HostAllocation, which has free()
         return array
 
     def to_device(self, pointer: int, host: np.ndarray) -> None:
@@ -126,6 +152,19 @@ class PyCuda:
 
     def synchronize(self) -> None:
         self.stream.synchronize()
+
+    def close(self) -> None:
+        """Free what is left while the context is still current, then pop it (the other order crashes pycuda)."""
+        if self.context is None:
+            return
+        for allocation in self._allocations.values():
+            if hasattr(allocation, "free"):
+                allocation.free()
+        self._allocations.clear()
+        self.stream = None
+        self.context.pop()
+        self.context = None
+        atexit.unregister(self.close)
 
 
 def open_device() -> CudaDevice:

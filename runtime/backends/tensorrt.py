@@ -23,6 +23,9 @@ ENGINE_FORMAT = FILE_KINDS["tensorrt-engine"].name
 
 
 Shape = tuple[int, int, int, int]
+# `stylecast build-engine`'s default profile (--min/--opt/--max): square ends, so portrait and landscape photos
+# fit alike, and a 1024 px side that a Jetson's memory builds comfortably.
+ENGINE_PROFILE = {"min": "1x3x64x64", "opt": "1x3x512x512", "max": "4x3x1024x1024"}
 
 
 def parse_shape(text: str) -> Shape:
@@ -146,6 +149,11 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise StylecastError(f"{self.path}: expected one input and one output tensor, found {names}")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        for tensor in names:  # run() hands TensorRT float32 buffers: an engine with other I/O would read garbage
+            if self.engine.get_tensor_dtype(tensor) != trt.float32:
+                raise StylecastError(f"{self.path}: tensor '{tensor}' is {self.engine.get_tensor_dtype(tensor)}, "
+                                     "stylecast engines take and give float32; rebuild it from an ONNX written by "
+                                     "`stylecast export`")
         self.profile = Profile(*(tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0)))
         self._buffers: dict[str, tuple[int, np.ndarray]] = {}
 
@@ -185,7 +193,15 @@ class TensorRTBackend(Backend):
     def describe(self) -> str:
         return f"tensorrt {self.sidecar.get('tensorrt_version')} {self.sidecar.get('precision')}"
 
-    def __del__(self) -> None:
-        for pointer, host in getattr(self, "_buffers", {}).values():
+    def close(self) -> None:
+        """Free the buffers, then the TensorRT objects, then the stream/context they ran on (in that order)."""
+        for pointer, host in self._buffers.values():
             self.device.free(pointer)
             self.device.free(host.ctypes.data)
+        self._buffers.clear()
+        self.context = self.engine = None
+        self.device.close()
+
+    def __del__(self) -> None:
+        if hasattr(self, "_buffers"):
+            self.close()
