@@ -5,6 +5,8 @@
 #   make export STYLE=wave  artifacts/$(STYLE)/$(STYLE).{fp32,fp16,int8}.onnx + report.json
 #                           (+ TensorRT engines where TensorRT is installed)
 #   make precision-latency  the benchmark of $(STYLE) alone at 512², 1 thread: every precision in one run
+#   make students-latency   deployment-student candidates (random init) timed on OpenVINO/ORT int8 vs the
+#                           teacher's eager fp32 at 512² and 1080p -> benchmarks/results/students-latency.md
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 #   make bench              every model x format x precision x resolution -> benchmarks/results/
 #   make bench-check        quick CPU benchmark of $(STYLE) gated against this machine class's baseline (CI)
@@ -37,7 +39,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +82,10 @@ precision-latency: export
 # Re-running continues where it stopped: finished stages are skipped by their manifests.
 compress: weights
 	$(SC) compress --teacher models/$(STYLE).safetensors --data $(DATA) $(ARGS)
+
+# Latency before training: which deployment-student candidates are worth distilling (`compress --student NAME`).
+students-latency: setup
+	$(PY) -m stylecast.benchmarks.students_latency --teacher models/$(STYLE).safetensors $(ARGS)
 
 # Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
 bench: setup

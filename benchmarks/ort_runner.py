@@ -1,4 +1,6 @@
-"""ONNX Runtime, one runner per (ONNX file, execution provider), through the runtime's own backend."""
+"""ONNX Runtime, one runner per (ONNX file, execution provider), through the runtime's own backend: the
+sessions users get (memory arena on: each session keeps its buffers between calls), so the suite opens
+them per model and resolution and frees them before the next, which bounds the memory the arenas hold."""
 
 from __future__ import annotations
 
@@ -35,8 +37,7 @@ class OrtRunner(Runner):
         self.provider, self.threads = provider, threads
 
     def _load(self) -> None:
-        self.backend = OnnxRuntimeBackend(self.path, providers=[self.provider], threads=self.threads, config=NO_SPINNING,
-                                          memory_arena=False)
+        self.backend = OnnxRuntimeBackend(self.path, providers=[self.provider], threads=self.threads, config=NO_SPINNING)
         used = self.backend.session.get_providers()[0]
         if used != self.provider:
             raise StylecastError(f"{self.path}: ONNX Runtime fell back from {self.provider} to {used}")

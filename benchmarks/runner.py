@@ -28,6 +28,7 @@ class Runner(ABC):
     """
 
     fmt = "format"
+    model = ""  # names the model in ``key`` when one timed cell holds several models (the student search)
 
     def __init__(self, precision: str, engine: str, path: Path | None = None) -> None:
         self.precision, self.engine, self.path = precision, engine, path
@@ -35,7 +36,7 @@ class Runner(ABC):
 
     @property
     def key(self) -> str:
-        return f"{self.fmt}/{self.precision}/{self.engine}"
+        return "/".join(filter(None, (self.model, self.fmt, self.precision, self.engine)))
 
     @property
     def file_bytes(self) -> int | None:

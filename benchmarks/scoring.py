@@ -7,9 +7,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stylecast.runtime.formats import PRECISIONS
 from stylecast.runtime.metrics import max_abs_error, psnr, ssim
 
 EXACT_DB = 999.0  # JSON has no infinity: an exact match is written as 999 dB, as in export reports
+
+
+def within_floor(row: dict) -> bool:
+    """A bench row's worst PSNR and SSIM meet its precision's floors (rows without parity do not)."""
+    floors = PRECISIONS.get(row["precision"])
+    if row.get("psnr_min") is None or floors is None:
+        return False
+    return row["psnr_min"] >= floors.psnr_floor_db and (row.get("ssim_min") or 0.0) >= floors.ssim_floor
 
 
 @dataclass

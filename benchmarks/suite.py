@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylecast.benchmarks import discover, machine
+from stylecast.benchmarks import discover, machine, openvino_runner
+from stylecast.benchmarks.openvino_runner import OpenVinoRunner
 from stylecast.benchmarks.ort_runner import OrtRunner, providers, short_name
 from stylecast.benchmarks.runner import Runner
 from stylecast.benchmarks.scoring import ParityCollector
@@ -100,19 +101,24 @@ def _torch_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
 def _export_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
     artifacts, variant.foreign = discover.artifacts_for(variant.checkpoint, config.artifacts)
     chosen = config.providers or providers()
-    trt_reason = why_unavailable()
+    trt_reason, ov_reason = why_unavailable(), openvino_runner.why_unavailable()
     plans = []
     for item in artifacts:
         if item.kind == "onnx":
             for provider in chosen:
                 runner = OrtRunner(item.path, item.precision, provider, config.threads) if item.status == "ok" else None
                 plans.append(Planned("ONNX Runtime", item.precision, short_name(provider), runner, item.status, item.path))
+            if not ov_reason:
+                runner = OpenVinoRunner(item.path, item.precision, config.threads) if item.status == "ok" else None
+                plans.append(Planned("OpenVINO", item.precision, openvino_runner.DEVICE, runner, item.status, item.path))
         elif not trt_reason:
             runner = TensorRTRunner(item.path, item.precision) if item.status == "ok" else None
             plans.append(Planned("TensorRT", item.precision, "engine", runner, item.status, item.path))
     if not any(a.kind == "onnx" for a in artifacts):
         plans.append(Planned("ONNX Runtime", "fp32", "-", status=f"skipped: no ONNX export of {variant.checkpoint} "
                              f"in {config.artifacts}/*/; run `stylecast export {variant.checkpoint}`"))
+    if ov_reason:
+        plans.append(Planned("OpenVINO", "-", openvino_runner.DEVICE, status=ov_reason))
     if trt_reason or not any(a.kind == discover.ENGINE_FORMAT for a in artifacts):
         missing = f"skipped: no TensorRT engine of {variant.checkpoint} in {config.artifacts}/*/"
         plans.append(Planned("TensorRT", "-", "engine", status=trt_reason or missing))
@@ -130,7 +136,7 @@ def load_variants(config: BenchConfig) -> list[Variant]:
 
 
 def _load_runners(plans: list[Planned]) -> None:
-    """Open sessions and engines once per variant; a failure there becomes the row's status."""
+    """Open sessions and engines for one cell; a failure there becomes the row's status from then on."""
     for plan in plans:
         if plan.runner is None:
             continue
@@ -141,6 +147,8 @@ def _load_runners(plans: list[Planned]) -> None:
 
 
 def _close_runners(plans: list[Planned]) -> None:
+    """Free every session, engine and compiled graph of a cell: the runtime's ONNX Runtime sessions keep their
+    memory arena (as users get them), so the next cell starts with that memory back."""
     for plan in plans:
         if plan.runner is not None:
             plan.runner.close()
@@ -181,6 +189,8 @@ def _row(variant: Variant, resolution: Resolution, plan: Planned, timed: Timed |
     row.update({
         "images_per_s": round(1e3 / total["p50"], 3),
         "speedup": round(paired_speedup(baseline, own), 4) if baseline else None,
+        # Eager PyTorch is the noisiest series: its best call against this format's best, shown beside the median.
+        "speedup_min": round(min(baseline) / total["min"], 4) if baseline else None,
         "gflops_per_s": round(achieved, 2),
         "peak": peak_key,
         "peak_pct": round(100 * achieved / peaks[peak_key]["gflops"], 2) if "gflops" in peaks.get(peak_key, {}) else None,
@@ -224,11 +234,11 @@ def run(config: BenchConfig, progress: Progress = lambda *_: None, log: Callable
     peaks = machine.measure_peaks(config.device, config.peak_seconds)
     rows = []
     for variant in variants:
-        _load_runners(variant.plans)
         for resolution in config.resolutions:
             progress(f"{variant.name} {resolution.label}", 0, 0)
+            _load_runners(variant.plans)
             rows += bench_cell(variant, resolution, photos, config, peaks, progress)
-        _close_runners(variant.plans)
+            _close_runners(variant.plans)
     return {
         FORMAT_KEY: RESULT_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -240,11 +250,16 @@ def run(config: BenchConfig, progress: Progress = lambda *_: None, log: Callable
             "photo_count": len(photos), "policy": asdict(config.policy),
             "timer": "CUDA events (H2D/compute/D2H) + host wall clock" if config.device.type == "cuda"
             else "host wall clock (perf_counter_ns), conversions included",
-            "onnxruntime": "intra_op_num_threads = threads, thread spinning off",
+            "onnxruntime": "the runtime's sessions (memory arena on), intra_op_num_threads = threads, thread spinning "
+                           "off; opened per model and resolution, freed before the next",
+            "openvino": "the runtime's backend: compiled per input shape, PERFORMANCE_HINT LATENCY, "
+                        "INFERENCE_NUM_THREADS = threads, f32/bf16 precision hint by a cached probe",
+            "quoted": "speedup = median of same-round ratios; min ms and speedup of the minima shown beside it",
             "baseline": f"PyTorch {BASELINE} fp32",
         },
         "variants": [{"name": v.name, "checkpoint": str(v.checkpoint), "sha256": v.sha256, "style": v.meta.get("style"),
-                      "arch": json.loads(v.meta.get("arch", "{}")), "params": count_parameters(v.model)}
+                      "arch": json.loads(v.meta.get("arch", "{}")), "params": count_parameters(v.model),
+                      "teacher": v.meta.get("teacher")}
                      for v in variants],
         "not_matched": sorted({f for v in variants for f in v.foreign} - {r["file"] for r in rows if r["file"]}),
         "rows": rows,

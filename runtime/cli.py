@@ -150,8 +150,10 @@ def stylize(
     model: Annotated[list[Path], typer.Option(help="Model (.onnx or .engine); repeat to chain models in order.")],
     out: Annotated[Path, typer.Option(help="Output folder, or one output file for a single input.")] = Path("stylized"),
     max_side: Annotated[int | None, typer.Option(help="Downscale inputs so the long side is at most this.")] = None,
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime or tensorrt.")] = "auto",
-    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order.")] = None,
+    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime for .onnx), onnxruntime, openvino (x86 CPUs, "
+                                              "Intel GPUs/NPUs) or tensorrt.")] = "auto",
+    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order; with --backend "
+                                                            "openvino its device (CPU, GPU, NPU, AUTO).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
     gallery: Annotated[Path | None, typer.Option(help="Also write a side-by-side PNG of inputs and outputs.")] = None,
     gallery_style: Annotated[Path | None, typer.Option(help="Style image to show atop the gallery.")] = None,

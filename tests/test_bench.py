@@ -135,13 +135,15 @@ def test_markdown_shows_gpu_stages_and_highlights():
               "created": "now", "peaks_gflops": {"fp32": {"gflops": 100.0}}, "rows": [_row(EAGER, 1.0), gpu]}
     text = markdown(result)
     assert "H2D/compute/D2H ms" in text and "| 0.50/3.00/0.25 |" in text and "| 2.50x |" in text
-    assert "- m 256x256: fastest ONNX Runtime fp32 CPU (2.50x, 41.2 dB); best PyTorch mode: eager (1.00x)" in text
+    assert ("- m 256x256: fastest ONNX Runtime fp32 CPU (2.50x, 41.2 dB, below its floor); fastest within the parity "
+            "floor: PyTorch fp32 eager (1.00x, exact dB); best PyTorch mode: eager (1.00x)") in text
     int8 = {**_row("m/256x256/ONNX Runtime/int8/CPU", 4.0, psnr=40.0), "p50_ms": 2.5}
     result["rows"] = [_row(EAGER, 1.0), {**gpu, "p50_ms": 4.0}, int8]
     assert "; ONNX Runtime CPU vs its fp32: int8 1.60x" in markdown(result)
     bf16 = {**_row("m/256x256/PyTorch/bf16/bf16 autocast", 0.6, psnr=41.0), "p50_ms": 16.0}
     result["rows"] = [_row(EAGER, 1.0), bf16]
-    assert ("- m 256x256: fastest PyTorch fp32 eager (1.00x, exact dB); best PyTorch mode: eager (1.00x); "
+    assert ("- m 256x256: fastest within the parity floor: PyTorch fp32 eager (1.00x, exact dB); best PyTorch mode: "
+            "eager (1.00x); "
             "slower than eager: PyTorch bf16 bf16 autocast 0.60x") in markdown(result)
     result["rows"] = [_row(EAGER, 1.0)]
     assert "H2D" not in markdown(result)

@@ -1,6 +1,7 @@
 """Compression on tiny nets: student architectures, structured pruning, distillation, the resumable pipeline."""
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.compress.prune import gflops, prune_until, pruned_arch
+from stylecast.train.compress.students import CANDIDATES
 from stylecast.train.model import ArchConfig, TransformerNet
 
 from .conftest import DATA, run_cli
@@ -166,3 +168,53 @@ def test_compress_pipeline_end_to_end_and_skips_finished_stages(tmp_path, photos
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("up to date") == 5  # split, prune, both students, evaluation: nothing redone
+
+
+@pytest.mark.parametrize("name", sorted(CANDIDATES))
+def test_deployment_candidates_build_run_and_export(name, tmp_path):
+    """Each candidate: 16-multiple channels, any input size, cheaper than the teacher, and an ONNX graph that
+    ONNX Runtime and OpenVINO (where installed) run alike (the pixel-shuffle head becomes DepthToSpace)."""
+    import io
+    import warnings
+
+    import numpy as np
+    import onnx
+
+    from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from stylecast.runtime.formats import INPUT, OUTPUT
+
+    arch = ArchConfig.from_spec(CANDIDATES[name])
+    assert all(c % 16 == 0 for c in arch.layer_channels()) and ArchConfig.from_json(arch.to_json()) == arch
+    net = TransformerNet(arch).eval()
+    x = torch.rand(1, 3, 33, 47) * 255
+    with torch.no_grad():
+        expected = net(x)
+    assert expected.shape == x.shape and gflops(net, 64, 64) < 0.4 * gflops(TransformerNet(), 64, 64)
+    buffer, axes = io.BytesIO(), {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), buffer, dynamo=False, opset_version=18, input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: axes, OUTPUT: axes})
+    path = tmp_path / f"{name}.onnx"
+    model = onnx.load_from_string(buffer.getvalue())
+    for key, value in {"stylecast.format": "onnx", "style": "tiny", "arch": arch.to_json(), "precision": "fp32"}.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    backends = [OnnxRuntimeBackend(path)]
+    if importlib.util.find_spec("openvino"):
+        from stylecast.runtime.backends.openvino import OpenVinoBackend
+
+        backends.append(OpenVinoBackend(path, threads=1))
+    for backend in backends:
+        assert np.abs(backend.run(x.numpy()) - expected.numpy()).max() < 0.05, backend.describe()
+
+
+def test_student_names_expand_to_candidates_and_shuffle_head_is_guarded():
+    from stylecast.train.compress.cli import parse_students
+    from stylecast.train.compress.prune import output_conv
+
+    assert parse_students(["w16ps", "mine=width=8"]) == {"w16ps": CANDIDATES["w16ps"], "mine": "width=8"}
+    net = TransformerNet(ArchConfig.from_spec(CANDIDATES["w16ps"]))
+    assert output_conv(net)[-1].out_channels == 12 and isinstance(net.decoder[-1], torch.nn.PixelShuffle)
+    with pytest.raises(ValueError, match="head 'big'"):
+        ArchConfig(head="big")

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+HEADS = ("conv", "shuffle")
+
 
 @dataclass(frozen=True)
 class ArchConfig:
@@ -24,11 +26,17 @@ class ArchConfig:
     first_kernel: int = 9
     last_kernel: int = 9
     depthwise: bool = False  # residual convs as depthwise 3x3 + pointwise 1x1 (MobileNet-style)
+    # "conv": upsample twice, then the last conv at full resolution (Johnson). "shuffle": the last decoder conv
+    # and the output conv (3x4 channels) stay at half resolution and PixelShuffle(2) makes the full-size image,
+    # so no conv runs at full resolution after the first (a 3-channel full-res conv cannot fill SIMD lanes).
+    head: str = "conv"
     # Explicit channels of a pruned net, overriding width: see layer_channels() for the order.
     channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.head not in HEADS:
+            raise ValueError(f"head {self.head!r}: choose one of {', '.join(HEADS)}")
         if self.channels and len(self.channels) != 5 + self.res_blocks:
             raise ValueError(f"channels needs 5 + res_blocks = {5 + self.res_blocks} entries, got {len(self.channels)}")
         if self.channels:  # width then just names the first layer, so equal nets compare equal
@@ -47,6 +55,8 @@ class ArchConfig:
         for name in ("depthwise", "channels"):
             if not data[name]:
                 del data[name]
+        if data["head"] == "conv":
+            del data["head"]
         if "channels" in data:
             data["channels"] = list(data["channels"])
         return json.dumps(data, sort_keys=True)
@@ -74,6 +84,8 @@ class ArchConfig:
             key = key.strip().replace("-", "_")
             if key == "depthwise":
                 data[key] = value.strip().lower() in ("1", "true", "yes")
+            elif key == "head":
+                data[key] = value.strip()
             elif key == "channels":
                 data[key] = tuple(int(v) for v in value.split("/"))
             else:
@@ -144,11 +156,19 @@ class TransformerNet(nn.Module):
             ConvNormReLU(e2, trunk, 3, stride=2),
         )
         self.residuals = nn.Sequential(*[ResidualBlock(trunk, c, cfg.depthwise) for c in inner])
-        self.decoder = nn.Sequential(
-            UpsampleConv(trunk, d1, 3),
-            UpsampleConv(d1, d2, 3),
-            ConvLayer(d2, 3, cfg.last_kernel),
-        )
+        if cfg.head == "shuffle":
+            self.decoder = nn.Sequential(
+                UpsampleConv(trunk, d1, 3),
+                ConvNormReLU(d1, d2, 3),
+                ConvLayer(d2, 3 * 4, cfg.last_kernel),
+                nn.PixelShuffle(2),
+            )
+        else:
+            self.decoder = nn.Sequential(
+                UpsampleConv(trunk, d1, 3),
+                UpsampleConv(d1, d2, 3),
+                ConvLayer(d2, 3, cfg.last_kernel),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2], x.shape[-1]

@@ -9,7 +9,6 @@ machine's fingerprint.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from contextlib import nullcontext
@@ -18,16 +17,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from stylecast.runtime.cache import cache_dir
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write
 from stylecast.runtime.machine import class_id, fingerprint
+from stylecast.runtime.probes import FASTER_BELOW, cached_probe
 from stylecast.runtime.timing import timed_ms
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PROBE_VERSION = 1
-# The candidate must take under this fraction of fp32's time: a 5% "win" is within the probe's noise.
-FASTER_BELOW = 0.9
 # Slower than this many times fp32 and the candidate is emulated: the probe stops, the bench skips it.
 EMULATED_ABOVE = 3.0
 ROUNDS = 3
@@ -126,23 +122,14 @@ def _cache_key(device: torch.device) -> str:
 
 def measured_verdict(device: torch.device) -> Verdict:
     """The cached verdict for this machine class and thread count, probing (a few seconds) if there is none."""
-    path = cache_dir() / "precision-probe.json"
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    key = _cache_key(device)
-    entry = cached.get(key)
-    if isinstance(entry, dict) and entry.get("probe_version") == PROBE_VERSION:
-        fields = {k: entry[k] for k in Verdict.__dataclass_fields__ if k in entry and k != "cached"}
-        return Verdict(**fields, cached=True)
-    verdict = probe(device)
-    cached[key] = {**asdict(verdict), "probe_version": PROBE_VERSION,
-                   "fingerprint": fingerprint() if device.type == "cpu" else None}
-    del cached[key]["cached"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(cached, indent=2) + "\n"))
-    return verdict
+    def measure() -> dict:
+        fields = asdict(probe(device))
+        del fields["cached"]
+        return fields
+
+    entry, cached = cached_probe(_cache_key(device), PROBE_VERSION, measure,
+                                 lambda: fingerprint() if device.type == "cpu" else None)
+    return Verdict(**{k: entry[k] for k in Verdict.__dataclass_fields__ if k in entry and k != "cached"}, cached=cached)
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,15 @@ from stylecast.runtime.formats import kind_of
 
 def load_backend(path: Path, backend: str = "auto", providers: list[str] | None = None,
                  threads: int | None = None) -> Backend:
-    """Open ``path`` with the backend its type calls for (``backend`` may force one)."""
+    """Open ``path`` with the backend its type calls for (``backend`` may choose another that runs it).
+
+    With OpenVINO, ``providers`` names its device (CPU, GPU, NPU, AUTO); with ONNX Runtime, its providers."""
     path = Path(path)
     if not path.is_file():
         raise StylecastError(f"{path}: model not found; run `make export` or pass --model PATH")
     kind = kind_of(path.suffix)
-    chosen = kind.backend if kind is not None and backend in ("auto", kind.backend) else None
+    backends = kind.backends if kind is not None else ()
+    chosen = backends[0] if backends and backend == "auto" else backend if backend in backends else None
     if chosen == "onnxruntime":
         from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -27,6 +30,10 @@ def load_backend(path: Path, backend: str = "auto", providers: list[str] | None 
         from stylecast.runtime.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(path)
+    if chosen == "openvino":
+        from stylecast.runtime.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, device=providers[0] if providers else "CPU", threads=threads)
     raise StylecastError(f"{path}: no backend for '{path.suffix}' files with --backend {backend}; "
                          "give an .onnx model exported by `stylecast export` "
                          "or an .engine built by `stylecast build-engine`")

@@ -52,17 +52,13 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None,
-                 config: dict[str, str] | None = None, memory_arena: bool = True) -> None:
-        """``memory_arena=False`` frees each tensor after use, for many sessions open at once (the benchmark):
-        with each session's arena (it doubles as it grows and never shrinks) a full 1080p run reached 15 GB;
-        without, the teacher's 1080p cell peaks at 3.1 GB. The price is fresh pages each call, as in PyTorch."""
+                 config: dict[str, str] | None = None) -> None:
         super().__init__(path)
         ort = import_ort()
         from stylecast.runtime.cache import cache_dir
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        options.enable_cpu_mem_arena = memory_arena
         if threads:
             options.intra_op_num_threads = threads
         for key, value in (config or {}).items():  # session config entries, e.g. thread spinning

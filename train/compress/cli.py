@@ -126,9 +126,14 @@ DEFAULT_STUDENTS = ["w16=width=16", "w16k3=width=16,last_kernel=3"]
 
 
 def parse_students(items: list[str]) -> dict[str, str]:
+    """``NAME=SPEC`` items, or the bare name of one of the deployment candidates (students.CANDIDATES)."""
+    from stylecast.train.compress.students import CANDIDATES
+
     students = {}
     for item in items:
         name, sep, spec = item.partition("=")
+        if not sep and name in CANDIDATES:
+            name, sep, spec = name, "=", CANDIDATES[name]
         if not sep or not name.isidentifier():
             raise StylecastError(f"--student {item!r}: expected NAME=SPEC, e.g. w16=width=16,last_kernel=3")
         parse_arch(spec)
@@ -142,7 +147,8 @@ def compress(
     out: Annotated[Path | None, typer.Option(help="Slim checkpoint (default: models/<style>-slim.safetensors).")] = None,
     work: Annotated[Path | None, typer.Option(help="Stage folders and manifests (default: runs/compress/<style>).")] = None,
     report_dir: Annotated[Path | None, typer.Option(help="Report (default: benchmarks/results/compress/<style>).")] = None,
-    student: Annotated[list[str] | None, typer.Option(help="NAME=ARCH student (repeatable).")] = None,
+    student: Annotated[list[str] | None, typer.Option(help="NAME=ARCH student, or a deployment candidate's name "
+                                                          "(w16k3, w16r3k3, w16ps, dw16k3, dw32r4ps); repeatable.")] = None,
     prune_flops: Annotated[float, typer.Option(help="Also prune the teacher to this % of its FLOPs (0 = no).")] = 28.0,
     steps: Annotated[int, typer.Option(help="Distillation steps per student.")] = 600,
     prune_steps: Annotated[int | None, typer.Option(help="Distillation steps of the pruned student, which starts "

@@ -53,6 +53,11 @@ def arch_spec(arch: ArchConfig) -> str:
     return ",".join(parts)
 
 
+def output_conv(net: TransformerNet) -> nn.Module:
+    """The conv that writes the image (before the pixel shuffle of a "shuffle" head): its channels are fixed."""
+    return net.decoder[-2] if net.config.head == "shuffle" else net.decoder[-1]
+
+
 def prune_until(net: TransformerNet, reached: Callable[[TransformerNet], bool], divisor: int = 8,
                 step_ratio: float = 0.05) -> TransformerNet:
     """Remove the least important channels (L2 norm of each coupled group), a round at a time, until
@@ -62,7 +67,7 @@ def prune_until(net: TransformerNet, reached: Callable[[TransformerNet], bool], 
     rounds = max(1, round(0.95 / step_ratio))
     pruner = tp.pruner.BasePruner(
         net.eval(), torch.rand(1, 3, 64, 64) * 255.0, importance=tp.importance.GroupMagnitudeImportance(p=2),
-        pruning_ratio=step_ratio * rounds, iterative_steps=rounds, ignored_layers=[net.decoder[-1]],
+        pruning_ratio=step_ratio * rounds, iterative_steps=rounds, ignored_layers=[output_conv(net)],
         round_to=divisor,
     )
     for _ in range(rounds):

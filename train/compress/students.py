@@ -20,6 +20,17 @@ from stylecast.train.model import count_parameters
 from stylecast.train.vgg import load_loss_net
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920)}
+# Deployment-student candidates (issue #15), designed for int8 CPU engines rather than for FLOPs: channel counts
+# that are multiples of 16 (whole SIMD/VNNI lanes), a cheaper output head than the 9x9 32->3 conv (5% of the
+# teacher's FLOPs, 14-28% of its time), depthwise-separable residual blocks, fewer blocks. Name one with
+# `stylecast compress --student NAME` (or distil it with `--arch SPEC`); `make students-latency` times them.
+CANDIDATES = {
+    "w16k3": "width=16,last_kernel=3",
+    "w16r3k3": "width=16,res_blocks=3,last_kernel=3",
+    "w16ps": "width=16,head=shuffle,last_kernel=1",
+    "dw16k3": "width=16,depthwise=1,last_kernel=3",
+    "dw32r4ps": "width=32,depthwise=1,res_blocks=4,head=shuffle,last_kernel=3",
+}
 # The issue's bar: >= 3.5x fewer FLOPs, SSIM >= 0.90 vs the teacher, style loss within 15% of the teacher's.
 TARGET = {"flops_ratio": 3.5, "ssim": 0.90, "style_delta": 0.15}
 

@@ -1,0 +1,144 @@
+"""OpenVINO backend: the same exported ONNX files (fp32, fp16, int8 QDQ), compiled for a static shape.
+
+On x86 CPUs OpenVINO runs the QDQ int8 graph with fused int8 kernels, where ONNX Runtime dequantises
+around each conv; it also drives Intel GPUs and NPUs. Each input shape gets its own compiled model
+(static shapes compile to faster kernels than dynamic ones); a few are kept, least recently used first out.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import OrderedDict
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from stylecast.runtime.artifacts import onnx_metadata, package_version, require
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.machine import class_id, fingerprint
+from stylecast.runtime.probes import FASTER_BELOW, cached_probe
+from stylecast.runtime.timing import timed_ms
+
+# Compiled models kept per backend: a photo folder of mixed sizes recompiles less, and memory stays bounded.
+SHAPE_CACHE = 4
+PROBE_VERSION = 1
+PROBE_SHAPE = (1, 32, 96, 96)  # three 3x3 32->32 convs: the shape of the transform net's outer layers
+PROBE_ROUNDS = 5
+
+
+def import_openvino() -> ModuleType:
+    return import_optional("openvino", "OpenVINO is not installed: pip install 'stylecast[openvino]'")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _probe_model(ov: ModuleType) -> object:
+    """A small conv stack built in memory, so the probe needs no file and times the same work on every machine."""
+    ops = ov.opset13
+    rng = np.random.default_rng(0)
+    node = image = ops.parameter(PROBE_SHAPE, np.float32, name="x")
+    channels = PROBE_SHAPE[1]
+    for _ in range(3):
+        weights = ops.constant(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.1)
+        node = ops.relu(ops.convolution(node, weights, [1, 1], [1, 1], [1, 1], [1, 1]))
+    return ov.Model([node], [image], "stylecast-precision-probe")
+
+
+def _probe_ms(ov: ModuleType, core: object, hint: str, threads: int | None) -> list[float]:
+    compiled = core.compile_model(_probe_model(ov), "CPU", compile_config("CPU", threads, hint))
+    request = compiled.create_infer_request()
+    feed = np.random.default_rng(1).standard_normal(PROBE_SHAPE).astype(np.float32)
+    request.infer({0: feed})  # first call: memory set-up
+    return [timed_ms(lambda: request.infer({0: feed}))[1] for _ in range(PROBE_ROUNDS)]
+
+
+def probe_precision(ov: ModuleType, core: object, threads: int | None) -> dict:
+    """f32 vs bf16 inference-precision hint on a small conv stack; bf16 only where measured faster."""
+    try:
+        fp32 = statistics.median(_probe_ms(ov, core, "f32", threads))
+        bf16 = statistics.median(_probe_ms(ov, core, "bf16", threads))
+    except Exception as exc:  # a CPU plugin that refuses the bf16 hint: f32 is the only choice
+        return {"hint": "f32", "reason": f"the bf16 hint was refused here ({first_line(exc)})"}
+    ratio = bf16 / fp32
+    hint = "bf16" if ratio < FASTER_BELOW else "f32"
+    return {"hint": hint, "ratio": round(ratio, 3), "reason": f"bf16 ran at {1 / ratio:.2f}x the speed of f32 "
+            f"({bf16:.1f} vs {fp32:.1f} ms on a conv probe); used only when faster than {1 / FASTER_BELOW:.2f}x"}
+
+
+def cpu_precision_hint(ov: ModuleType, core: object, threads: int | None) -> tuple[str, str]:
+    """The CPU's inference precision (f32 or bf16) by a probe cached per machine class, threads and OpenVINO
+    version. OpenVINO defaults to bf16 wherever the CPU has bf16 instructions, even where that is slower."""
+    key = f"openvino-cpu-{class_id(fingerprint())}-{threads or 'auto'}t-ov{package_version('openvino')}"
+    entry, cached = cached_probe(key, PROBE_VERSION, lambda: probe_precision(ov, core, threads), fingerprint)
+    return entry["hint"], entry["reason"] + (" (cached probe)" if cached else "")
+
+
+def compile_config(device: str, threads: int | None, hint: str | None) -> dict[str, str]:
+    """Latency-oriented settings; threads and the precision hint apply to the CPU plugin only."""
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if device == "CPU":
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        if hint:
+            config["INFERENCE_PRECISION_HINT"] = hint
+    return config
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, path: Path, device: str = "CPU", threads: int | None = None) -> None:
+        super().__init__(path)
+        ov = import_openvino()
+        self._meta = onnx_metadata(self.path)  # checked before OpenVINO parses a foreign file
+        require(self._meta, "onnx", path)
+        self.core, self.device, self.threads = ov.Core(), device, threads
+        if device not in self.core.available_devices and device != "AUTO" and ":" not in device:
+            raise StylecastError(f"OpenVINO device {device!r} not available here; available: "
+                                 f"{', '.join(self.core.available_devices)}")
+        try:
+            self.model = self.core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises its own untyped errors for bad files
+            raise StylecastError(f"{path}: OpenVINO cannot read this model ({first_line(exc)}); "
+                                 "re-export it with `stylecast export`") from exc
+        if len(self.model.inputs) != 1 or len(self.model.inputs[0].partial_shape) != 4:
+            raise StylecastError(f"{path}: expected one NCHW image input, found "
+                                 f"{[str(i.partial_shape) for i in self.model.inputs]}")
+        self.hint, self.hint_reason = cpu_precision_hint(ov, self.core, threads) if device == "CPU" else (None, "")
+        self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self._meta
+
+    def request(self, shape: tuple[int, ...]) -> object:
+        """The infer request compiled for ``shape``, compiling it (and evicting the oldest) when new."""
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+            return self._compiled[shape]
+        model = self.model.clone()
+        model.reshape(list(shape))
+        compiled = self.core.compile_model(model, self.device, compile_config(self.device, self.threads, self.hint))
+        self._compiled[shape] = compiled.create_infer_request()
+        if len(self._compiled) > SHAPE_CACHE:
+            self._compiled.popitem(last=False)
+        return self._compiled[shape]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            request = self.request(tuple(batch.shape))
+            request.infer({0: np.ascontiguousarray(batch, np.float32)})
+            # The request reuses its output buffer on the next call: hand back a copy.
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        except Exception as exc:  # OpenVINO's errors are untyped; memory exhaustion is the usual one
+            raise StylecastError(f"{self.path}: OpenVINO inference failed on a {'x'.join(map(str, batch.shape))} "
+                                 f"input ({first_line(exc)}); try --tile 512 or --max-side") from exc
+
+    def describe(self) -> str:
+        hint = f", {self.hint}" if self.hint else ""
+        return f"openvino {self.device}{hint}"

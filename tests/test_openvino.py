@@ -1,0 +1,183 @@
+"""The OpenVINO backend on tiny in-memory exports: load, run, parity with ONNX Runtime, shape cache, errors,
+the precision probe's cache, export parity and its bench rows. Fast: the graphs come from TorchScript export
+of a width-4 net (about a second), not from `stylecast train` + `stylecast export`."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+
+from stylecast.runtime.backends import load_backend  # noqa: E402
+from stylecast.runtime.backends import openvino as ovb  # noqa: E402
+from stylecast.runtime.errors import StylecastError  # noqa: E402
+from stylecast.runtime.formats import PRECISIONS, kind_of  # noqa: E402
+from stylecast.runtime.metrics import psnr  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def _stamped(model, loaded, precision: str, dest: Path) -> Path:  # noqa: ANN001 - onnx.ModelProto, LoadedModel
+    from stylecast.export import to_onnx
+
+    to_onnx.set_metadata(model, to_onnx.export_metadata(loaded, precision))
+    to_onnx.save_onnx(model, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory) -> dict[str, Path]:
+    """models/tiny.safetensors and artifacts/tiny/tiny.{fp32,fp16,int8}.onnx, as `stylecast export` names them."""
+    import onnx
+    import torch
+
+    from stylecast.export import to_fp16, to_int8, to_onnx
+    from stylecast.runtime.formats import INPUT, OUTPUT
+    from stylecast.train.checkpoint import load_model, save_model
+    from stylecast.train.model import ArchConfig, TransformerNet
+
+    root = tmp_path_factory.mktemp("ov")
+    (root / "models").mkdir()
+    checkpoint = root / "models" / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_model(checkpoint, TransformerNet(ArchConfig(width=4, res_blocks=1)), {"style": "tiny", "steps": "0"})
+    loaded = load_model(checkpoint)
+    buffer = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(loaded.model, (torch.rand(1, 3, 64, 64) * 255,), buffer, dynamo=False, opset_version=18,
+                          input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: axes, OUTPUT: axes})
+    out = root / "artifacts" / "tiny"
+    fp32 = _stamped(to_onnx.simplify(onnx.load_from_string(buffer.getvalue())), loaded, "fp32", out / "tiny.fp32.onnx")
+    _stamped(to_fp16.convert_fp16(onnx.load(str(fp32))), loaded, "fp16", out / "tiny.fp16.onnx")
+    photos = sorted((DATA / "photos").glob("*.jpg"))
+    to_int8.quantize_int8(fp32, root / "int8.onnx", photos, (64, 64), "minmax", [])
+    _stamped(onnx.load(str(root / "int8.onnx")), loaded, "int8", out / "tiny.int8.onnx")
+    return {"root": root, "checkpoint": checkpoint, **{p: out / f"tiny.{p}.onnx" for p in ("fp32", "fp16", "int8")}}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """One probe cache for these tests, not the user's."""
+    monkeypatch.setenv("STYLECAST_CACHE", str(tmp_path_factory.getbasetemp() / "ov-cache"))
+
+
+def _photo_batch(height: int = 61, width: int = 67) -> np.ndarray:
+    from stylecast.runtime.images import fit, load_image
+
+    rgb = load_image(DATA / "photos" / "chelsea.jpg").rgb
+    return fit(rgb, height, width).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_openvino_agrees_with_onnxruntime_within_the_floor(tiny_exports, precision):
+    """The same file on both engines: the precision's parity floor holds between them (odd size on purpose)."""
+    batch = _photo_batch()
+    ov = load_backend(tiny_exports[precision], backend="openvino", threads=1)
+    ort = load_backend(tiny_exports[precision], threads=1)
+    got, want = ov.run(batch), ort.run(batch)
+    assert got.shape == want.shape == batch.shape and got.dtype == np.float32
+    assert got.min() >= 0.0 and got.max() <= 255.0
+    assert psnr(want[0].transpose(1, 2, 0), got[0].transpose(1, 2, 0)) >= PRECISIONS[precision].psnr_floor_db
+    assert ov.metadata == ort.metadata and ov.metadata["precision"] == precision
+    assert ov.describe().startswith("openvino CPU, f") and ov.name == "openvino"
+
+
+def test_onnx_files_have_two_backends_and_ort_stays_default(tiny_exports):
+    assert kind_of(".onnx").backends == ("onnxruntime", "openvino") and kind_of(".onnx").backend == "onnxruntime"
+    assert load_backend(tiny_exports["fp32"]).name == "onnxruntime"
+    with pytest.raises(StylecastError, match="no backend for '.safetensors' files with --backend openvino"):
+        load_backend(tiny_exports["checkpoint"], backend="openvino")
+    with pytest.raises(StylecastError, match="OpenVINO device 'NOPE' not available here; available: CPU"):
+        load_backend(tiny_exports["fp32"], backend="openvino", providers=["NOPE"])
+
+
+def test_stylizer_runs_on_openvino(tiny_exports):
+    from stylecast.runtime.stylizer import Stylizer
+
+    rgb = _photo_batch(40, 52)[0].transpose(1, 2, 0).astype(np.uint8)
+    ov, ort = Stylizer(tiny_exports["fp32"], backend="openvino"), Stylizer(tiny_exports["fp32"])
+    assert np.abs(ov(rgb).astype(int) - ort(rgb).astype(int)).max() <= 1 and ov.style == "tiny"
+
+
+def test_compiled_models_are_cached_per_shape_least_recently_used_first_out(tiny_exports, monkeypatch):
+    monkeypatch.setattr(ovb, "SHAPE_CACHE", 2)
+    backend = load_backend(tiny_exports["fp32"], backend="openvino", threads=1)
+    first = backend.request((1, 3, 32, 32))
+    assert backend.request((1, 3, 32, 32)) is first  # no recompilation for a shape seen before
+    backend.run(np.zeros((1, 3, 40, 48), np.float32))
+    backend.request((1, 3, 32, 32))  # used again: now the most recent
+    backend.run(np.zeros((2, 3, 24, 24), np.float32))
+    assert list(backend._compiled) == [(1, 3, 32, 32), (2, 3, 24, 24)]
+
+
+def test_missing_openvino_is_one_line_error(tiny_exports, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(StylecastError) as caught:
+        load_backend(tiny_exports["fp32"], backend="openvino")
+    assert str(caught.value) == "OpenVINO is not installed: pip install 'stylecast[openvino]'"
+
+
+def test_foreign_and_broken_files_are_one_line_errors(tiny_exports, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07 not a graph")
+    with pytest.raises(StylecastError, match="broken.onnx"):
+        load_backend(broken, backend="openvino")
+
+
+def test_precision_hint_is_measured_once_per_machine_and_cached(tiny_exports, tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLECAST_CACHE", str(tmp_path))
+    first = load_backend(tiny_exports["fp32"], backend="openvino", threads=1)
+    assert first.hint in ("f32", "bf16") and "(cached probe)" not in first.hint_reason
+    stored = json.loads((tmp_path / "precision-probe.json").read_text())
+    (key,) = stored
+    assert key.startswith("openvino-cpu-") and stored[key]["fingerprint"]["cores"] >= 1
+    stored[key].update(hint="bf16", reason="bf16 ran at 1.50x the speed of f32")  # as on a CPU where it is faster
+    (tmp_path / "precision-probe.json").write_text(json.dumps(stored))
+    again = load_backend(tiny_exports["fp32"], backend="openvino", threads=1)
+    assert again.hint == "bf16" and again.hint_reason.endswith("(cached probe)")
+    assert ovb.compile_config("CPU", 2, "f32") == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "2",
+                                                   "INFERENCE_PRECISION_HINT": "f32"}
+    assert ovb.compile_config("GPU", 2, None) == {"PERFORMANCE_HINT": "LATENCY"}
+
+
+def test_export_report_gets_openvino_parity(tiny_exports):
+    from stylecast.export import parity
+    from stylecast.export.pipeline import openvino_parity
+    from stylecast.train.checkpoint import load_model
+
+    reference = parity.Reference(load_model(tiny_exports["checkpoint"]).model, parity.parity_images(DATA / "photos"))
+    for precision in ("fp32", "int8"):
+        entry = openvino_parity(reference, tiny_exports[precision], precision, ((48, 48), (37, 53)), lambda _: None)
+        assert entry["openvino"]["passed"], entry
+        assert [row["height"] for row in entry["openvino"]["parity"]] == [48, 37]
+        assert entry["openvino"]["precision_hint"] in ("f32", "bf16")
+
+
+def test_bench_has_openvino_rows_for_every_precision(tiny_exports):
+    from stylecast.benchmarks import report, suite
+    from stylecast.benchmarks.timing import Policy
+
+    root = tiny_exports["root"]
+    config = suite.BenchConfig(models=[tiny_exports["checkpoint"]], artifacts=root / "artifacts", photos=DATA / "photos",
+                               resolutions=[suite.Resolution(48, 48)], threads=1, peak_seconds=0.05,
+                               policy=Policy(warmup_calls=1, warmup_s=0.0, min_rounds=3, max_rounds=3, budget_s=0.0))
+    result = suite.run(config, log=lambda _: None)
+    rows = {(r["format"], r["precision"]): r for r in result["rows"]}
+    for precision in ("fp32", "fp16", "int8"):
+        row = rows["OpenVINO", precision]
+        assert row["status"] == "ok" and row["engine"] == "CPU" and row["samples"] == 3, row
+        assert row["speedup"] > 0 and row["speedup_min"] > 0 and row["min_ms"] <= row["p50_ms"]
+        assert row["psnr_min"] >= PRECISIONS[precision].psnr_floor_db and row["peak"] in result["peaks_gflops"]
+        assert rows["ONNX Runtime", precision]["status"] == "ok"
+    assert "openvino" in result["settings"] and "memory arena on" in result["settings"]["onnxruntime"]
+    text = report.markdown(result)
+    assert "| tiny | 48x48 | OpenVINO | int8 | CPU | ok |" in text and "fastest within the parity floor:" in text
