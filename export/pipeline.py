@@ -82,6 +82,18 @@ def openvino_parity(reference: parity.Reference, dest: Path, precision: str, siz
                          "hint_reason": backend.hint_reason, "parity": checked["parity"]}}
 
 
+def _how_it_was_made(report_path: Path, dest: Path) -> dict:
+    """A reused file's conversion details (int8 search, fp16 ops) from the report that made it, if it is that file."""
+    try:
+        previous = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    digest = sha256_file(dest)
+    entry = next((e for e in previous.get("exports", []) if e.get("file") == dest.name and e.get("sha256") == digest),
+                 {})
+    return {key: entry[key] for key in ("calibration", "fp32_convs", "fp32_ops") if key in entry}
+
+
 def phases(request: ExportRequest) -> int:
     """How many phases run_export reports through ``step`` (each call = one finished phase)."""
     return 2 * len(request.precisions)
@@ -111,6 +123,7 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
             details: dict = {}
             if reused:
                 log(f"{dest}: up to date with {request.checkpoint.name}, re-checking parity")
+                details = _how_it_was_made(request.out_dir / "report.json", dest)
             else:
                 log(f"exporting {dest}")
                 details = precisions.export_precision(source, precision, dest, Path(scratch), request.int8,

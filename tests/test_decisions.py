@@ -256,3 +256,19 @@ def test_int8_from_before_the_quantizer_options_is_stale(tmp_path):
     assert older.pop("quantizer")["QuantizeBias"] is False
     path = _onnx(tmp_path / "wave.int8.onnx", source_sha256=SHA, conversion=json.dumps(older), versions=_versions())
     assert not is_current(path, SHA, INT8)
+
+
+def test_reused_export_keeps_how_it_was_made(tmp_path):
+    """A reused int8 file keeps its search details in the new report; another file's details are not taken."""
+    from stylecast.export.pipeline import _how_it_was_made
+
+    dest = tmp_path / "m.int8.onnx"
+    dest.write_bytes(b"graph")
+    entry = {"file": dest.name, "sha256": sha256_file(dest), "calibration": {"method": "percentile"},
+             "fp32_convs": {"leading": 4}, "parity": []}
+    (tmp_path / "report.json").write_text(json.dumps({"exports": [entry]}))
+    assert _how_it_was_made(tmp_path / "report.json", dest) == {"calibration": {"method": "percentile"},
+                                                                 "fp32_convs": {"leading": 4}}
+    dest.write_bytes(b"another graph")
+    assert _how_it_was_made(tmp_path / "report.json", dest) == {}
+    assert _how_it_was_made(tmp_path / "absent.json", dest) == {}
