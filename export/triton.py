@@ -14,7 +14,7 @@ import onnx
 from stylecast.runtime.artifacts import read_sidecar, sha256_file
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import FILE_KINDS
+from stylecast.runtime.formats import FILE_KINDS, triton_model_name
 from stylecast.runtime.images import atomic_write
 
 # ONNX element types -> Triton data types (the ones a stylecast graph can have at its edges).
@@ -80,11 +80,11 @@ def export_repository(repo: Path, onnx_paths: list[Path], max_batch_size: int = 
     written = []
     for path in onnx_paths:
         graph = onnx.load(str(path), load_external_data=False)
-        base = path.name.removesuffix(".onnx").replace(".", "_")
-        written.append(_write_model(repo, base, *FILE_KINDS["onnx"].triton, path, graph, max_batch_size))
+        written.append(_write_model(repo, triton_model_name(path), *FILE_KINDS["onnx"].triton, path, graph,
+                                    max_batch_size))
         for engine in engines_for(path):
             profile_max = read_sidecar(engine)["profile"]["max"]
             batch = min(max_batch_size, int(profile_max.split("x")[0]))
-            gpu = engine.name.split(".")[2].replace("-", "_")
-            written.append(_write_model(repo, f"{base}_trt_{gpu}", *FILE_KINDS[ENGINE_FORMAT].triton, engine, graph, batch))
+            written.append(_write_model(repo, triton_model_name(engine), *FILE_KINDS[ENGINE_FORMAT].triton, engine,
+                                        graph, batch))
     return written

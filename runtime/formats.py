@@ -8,6 +8,7 @@ builds every precision strongly typed, taking fp16 tensors and int8 Q/DQ from th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from stylecast.runtime.errors import StylecastError
 
@@ -65,3 +66,14 @@ def precision(name: str) -> Precision:
     if name not in PRECISIONS:
         raise StylecastError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
     return PRECISIONS[name]
+
+
+def triton_model_name(path: Path) -> str:
+    """The model name `stylecast export --triton` gives a file and `stylecast serve` answers to under /v2:
+    ``wave.fp16.onnx`` -> ``wave_fp16``, its engine ``wave.fp16.<gpu>.trt<ver>.engine`` -> ``wave_fp16_trt_<gpu>``."""
+    path = Path(path)
+    kind = kind_of(path.suffix)
+    if kind is not None and kind.name == "tensorrt-engine":
+        style, precision_name, gpu = path.name.split(".")[:3]
+        return f"{style}_{precision_name}_trt_{gpu.replace('-', '_')}"
+    return path.name.removesuffix(path.suffix).replace(".", "_")
