@@ -1,6 +1,6 @@
 """The layout's rules, read from the source with ``ast``: imports only point down the layers
-(runtime <- train/export <- benchmarks <- cli), nothing imports in a cycle (lazily or not), and the
-runtime never imports torch."""
+(runtime <- train/export/serve <- benchmarks <- cli), nothing imports in a cycle (lazily or not), the
+runtime never imports torch, and the server stands on the runtime alone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER = {"runtime": 0, "train": 1, "export": 1, "benchmarks": 2, "cli": 3}
+LAYER = {"runtime": 0, "train": 1, "export": 1, "serve": 1, "benchmarks": 2, "cli": 3}
 
 
 def _modules() -> dict[str, Path]:
@@ -87,6 +87,15 @@ def test_runtime_never_imports_torch():
                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{name}: {m}" for m in modules if m.split(".")[0] in ("torch", "torchvision")]
     assert offenders == []
+
+
+def test_serve_imports_only_the_runtime():
+    """`stylecast serve` runs where the runtime runs: no torch, no training or export code."""
+    serve = {name: targets for name, targets in GRAPH.items() if name.split(".")[1] == "serve"}
+    foreign = sorted(f"{m} imports {t}" for m, targets in serve.items() for t in targets
+                     if t.split(".")[1] not in ("runtime", "serve"))
+    torch = sorted(m for m, path in MODULES.items() if m in serve and "import torch" in path.read_text())
+    assert serve and foreign == [] and torch == []
 
 
 def test_every_command_is_registered_once_and_importable_without_torch():
