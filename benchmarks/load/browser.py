@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
-WINDOW = (1100, 760)
+WINDOW = (1100, 900)
 
 
 def missing_browser() -> str | None:
