@@ -31,7 +31,7 @@ class TimedOut(Exception):
     """The request waited or ran past its timeout."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a queue lookup must never compare the images inside
 class _Job:
     item: Any
     size: int  # images in the item (a v2 request may carry several)
