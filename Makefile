@@ -21,6 +21,8 @@
 #   make check-trt          the exports of $(STYLE) against TensorRT's documented ONNX-parser constraints (CPU)
 #   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
 #   make gpu-wheels         the small wheels a GPU box without network needs for gpu-check -> wheels/
+#   make serve              stylecast serve on 127.0.0.1:8000: the page, /v1/stylize, /v2 (Triton protocol), /metrics
+#   make serve-load         load test of the server (fp32/int8, batching on/off, 1-64 clients) -> benchmarks/results/
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -39,7 +41,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +72,11 @@ export: setup
 	@if $(PY) -c "import tensorrt" 2>/dev/null; then \
 		for p in fp32 fp16 int8; do $(SC) build-engine $(ART)/$(STYLE).$$p.onnx || exit 1; done; \
 	else echo "TensorRT not installed here: no engines built (run stylecast build-engine on the GPU or Jetson)"; fi
+
+# int8 alone (serve-load): it needs the calibration photos in $(CALIB).
+$(ART)/$(STYLE).int8.onnx: models/$(STYLE).safetensors $(VENV)/.installed
+	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) --precision int8 \
+		--calibration-images $(CALIB)
 
 demo: $(ART)/$(STYLE).fp32.onnx
 	$(SC) stylize $(SAMPLES) --model $(ART)/$(STYLE).fp32.onnx --out $(ART)/demo \
@@ -178,3 +185,14 @@ gpu-check:
 
 clean:
 	rm -rf artifacts .pytest_cache
+
+# The server on its defaults (127.0.0.1:8000); ARGS adds flags, e.g. ARGS="--model artifacts/wave/wave.int8.onnx".
+serve: $(ART)/$(STYLE).fp32.onnx
+	$(SC) serve --model $(ART)/$(STYLE).fp32.onnx $(ARGS)
+
+# Bounded: LOAD_REQUESTS per concurrency level (1, 4, 16, 64) per model and batching mode; exits 1 if a request
+# was lost or the server's /metrics disagree with the client's counts. Regenerate on a quiet machine.
+LOAD_REQUESTS ?= 64
+serve-load: $(ART)/$(STYLE).fp32.onnx $(ART)/$(STYLE).int8.onnx
+	$(PY) -m stylecast.benchmarks.load.run --model $(ART)/$(STYLE).fp32.onnx --model $(ART)/$(STYLE).int8.onnx \
+		--requests $(LOAD_REQUESTS) --out benchmarks/results/serve-load $(ARGS)

@@ -27,6 +27,7 @@ COMMANDS = {
     "build-engine": "stylecast.export.cli:build_engine",
     "stylize": "stylecast.runtime.cli:stylize",
     "info": "stylecast.runtime.cli:info",
+    "serve": "stylecast.serve.cli:serve",
     "bench": "stylecast.benchmarks.cli:bench",
     "evaluate": "stylecast.benchmarks.quality.cli:evaluate",
 }

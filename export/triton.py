@@ -11,10 +11,10 @@ from pathlib import Path
 
 import onnx
 
-from stylecast.runtime.artifacts import read_sidecar, sha256_file, slug
+from stylecast.runtime.artifacts import read_sidecar, sha256_file
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import FILE_KINDS
+from stylecast.runtime.formats import FILE_KINDS, triton_model_name
 from stylecast.runtime.images import atomic_write
 
 # ONNX element types -> Triton data types (the ones a stylecast graph can have at its edges).
@@ -75,26 +75,15 @@ def engines_for(onnx_path: Path) -> list[Path]:
     return found
 
 
-def model_name(onnx_path: Path, engine_sidecar: dict | None = None) -> str:
-    """A model's Triton name: ``wave_int8`` for the ONNX; a plan adds the TensorRT that built it and the GPU,
-    ``wave_int8_trt10_3_0_orin``, so plans of two TensorRT releases never overwrite each other, and the name says
-    which Triton release can load it (a plan runs only on the TensorRT version that built it)."""
-    base = Path(onnx_path).name.removesuffix(".onnx").replace(".", "_")
-    if engine_sidecar is None:
-        return base
-    version = str(engine_sidecar["tensorrt_version"]).replace(".", "_")
-    return f"{base}_trt{version}_{slug(str(engine_sidecar['gpu_name'])).replace('-', '_')}"
-
-
 def export_repository(repo: Path, onnx_paths: list[Path], max_batch_size: int = 8) -> list[Path]:
-    """One Triton model per ONNX and per engine built from exactly that ONNX (names from ``model_name``)."""
+    """One Triton model per ONNX and per engine built from exactly that ONNX (names from ``triton_model_name``)."""
     written = []
     for path in onnx_paths:
         graph = onnx.load(str(path), load_external_data=False)
-        written.append(_write_model(repo, model_name(path), *FILE_KINDS["onnx"].triton, path, graph, max_batch_size))
+        written.append(_write_model(repo, triton_model_name(path), *FILE_KINDS["onnx"].triton, path, graph,
+                                    max_batch_size))
         for engine in engines_for(path):
-            sidecar = read_sidecar(engine)
-            batch = min(max_batch_size, int(sidecar["profile"]["max"].split("x")[0]))
-            written.append(_write_model(repo, model_name(path, sidecar), *FILE_KINDS[ENGINE_FORMAT].triton, engine,
+            batch = min(max_batch_size, int(read_sidecar(engine)["profile"]["max"].split("x")[0]))
+            written.append(_write_model(repo, triton_model_name(engine), *FILE_KINDS[ENGINE_FORMAT].triton, engine,
                                         graph, batch))
     return written

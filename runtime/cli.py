@@ -117,9 +117,11 @@ def prepare_folder(out: Path) -> None:
                              "choose another --out") from exc
 
 
-def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: int,
+def run_image(stylizer: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, tile: int | None, overlap: int,
               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``)."""
+    """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``).
+
+    ``stylizer`` is a :class:`Stylizer` or any HxWx3 uint8 -> HxWx3 uint8 callable (a server's per-request strength)."""
     if tile is None:
         tile = DEFAULT_TILE if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE else 0
     if tile and max(rgb.shape[:2]) > tile:

@@ -10,6 +10,10 @@ class StylecastError(Exception):
     exit_code = 2
 
 
+class TooLarge(StylecastError):
+    """An input above a size limit (bytes or pixels, decompression bombs included): a server answers 413."""
+
+
 class Interrupted(StylecastError):
     """The user pressed Ctrl-C; whatever was safe to keep has been kept."""
 

@@ -8,6 +8,7 @@ builds every precision strongly typed, taking fp16 tensors and int8 Q/DQ from th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from stylecast.runtime.errors import StylecastError
 
@@ -72,3 +73,17 @@ def precision(name: str) -> Precision:
     if name not in PRECISIONS:
         raise StylecastError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
     return PRECISIONS[name]
+
+
+def triton_model_name(path: Path) -> str:
+    """The model name `stylecast export --triton` gives a file and `stylecast serve` answers to under /v2:
+    ``wave.fp16.onnx`` -> ``wave_fp16``; its engine ``wave.fp16.<gpu>.trt<version>.engine`` ->
+    ``wave_fp16_trt<version>_<gpu>``, so plans of two TensorRT releases never overwrite each other, and the name
+    says which Triton release can load it (a plan runs only on the TensorRT version that built it)."""
+    path = Path(path)
+    kind = kind_of(path.suffix)
+    if kind is not None and kind.name == "tensorrt-engine":
+        head, _, version = path.name.removesuffix(path.suffix).partition(".trt")
+        style, precision_name, gpu = head.split(".", 2)
+        return f"{style}_{precision_name}_trt{version.replace('.', '_')}_{gpu.replace('-', '_')}"
+    return path.name.removesuffix(path.suffix).replace(".", "_")

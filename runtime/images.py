@@ -8,20 +8,29 @@ place, so an interrupted run never leaves a half-written image.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.errors import StylecastError, TooLarge, import_optional
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+# Phone photos (HEIC) are read through the optional pillow-heif plugin, registered on first need.
+HEIF_SUFFIXES = {".heic", ".heif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", *HEIF_SUFFIXES}
+# ISO-BMFF brands of HEIF stills (bytes 8-12, after the `ftyp` box name): a renamed or uploaded HEIC is seen too.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF"}
+WRITABLE_FORMATS = frozenset(_SAVE_FORMATS.values())
+HUGE_HINT = "pass --allow-huge if you trust this file"
 
 
 @dataclass
@@ -29,6 +38,7 @@ class LoadedImage:
     rgb: np.ndarray  # HxWx3 uint8
     alpha: np.ndarray | None  # HxW uint8, or None when the image had no transparency
     note: str = ""  # what was done that the user may want to know (e.g. first GIF frame)
+    format: str | None = None  # Pillow's name of the source format ("JPEG", "PNG", "HEIF"...)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -48,12 +58,49 @@ def refuse_special(path: Path) -> None:
         raise StylecastError(f"{path}: not a regular file (a pipe, socket or device); give a media file")
 
 
+def is_heif(head: bytes, suffix: str = "") -> bool:
+    """A HEIF/HEIC still, by suffix or by the file's first 12 bytes."""
+    return suffix.lower() in HEIF_SUFFIXES or (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS)
+
+
+@functools.cache
+def enable_heif() -> None:
+    """Register pillow-heif's opener with Pillow once; without the plugin, say how to install it."""
+    plugin = import_optional("pillow_heif", "HEIC/HEIF photos need the pillow-heif plugin: pip install pillow-heif "
+                                            "(or 'stylecast[serve]')")
+    plugin.register_heif_opener()
+
+
+def _head(source: Path | BinaryIO) -> bytes:
+    if isinstance(source, Path):
+        with open(source, "rb") as handle:
+            return handle.read(12)
+    head = source.read(12)
+    source.seek(0)
+    return head
+
+
 def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
     """Decode ``path`` to RGB uint8 with its orientation applied; raise StylecastError on any fault."""
     path = Path(path)
-    note = ""
     refuse_special(path)
+    return decode_image(path, str(path), allow_huge=allow_huge)
+
+
+def decode_image(source: Path | BinaryIO, name: str, allow_huge: bool = False, max_pixels: int | None = None,
+                 huge_hint: str = HUGE_HINT) -> LoadedImage:
+    """Decode a file or an in-memory upload (``name`` stands for it in messages) like :func:`load_image`.
+
+    ``max_pixels`` refuses larger images from their header, before any pixel is decoded (a server's limit);
+    it and Pillow's decompression-bomb limit raise :class:`TooLarge`, ending with ``huge_hint``.
+    """
+    note = ""
     try:
+        if is_heif(_head(source), source.suffix if isinstance(source, Path) else ""):
+            try:
+                enable_heif()
+            except StylecastError as exc:
+                raise StylecastError(f"{name}: {exc}") from exc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd metadata; real faults raise
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -61,7 +108,11 @@ def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
             if allow_huge:
                 Image.MAX_IMAGE_PIXELS = None
             try:
-                with Image.open(path) as img:
+                with Image.open(source) as img:
+                    source_format = img.format
+                    if max_pixels and img.width * img.height > max_pixels:
+                        raise TooLarge(f"{name}: {img.width}x{img.height} is above the limit of {max_pixels} "
+                                       f"pixels; {huge_hint}")
                     if getattr(img, "n_frames", 1) > 1:
                         note = f"animated ({img.n_frames} frames): used the first frame"
                         img.seek(0)
@@ -69,23 +120,24 @@ def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
                     img = ImageOps.exif_transpose(img) or img
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
+    except StylecastError:
+        raise
     except FileNotFoundError as exc:
-        raise StylecastError(f"{path}: no such file") from exc
+        raise StylecastError(f"{name}: no such file") from exc
     except IsADirectoryError as exc:
-        raise StylecastError(f"{path}: is a directory, not an image") from exc
+        raise StylecastError(f"{name}: is a directory, not an image") from exc
     except PermissionError as exc:
-        raise StylecastError(f"{path}: permission denied; check the file's permissions") from exc
+        raise StylecastError(f"{name}: permission denied; check the file's permissions") from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise StylecastError(f"{path}: larger than Pillow's decompression-bomb limit; "
-                             "pass --allow-huge if you trust this file") from exc
+        raise TooLarge(f"{name}: larger than Pillow's decompression-bomb limit; {huge_hint}") from exc
     except UnidentifiedImageError as exc:
-        raise StylecastError(f"{path}: not an image Pillow can read (empty, corrupt or another format)") from exc
+        raise StylecastError(f"{name}: not an image Pillow can read (empty, corrupt or another format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise StylecastError(f"{path}: damaged image ({exc}); re-export or re-download it") from exc
+        raise StylecastError(f"{name}: damaged image ({exc}); re-export or re-download it") from exc
     except MemoryError as exc:
-        raise StylecastError(f"{path}: too large to decode in this machine's memory; use a smaller image") from exc
+        raise TooLarge(f"{name}: too large to decode in this machine's memory; use a smaller image") from exc
     except Exception as exc:  # a decoder tripping over malformed data (struct, index, type errors...)
-        raise StylecastError(f"{path}: damaged image ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+        raise StylecastError(f"{name}: damaged image ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
 
     img = _to_8bit(img)
     alpha = None
@@ -95,8 +147,8 @@ def load_image(path: Path, allow_huge: bool = False) -> LoadedImage:
         alpha = np.asarray(img.getchannel("A"), dtype=np.uint8).copy()
     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     if rgb.size == 0:
-        raise StylecastError(f"{path}: image has no pixels")
-    return LoadedImage(rgb, alpha, note)
+        raise StylecastError(f"{name}: image has no pixels")
+    return LoadedImage(rgb, alpha, note, source_format)
 
 
 # The one resize family: every stage resizes through these, so a photo is resampled the same way in
@@ -155,14 +207,26 @@ def save_image(dest: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, qua
     fmt = _SAVE_FORMATS.get(dest.suffix.lower())
     if fmt is None:
         raise StylecastError(f"{dest}: unsupported output type; use one of {sorted(_SAVE_FORMATS)}")
+    try:
+        atomic_write(dest, lambda tmp: write_image(tmp, rgb, alpha, fmt, quality))
+    except OSError as exc:
+        raise write_error(dest, exc) from exc
+
+
+def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, quality: int = 95) -> bytes:
+    """The bytes :func:`save_image` would write in Pillow format ``fmt`` (one of WRITABLE_FORMATS)."""
+    buffer = io.BytesIO()
+    write_image(buffer, rgb, alpha, fmt, quality)
+    return buffer.getvalue()
+
+
+def write_image(target: Path | BinaryIO, rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, quality: int) -> None:
+    """Alpha is re-attached where the format keeps it (PNG, WebP, TIFF); quality applies to JPEG and WebP."""
     img = Image.fromarray(rgb, "RGB")
     if alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
         img.putalpha(Image.fromarray(alpha, "L"))
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    try:
-        atomic_write(dest, lambda tmp: img.save(tmp, format=fmt, **options))
-    except OSError as exc:
-        raise write_error(dest, exc) from exc
+    img.save(target, format=fmt, **options)
 
 
 def writable_folder(folder: Path, option: str) -> Path:

@@ -46,20 +46,28 @@ class Stylizer:
     def __call__(self, rgb: np.ndarray, max_side: int | None = None) -> np.ndarray:
         return self.stylize_batch([resize_max_side(rgb, max_side)])[0]
 
-    def stylize_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Images of one size run as one batch; mixed sizes run one by one."""
+    def stylize_batch(self, images: list[np.ndarray], strengths: list[float] | None = None) -> list[np.ndarray]:
+        """Images of one size run as one batch; mixed sizes run one by one. ``strengths`` (one per image, a
+        server's per-request choice) replace the stylizer's own strength."""
+        strengths = [self.strength] * len(images) if strengths is None else strengths
         if len({im.shape for im in images}) == 1:
             height, width = images[0].shape[:2]
             if min(height, width) < MIN_SIDE:
-                return [out[:height, :width] for out in self.stylize_batch([pad_to_min(im) for im in images])]
+                padded = [pad_to_min(im) for im in images]
+                return [out[:height, :width] for out in self.stylize_batch(padded, strengths)]
             photos = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
-            batch = photos
-            for backend in self.backends:
-                batch = backend.run(batch)
-            if self.strength < 1.0:
-                batch = self.strength * batch + (1.0 - self.strength) * photos
+            batch = self.forward(photos)
+            if min(strengths) < 1.0:
+                share = np.asarray(strengths, np.float32)[:, None, None, None]
+                batch = share * batch + (1.0 - share) * photos
             return list(to_uint8(batch))
-        return [self.stylize_batch([im])[0] for im in images]
+        return [self.stylize_batch([im], [s])[0] for im, s in zip(images, strengths, strict=True)]
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The models alone, in order: float32 NCHW RGB in [0, 255] in and out (what a Triton model computes)."""
+        for backend in self.backends:
+            batch = backend.run(batch)
+        return batch
 
 
 # The first conv's reflection padding needs a side longer than kernel // 2 (5 px for Johnson's 9x9, measured);

@@ -40,7 +40,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 def _output_name(case_name: str) -> str:
     path = Path(case_name)
-    suffix = path.suffix.lower() if path.suffix.lower() not in (".gif", ".pgm", ".ppm") else ".png"
+    suffix = path.suffix.lower() if path.suffix.lower() not in (".gif", ".pgm", ".ppm", ".heic") else ".png"
     return f"{path.stem}.tiny{suffix}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,8 @@ def test_gate_floors_are_the_table_rows(monkeypatch):
     assert gate.check_floors({"rows": [row]}) == []
     monkeypatch.setitem(formats.PRECISIONS, "int8", replace(formats.PRECISIONS["int8"], psnr_floor_db=40.0))
     assert [p.kind for p in gate.check_floors({"rows": [row]})] == ["psnr"]
+
+
+def test_triton_model_names_are_what_export_and_serve_both_use():
+    assert formats.triton_model_name(Path("artifacts/wave/wave.fp16.onnx")) == "wave_fp16"
+    assert formats.triton_model_name(Path("wave.int8.orin-nano.trt10.3.0.engine")) == "wave_int8_trt10_3_0_orin_nano"

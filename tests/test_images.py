@@ -1,11 +1,23 @@
 """Reading what users really have, and writing without ever leaving a partial file."""
 
+import io
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write, load_image, resize_max_side, save_image
+from stylecast.runtime.errors import StylecastError, TooLarge
+from stylecast.runtime.images import (
+    atomic_write,
+    decode_image,
+    enable_heif,
+    encode_image,
+    is_heif,
+    load_image,
+    resize_max_side,
+    save_image,
+)
 
 
 def _gradient(h=20, w=30):
@@ -93,3 +105,40 @@ def test_resize_never_upscales():
     rgb = _gradient(20, 30)
     assert resize_max_side(rgb, 100) is rgb
     assert resize_max_side(rgb, 15).shape == (10, 15, 3)
+
+
+def _heic(tmp_path, name="phone.heic"):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    Image.fromarray(_gradient()).save(tmp_path / name, format="HEIF", quality=95)
+    return tmp_path / name
+
+
+def test_heic_reads_and_is_seen_by_content(tmp_path):
+    """A phone's HEIC reads like any photo, also when renamed .jpg or uploaded without a name."""
+    path = _heic(tmp_path)
+    assert load_image(path).rgb.shape == (20, 30, 3) and load_image(path).format == "HEIF"
+    renamed = tmp_path / "renamed.jpg"
+    renamed.write_bytes(path.read_bytes())
+    assert is_heif(renamed.read_bytes()[:12]) and load_image(renamed).rgb.shape == (20, 30, 3)
+
+
+def test_heic_without_plugin_says_how_to_install(tmp_path, monkeypatch):
+    path = tmp_path / "phone.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 32)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if not installed
+    enable_heif.cache_clear()
+    try:
+        with pytest.raises(StylecastError, match=r"phone\.heic: .*pip install pillow-heif"):
+            load_image(path)
+    finally:
+        enable_heif.cache_clear()
+
+
+def test_upload_decoding_limits_and_encoding():
+    """What a server does with bytes: a pixel limit read from the header (TooLarge), and the same encoder."""
+    png = encode_image(_gradient(), None, "PNG")
+    with pytest.raises(TooLarge, match="upload: 30x20 is above the limit of 100 pixels; ask less"):
+        decode_image(io.BytesIO(png), "upload", max_pixels=100, huge_hint="ask less")
+    decoded = decode_image(io.BytesIO(png), "upload", max_pixels=600)
+    assert decoded.format == "PNG" and (decoded.rgb == _gradient()).all()

@@ -1,6 +1,7 @@
 """The layout's rules, read from the source with ``ast``: imports only point down the layers
-(runtime <- train/export <- benchmarks <- cli), nothing imports in a cycle (lazily or not), and the
-runtime never imports torch; and the extras users install by role never pull two onnxruntime builds."""
+(runtime <- train/export/serve <- benchmarks <- cli), nothing imports in a cycle (lazily or not), the
+runtime never imports torch, the server stands on the runtime alone, and the extras users install by role never
+pull two onnxruntime builds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER = {"runtime": 0, "train": 1, "export": 1, "benchmarks": 2, "cli": 3}
+LAYER = {"runtime": 0, "train": 1, "export": 1, "serve": 1, "benchmarks": 2, "cli": 3}
 
 
 def _modules() -> dict[str, Path]:
@@ -91,6 +92,15 @@ def test_runtime_never_imports_torch():
     assert offenders == []
 
 
+def test_serve_imports_only_the_runtime():
+    """`stylecast serve` runs where the runtime runs: no torch, no training or export code."""
+    serve = {name: targets for name, targets in GRAPH.items() if name.split(".")[1] == "serve"}
+    foreign = sorted(f"{m} imports {t}" for m, targets in serve.items() for t in targets
+                     if t.split(".")[1] not in ("runtime", "serve"))
+    torch = sorted(m for m, path in MODULES.items() if m in serve and "import torch" in path.read_text())
+    assert serve and foreign == [] and torch == []
+
+
 def test_every_command_is_registered_once_and_importable_without_torch():
     import subprocess
     import sys
@@ -116,7 +126,8 @@ def _requirements(extra: str, extras: dict[str, list[str]]) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("combination", [("gpu",), ("export-tools", "gpu"), ("jetson",), ("cpu",)])
+@pytest.mark.parametrize("combination", [("gpu",), ("export-tools", "gpu"), ("jetson",), ("cpu",), ("serve", "cpu"),
+                                         ("serve", "gpu")])
 def test_no_documented_install_pulls_both_onnxruntime_builds(combination):
     """CPU onnxruntime and onnxruntime-gpu install the same module and clash; JetPack brings its own build."""
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]

@@ -6,6 +6,7 @@ says whether `stylecast stylize` must stylize it or report it, and a phrase its 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import struct
@@ -82,6 +83,11 @@ def _good_images(root: Path) -> list[Case]:
         "folder.jpg/nested.png": _encoded(rgb, "PNG"),  # a folder named like an image is searched, not read
     }
     files |= {f"exif-{n}.jpg": _exif_jpeg(n) for n in range(1, 9)}
+    if importlib.util.find_spec("pillow_heif"):  # HEIC, as phones take them (the [serve] and [dev] extras)
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        files["phone.heic"] = _encoded(rgb, "HEIF", quality=90)
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
@@ -112,6 +118,8 @@ def _bad_files(root: Path) -> list[Case]:
         "document.jpg": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n", "not an image"),
         "noise.bmp": (np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "not an image"),
         "bomb.png": (_png_with_size(30000, 30000), "--allow-huge"),
+        # An `ftyp heic` header and nothing a decoder can use: once skipped silently, now reported by name.
+        "bad.heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x5a" * 64, "bad.heic"),
         "bomb-warning.png": (_png_with_size(10000, 10000), "--allow-huge"),
         "bomb.gif": (bytes(gif), "--allow-huge"),
         "empty.mp4": (b"", "not a video"),

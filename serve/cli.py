@@ -1,0 +1,83 @@
+"""`stylecast serve`: bind the address (refusing an exposed one without a key), load the models, run uvicorn.
+
+The socket is bound here, before uvicorn starts, so a port in use is a one-line error and ``--port 0`` can
+print the port it got. SIGTERM (and Ctrl-C) stop accepting connections, let uvicorn answer every request in
+flight, and exit 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.serve.limits import API_KEY_ENV, require_key_off_loopback
+
+MISSING = "stylecast serve needs its extra: pip install 'stylecast[serve]'"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a one-line error naming the address."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise StylecastError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port") from exc
+    return sock
+
+
+def serve(
+    model: Annotated[list[Path], typer.Option(help="Exported model (.onnx or .engine); repeat to serve several.")],
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed at start).")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar=API_KEY_ENV, show_default=False,
+                                                help="Required from clients as 'Authorization: Bearer KEY' "
+                                                     "or 'X-API-Key: KEY' (health probes and the page are open).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Allow browser calls from this origin (repeatable); "
+                                                               "CORS is off without it.")] = None,
+    batch_window_ms: Annotated[float, typer.Option(min=0, help="How long the oldest request waits for others of "
+                                                               "its size to batch with.")] = 5.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Images per inference call (1: batching off); also the "
+                                                       "v2 max_batch_size.")] = 8,
+    max_queue: Annotated[int, typer.Option(min=1, help="Images waiting at most; more get 503 + Retry-After.")] = 32,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may wait and run before a 503.")] = 30.0,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (MB): 413 above.")] = 32.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width x height): 413 above.")] = 25_000_000,
+    styles_dir: Annotated[Path, typer.Option(help="Where the page finds each style's painting (<style>.jpg).")] = Path(
+        "styles"),
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime or tensorrt.")] = "auto",
+    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log).")] = "info",
+) -> None:
+    """Serve models over HTTP: KServe v2 / Triton protocol under /v2, /v1/stylize, a web page at /, /metrics."""
+    require_key_off_loopback(host, api_key)
+    uvicorn = import_optional("uvicorn", MISSING)
+    import_optional("fastapi", MISSING)
+    from stylecast.serve.app import Settings, create_app
+    from stylecast.serve.models import ModelSet
+
+    models = ModelSet(model, styles_dir, backend=backend, providers=provider, threads=threads)
+    settings = Settings(batch_window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue, timeout_s=timeout,
+                        max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels, api_key=api_key,
+                        cors_origins=tuple(cors_origin or ()))
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    names = ", ".join(f"{m.name} ({m.style})" for m in models.models.values())
+    print(f"stylecast serve: http://{shown}:{bound_port} serving {names}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(create_app(models, settings), log_level=log_level, server_header=False,
+                            timeout_graceful_shutdown=timeout + 5)
+    # uvicorn re-raises the signal it stopped on once it has shut down; with these handlers that is a no-op,
+    # so a graceful stop exits 0 instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,118 @@
+"""The models one server holds, looked up by their v2 (Triton) model name or their style, and the one
+function the batcher calls to run a batch of them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylecast.runtime.cli import run_image
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import FILE_KINDS, kind_of, triton_model_name
+from stylecast.runtime.images import encode_image, load_image, resize_long_side
+from stylecast.runtime.stylizer import Stylizer
+from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP
+from stylecast.serve.errors import HttpError
+
+# Names a request may use for a model or style. They are only ever dictionary keys, never paths; the pattern
+# (no dots, no slashes) also keeps a style read from a model's metadata from leaving --styles-dir.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+THUMBNAIL_SIDE = 160
+
+
+@dataclass
+class ServedModel:
+    name: str  # as `stylecast export --triton` names it
+    path: Path
+    stylizer: Stylizer
+    thumbnail: bytes | None  # JPEG of the style's painting, read once at start-up
+
+    @property
+    def style(self) -> str:
+        return self.stylizer.style
+
+    @property
+    def platform(self) -> str:
+        kind = kind_of(self.path.suffix)
+        return (kind or FILE_KINDS["onnx"]).triton[0]
+
+    def describe(self) -> dict:
+        return {"name": self.style, "model": self.name, "precision": self.stylizer.precision,
+                "backend": self.stylizer.backend.describe(),
+                "thumbnail": f"/v1/styles/{self.name}/thumbnail.jpg" if self.thumbnail else None}
+
+
+def thumbnail(styles_dir: Path, style: str) -> bytes | None:
+    """``styles_dir/<style>.jpg`` shrunk to a small JPEG, if the style has a painting there."""
+    painting = styles_dir / f"{style}.jpg"
+    if not NAME.fullmatch(style) or not painting.is_file():
+        return None
+    return encode_image(resize_long_side(load_image(painting).rgb, THUMBNAIL_SIDE), None, "JPEG", 85)
+
+
+class ModelSet:
+    """Every ``--model``, each its own Stylizer (a server serves models side by side; it does not chain them)."""
+
+    def __init__(self, paths: list[Path], styles_dir: Path, backend: str = "auto",
+                 providers: list[str] | None = None, threads: int | None = None) -> None:
+        if not paths:
+            raise StylecastError("no model given; pass --model PATH (repeat it to serve several)")
+        self.models: dict[str, ServedModel] = {}
+        for path in paths:
+            name = triton_model_name(Path(path))
+            if name in self.models:
+                raise StylecastError(f"{path}: two models would both be served as {name!r}; rename one file")
+            if not NAME.fullmatch(name):
+                raise StylecastError(f"{path}: {name!r} is not a usable model name (letters, digits, _ and -); "
+                                     "rename the file")
+            stylizer = Stylizer(Path(path), backend=backend, providers=providers, threads=threads)
+            self.models[name] = ServedModel(name, Path(path), stylizer, thumbnail(styles_dir, stylizer.style))
+
+    def by_name(self, name: str) -> ServedModel:
+        """A v2 model; 404 names the loaded ones."""
+        if name not in self.models:
+            raise HttpError(404, f"unknown model {name[:64]!r}; loaded: {', '.join(self.models)}")
+        return self.models[name]
+
+    def pick(self, style: str | None) -> ServedModel:
+        """A v2 model name, or a style (its first model); none: the first model."""
+        if style is None:
+            return next(iter(self.models.values()))
+        if not NAME.fullmatch(style):
+            raise HttpError(400, "invalid style name: letters, digits, _ and - only (see GET /v1/styles)")
+        if style in self.models:
+            return self.models[style]
+        found = next((m for m in self.models.values() if m.style == style), None)
+        if found is None:
+            known = sorted({m.style for m in self.models.values()} | set(self.models))
+            raise HttpError(404, f"unknown style {style!r}; available: {', '.join(known)}")
+        return found
+
+    def run(self, key: Hashable, items: list[Any]) -> list[Any]:
+        """The batcher's work for ``key = (kind, model name, size...)``:
+
+        - ``v2``: float NCHW tensors, concatenated and run through the model alone (what Triton computes);
+        - ``image``: (HxWx3 uint8, strength) pairs of one size, run as one batch as `stylecast stylize` runs them;
+        - ``tiled``: one large image, in tiles as `stylecast stylize` does above AUTO_TILE_LONG_SIDE.
+        """
+        kind, name = key[0], key[1]
+        stylizer = self.models[name].stylizer
+        if kind == "v2":
+            out = stylizer.forward(np.concatenate(items))
+            return np.split(out, np.cumsum([len(item) for item in items])[:-1])
+        if kind == "tiled":
+            return [run_image(lambda tile, s=strength: stylizer.stylize_batch([tile], [s])[0], rgb, None,
+                              DEFAULT_OVERLAP) for rgb, strength in items]
+        return stylizer.stylize_batch([rgb for rgb, _ in items], [strength for _, strength in items])
+
+
+def image_key(model: ServedModel, rgb: np.ndarray) -> tuple:
+    """Same-size images of one model batch together; a large one runs alone, in tiles."""
+    if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE:
+        return ("tiled", model.name, id(rgb))
+    return ("image", model.name, *rgb.shape)
