@@ -88,7 +88,7 @@ def test_openvino_agrees_with_onnxruntime_within_the_floor(tiny_exports, precisi
     assert got.min() >= 0.0 and got.max() <= 255.0
     assert psnr(want[0].transpose(1, 2, 0), got[0].transpose(1, 2, 0)) >= PRECISIONS[precision].psnr_floor_db
     assert ov.metadata == ort.metadata and ov.metadata["precision"] == precision
-    assert ov.describe().startswith("openvino CPU, f") and ov.name == "openvino"
+    assert ov.describe() == f"openvino CPU, {ov.hint}" and ov.hint in ("f32", "bf16") and ov.name == "openvino"
 
 
 def test_onnx_files_have_two_backends_and_ort_stays_default(tiny_exports):

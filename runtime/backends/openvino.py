@@ -23,7 +23,7 @@ from stylecast.runtime.timing import timed_ms
 
 # Compiled models kept per backend: a photo folder of mixed sizes recompiles less, and memory stays bounded.
 SHAPE_CACHE = 4
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # 2: no timing where the plugin has no bf16 kernels
 PROBE_SHAPE = (1, 32, 96, 96)  # three 3x3 32->32 convs: the shape of the transform net's outer layers
 PROBE_ROUNDS = 5
 
@@ -58,7 +58,13 @@ def _probe_ms(ov: ModuleType, core: object, hint: str, threads: int | None) -> l
 
 
 def probe_precision(ov: ModuleType, core: object, threads: int | None) -> dict:
-    """f32 vs bf16 inference-precision hint on a small conv stack; bf16 only where measured faster."""
+    """f32 vs bf16 inference-precision hint on a small conv stack; bf16 only where measured faster.
+
+    Where the CPU plugin lists no BF16 among its OPTIMIZATION_CAPABILITIES it runs the bf16 hint as f32, so
+    there is nothing to measure: timing two identical runs would let noise pick."""
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return {"hint": "f32", "reason": "OpenVINO runs no bf16 kernels on this CPU (its OPTIMIZATION_CAPABILITIES "
+                                         "list no BF16): the bf16 hint would run as f32"}
     try:
         fp32 = statistics.median(_probe_ms(ov, core, "f32", threads))
         bf16 = statistics.median(_probe_ms(ov, core, "bf16", threads))
