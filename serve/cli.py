@@ -18,7 +18,7 @@ import typer
 from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.serve.limits import API_KEY_ENV, require_key_off_loopback
 
-MISSING = "stylecast serve needs its extra: pip install 'stylecast[serve]'"
+MISSING = "stylecast serve needs its extra: pip install 'stylecast[serve,cpu]' (or [serve,gpu], [serve,openvino])"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -53,7 +53,7 @@ def serve(
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width x height): 413 above.")] = 25_000_000,
     styles_dir: Annotated[Path, typer.Option(help="Where the page finds each style's painting (<style>.jpg).")] = Path(
         "styles"),
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime or tensorrt.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime, openvino or tensorrt.")] = "auto",
     provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order.")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log).")] = "info",
