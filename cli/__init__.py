@@ -29,6 +29,10 @@ COMMANDS = {
     "info": "stylecast.runtime.cli:info",
     "bench": "stylecast.benchmarks.cli:bench",
     "evaluate": "stylecast.benchmarks.quality.cli:evaluate",
+    "quality": "stylecast.benchmarks.quality.cli:quality",
+    "quality-reference": "stylecast.benchmarks.quality.cli:quality_reference",
+    "quality-heldout": "stylecast.benchmarks.quality.cli:quality_heldout",
+    "recipe-ab": "stylecast.benchmarks.quality.cli:recipe_ab",
 }
 
 
