@@ -65,16 +65,18 @@ PHOTOS = Path("../shared/photos")
 
 
 def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None, reference: Path | None,
-               steps: int, loss_net_weights: Path | None, threads: int, crop: int):  # noqa: ANN202 - a Yardstick
+               steps: int, loss_net_weights: Path | None, threads: int, crop: int,
+               device: str = "cpu"):  # noqa: ANN202 - a Yardstick
     import torch
 
     from stylecast.benchmarks.quality.yardstick import for_style
+    from stylecast.train.trainer import pick_device
 
     if threads < 1:
         raise StylecastError(f"--threads {threads}: must be at least 1")
     torch.set_num_threads(threads)
     return for_style(style, styles_dir, photos, heldout or styles_dir / HELDOUT.name, reference, steps,
-                     loss_net_weights, crop)
+                     loss_net_weights, crop, str(pick_device(device)))
 
 
 def quality_reference(
@@ -85,6 +87,7 @@ def quality_reference(
     reference: Annotated[Path | None, typer.Option(help="Reference folder (default: benchmarks/results/quality/"
                                                         "<style>/gatys-reference).")] = None,
     steps: Annotated[int, typer.Option(help="L-BFGS iterations (300: the converged reference).")] = 300,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto (CUDA: minutes instead of CPU-hours).")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
     crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
@@ -95,7 +98,7 @@ def quality_reference(
 
     from stylecast.benchmarks.quality.yardstick import compute_reference
 
-    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop)
+    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, device)
     todo = ys.missing()
     typer.echo(f"{len(todo)} of {len(ys.photos) * len(ys.conventions)} references to compute in {ys.reference_dir}")
     with Progress(TextColumn("[bold]gatys {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
@@ -146,12 +149,15 @@ def quality(
 def quality_heldout(
     photos: Annotated[Path, typer.Argument(help="Folder of candidate photos.")] = PHOTOS,
     count: Annotated[int, typer.Option(help="How many to hold out.")] = 8,
+    skip_prefix: Annotated[str, typer.Option(help="Never pick these (opencv's cv_* samples have no licence to show "
+                                                  "them in committed contact sheets); empty: none.")] = "cv_",
 ) -> None:
     """Print a held-out list (the photos with the smallest sha256) in the format of styles/heldout.sha256."""
     need_torch()
     from stylecast.train.data import list_images, pick_heldout
 
-    for digest, path in pick_heldout(list_images(photos), count).items():
+    candidates = [p for p in list_images(photos) if not (skip_prefix and p.name.startswith(skip_prefix))]
+    for digest, path in pick_heldout(candidates, count).items():
         typer.echo(f"{digest}  {path.name}")
 
 

@@ -86,12 +86,14 @@ class Yardstick:
     reference_dir: Path
     steps: int = STEPS
     crop: int = CROP
+    device: str = "cpu"  # where the reference is optimised (CUDA: minutes instead of CPU-hours)
 
     def __post_init__(self) -> None:
         self.style_sha = sha256_file(self.style_image)
         self.checkpoints = sorted({c for c in CHECKPOINTS if c <= self.steps} | {self.steps})
-        self.losses = {c.name: PerceptualLoss(self.vgg, load_style_image(self.style_image, c.style_size), c.weights)
-                       for c in self.conventions}
+        self.vgg = self.vgg.to(self.device)
+        self.losses = {c.name: PerceptualLoss(self.vgg, load_style_image(self.style_image, c.style_size).to(self.device),
+                                              c.weights) for c in self.conventions}
         self.crops = {p: crop_photo(p, self.crop) for p in self.photos}
         self.photo_sha = {p: sha256_file(p) for p in self.photos}
 
@@ -107,8 +109,11 @@ class Yardstick:
     def terms(self, convention: Convention, photo: Path, rgb: np.ndarray) -> dict[str, float]:
         """The weighted loss terms of an 8-bit result, as a shipped model's output is scored."""
         with torch.no_grad():
-            values = self.losses[convention.name](to_tensor(rgb), to_tensor(self.crops[photo]))
+            values = self.losses[convention.name](self.tensor(rgb), self.tensor(self.crops[photo]))
         return {k: float(v) for k, v in values.items()}
+
+    def tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        return to_tensor(rgb).to(self.device)
 
     def missing(self) -> list[tuple[Convention, Path]]:
         return [(c, p) for c in self.conventions for p in self.photos if not self.reference_path(c, p).is_file()]
@@ -125,13 +130,17 @@ def compute_reference(ys: Yardstick, convention: Convention, photo: Path,
                       on_step: Callable[[int], None] = lambda _: None) -> dict:
     """L-BFGS from the photo on the convention's own loss; its 8-bit result scored at each checkpoint, written
     atomically (one file per photo: an interrupted computation resumes with the next missing photo)."""
-    loss, content = ys.losses[convention.name], to_tensor(ys.crops[photo])
+    loss, content = ys.losses[convention.name], ys.tensor(ys.crops[photo])
     image = content.clone().requires_grad_(True)
     optimizer = pixel_optimizer(image)
     marks = {"0": ys.terms(convention, photo, ys.crops[photo])}
+    # Relative to the photo's loss: the same minimum at the O(1) scale of Gatys' relative losses. At the raw scale
+    # (about 1e6 x pixels) L-BFGS's first curvature pairs fail and on some photos it never moves.
+    scale = marks["0"]["total"]
     curve, cpu_start, tic = [], time.process_time(), time.perf_counter()
     for step in range(1, ys.steps + 1):
-        curve.append(pixel_step(optimizer, image, lambda pixels: loss(pixels, content))["total"])
+        relative = pixel_step(optimizer, image, lambda pixels: {"total": loss(pixels, content)["total"] / scale})
+        curve.append(relative["total"] * scale)
         if step in ys.checkpoints:
             marks[str(step)] = ys.terms(convention, photo, to_rgb(image))
         on_step(step)
@@ -142,7 +151,7 @@ def compute_reference(ys: Yardstick, convention: Convention, photo: Path,
         "style_sha256": ys.style_sha, "loss_net": getattr(ys.vgg, "net_id", ""), "crop": ys.crop, "steps": ys.steps,
         "checkpoints": marks, "curve": [round(v, 2) for v in curve], "border_ratio": border_ratio(result, BAND),
         "cpu_seconds": round(time.process_time() - cpu_start, 1), "seconds": round(time.perf_counter() - tic, 1),
-        "threads": torch.get_num_threads(), "versions": json.loads(tool_versions("torch")),
+        "device": ys.device, "threads": torch.get_num_threads(), "versions": json.loads(tool_versions("torch")),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = ys.reference_path(convention, photo)
@@ -285,7 +294,8 @@ def write_report(ys: Yardstick, scored: dict, report: dict, out: Path, style_rgb
 
 
 def for_style(style: str, styles_dir: Path, photos: Path, heldout: Path, reference_dir: Path | None = None,
-              steps: int = STEPS, loss_net_weights: Path | None = None, crop: int = CROP) -> Yardstick:
+              steps: int = STEPS, loss_net_weights: Path | None = None, crop: int = CROP,
+              device: str = "cpu") -> Yardstick:
     """The yardstick of ``style``: its preset's loss and painting, the held-out photos, VGG16 from the cache."""
     settings = resolve(style, styles_dir, {})
     chosen = conventions(settings)
@@ -297,4 +307,5 @@ def for_style(style: str, styles_dir: Path, photos: Path, heldout: Path, referen
     if steps < 1 or crop < 2 * BAND + 2:
         raise StylecastError(f"--steps {steps} --crop {crop}: at least 1 iteration on crops over {2 * BAND + 2} px")
     return Yardstick(style_image, heldout_photos(photos, heldout), chosen, vgg,
-                     reference_dir or Path("benchmarks/results/quality") / style / "gatys-reference", steps, crop)
+                     reference_dir or Path("benchmarks/results/quality") / style / "gatys-reference", steps, crop,
+                     device)

@@ -88,7 +88,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def to_rgb(image: torch.Tensor) -> np.ndarray:
-    return image.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return image.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _initial(config: GatysConfig, content: torch.Tensor, style: np.ndarray) -> torch.Tensor:
