@@ -18,6 +18,11 @@
 #   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
 #   make check-trt          the exports of $(STYLE) against TensorRT's documented ONNX-parser constraints (CPU)
 #   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
+#   make quality STYLE=wave the yardstick: models/$(STYLE).safetensors vs the style's Gatys reference (computed
+#                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.png
+#   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
+#                           -> benchmarks/results/recipe-ab/$(STYLE).{md,json} (resumable)
+#   make step-speed         training-step speed of fp32 / channels_last / torch.compile / bf16 on this machine
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -36,7 +41,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check
+.PHONY: quality quality-reference recipe-ab step-speed setup weights train train-resume export demo test test-fast lint clean precision-latency compress bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -164,6 +169,22 @@ check-trt: setup
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	@$(GPU_PY) -m stylecast.benchmarks.gpu_check $(ARGS)
+
+# Issue 14. The reference is computed where missing (300 L-BFGS iterations x 8 photos x 2 losses: hours on a
+# CPU; REFERENCE_ARGS="--device cuda" on a GPU); a finished one is reused, so scoring takes seconds.
+QUALITY_MODEL ?= models/$(STYLE).safetensors
+REFERENCE_ARGS ?=
+quality-reference: weights
+	$(SC) quality-reference --style $(STYLE) --photos $(DATA) $(REFERENCE_ARGS)
+
+quality: quality-reference
+	$(SC) quality $(QUALITY_MODEL) --style $(STYLE) --photos $(DATA) $(ARGS)
+
+recipe-ab: weights
+	$(SC) recipe-ab --variants benchmarks/recipes/$(STYLE).toml --data $(DATA) --photos $(DATA) $(ARGS)
+
+step-speed: weights
+	$(PY) -m stylecast.benchmarks.quality.step_speed --style $(STYLE) --data $(DATA) $(ARGS)
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -198,3 +198,21 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     assert "border ratio" in result.stdout and (tmp_path / "q" / "report.md").is_file()
     bad = run_cli("recipe-ab", "--variants", str(variants), "--variant", "oops:crop_size=3", *common[2:])
     assert bad.returncode != 0 and "unknown setting" in bad.stderr
+
+
+def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_vgg):
+    """Noise, schedule, padding and margin are pure functions of (seed, step): 2 + 2 steps equal 4 straight."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import train_args
+
+    extra = ["--stability-weight", "1e3", "--lr-schedule", "cosine", "--lr-horizon", "4", "--input-pad", "4",
+             "--edge-margin", "2"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
+    assert done.returncode == 0, done.stderr
+    assert run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 2), *extra).returncode == 0
+    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 4), *extra, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
