@@ -216,3 +216,12 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_scale_option_parses_min_max():
+    from stylecast.train.cli import parse_scale
+
+    assert parse_scale("256,512") == [256, 512]
+    for bad in ("512,256", "256", "a,b"):
+        with pytest.raises(StylecastError, match="--scale"):
+            parse_scale(bad)

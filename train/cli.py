@@ -15,6 +15,14 @@ weights_app = typer.Typer(help="Fetch and convert ImageNet VGG weights for the p
                           no_args_is_help=True)
 
 
+def parse_scale(text: str) -> list[int]:
+    """``256,512`` -> [256, 512]: the short-side range of the random rescale."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
+        raise StylecastError(f"--scale {text}: expected MIN,MAX pixels, e.g. 256,512")
+    return [int(p) for p in parts]
+
+
 def train(
     style: Annotated[str, typer.Option(help="Style name; defaults come from styles/<style>.toml (any option below).")],
     data: Annotated[Path, typer.Option(help="Folder of training photos (e.g. MS-COCO train2014).")],
@@ -25,6 +33,8 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps.")] = None,
     batch: Annotated[int | None, typer.Option(help="Images per step (per process under torchrun).")] = None,
     crop: Annotated[int | None, typer.Option(help="Square training crop size.")] = None,
+    scale: Annotated[str | None, typer.Option(help="MIN,MAX: photos are rescaled to a random short side in this range "
+                                                   "before cropping.")] = None,
     style_size: Annotated[int | None, typer.Option(help="Long side of the style image for its Gram targets.")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (1e-3).")] = None,
     lr_schedule: Annotated[str | None, typer.Option(help="constant, or cosine (to 1% at --lr-horizon).")] = None,
@@ -67,6 +77,8 @@ def train(
 
     given = {k: v for k, v in locals().items() if k not in ("style", "data", "style_image", "out", "run_dir",
                                                             "styles_dir", "loss_net_weights", "resume", "Trainer")}
+    if scale is not None:
+        given["scale"] = parse_scale(scale)
     if exclude is not None:
         given["exclude"] = str(exclude.resolve())  # as given, not relative to the styles folder
     settings = resolve(style, styles_dir, given)
