@@ -201,13 +201,14 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
 
 
 def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_vgg):
-    """Noise, schedule, padding and margin are pure functions of (seed, step): 2 + 2 steps equal 4 straight."""
+    """Noise, schedule, padding and margin are pure functions of (seed, step), and channels_last state saves and
+    loads: 2 + 2 steps equal 4 straight."""
     from safetensors.torch import load_file
 
     from tests.conftest import train_args
 
     extra = ["--stability-weight", "1e3", "--lr-schedule", "cosine", "--lr-horizon", "4", "--input-pad", "4",
-             "--edge-margin", "2"]
+             "--edge-margin", "2", "--channels-last"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
     assert done.returncode == 0, done.stderr
