@@ -193,6 +193,9 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     assert "stability" in log.splitlines()[0]
     again = run_cli(*ab)
     assert again.returncode == 0 and again.stdout.count("scored already") == 2
+    variants.write_text(variants.read_text().replace("1e3", "2e3"))
+    changed = run_cli(*ab)
+    assert changed.returncode != 0 and "variant stable changed" in changed.stderr
     result = run_cli("quality", str(model), "--out", str(tmp_path / "q"), "--steps", "2", *common)
     assert result.returncode == 0, result.stderr
     assert "border ratio" in result.stdout and (tmp_path / "q" / "report.md").is_file()

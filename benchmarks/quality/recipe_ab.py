@@ -91,8 +91,13 @@ def run_variant(plan: Plan, name: str, ys: Yardstick, data: Path, styles_dir: Pa
 
     folder = root / name
     model, scored_at = folder / "model.safetensors", folder / "quality" / "report.json"
+    recipe = {"variant": name, "settings": plan.variants[name], "base": plan.base, "budget_cpu_s": plan.budget_cpu_s}
     if model.is_file() and scored_at.is_file():
-        return json.loads(scored_at.read_text())
+        done = json.loads(scored_at.read_text())
+        if {k: done.get(k) for k in recipe} != recipe:
+            raise StylecastError(f"variant {name} changed since {folder} was trained; rename the variant or delete "
+                                 "that folder")
+        return done
     overrides = {**plan.base, **plan.variants[name], "cpu_budget_s": plan.budget_cpu_s}
     if not model.is_file():
         settings = resolve(plan.style, styles_dir, overrides)
@@ -101,8 +106,7 @@ def run_variant(plan: Plan, name: str, ys: Yardstick, data: Path, styles_dir: Pa
         Trainer(config).run(resume=(folder / "run" / "state.safetensors").is_file())
     stylize, meta = model_stylizer(model)
     scored = score(ys, stylize)
-    report = report_dict(ys, scored, model, meta, {"variant": name, "settings": plan.variants[name],
-                                                   "base": plan.base, "budget_cpu_s": plan.budget_cpu_s})
+    report = report_dict(ys, scored, model, meta, recipe)
     atomic_write(scored_at, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
     return report
 
