@@ -229,3 +229,13 @@ def test_scale_option_parses_min_max():
     for bad in ("512,256", "256", "a,b"):
         with pytest.raises(StylecastError, match="--scale"):
             parse_scale(bad)
+
+
+def test_yardstick_losses_can_be_chosen(tmp_path, photos, style_image, tiny_vgg):
+    from stylecast.benchmarks.quality.yardstick import for_style
+
+    styles, heldout = _tiny_style(tmp_path, photos, style_image)
+    ys = for_style("tiny", styles, photos, heldout, tmp_path / "ref", 3, tiny_vgg, 32, losses=("project",))
+    assert [c.name for c in ys.conventions] == ["project"] and len(ys.missing()) == 2
+    with pytest.raises(StylecastError, match="--losses"):
+        for_style("tiny", styles, photos, heldout, tmp_path / "ref", 3, tiny_vgg, 32, losses=("gatys",))

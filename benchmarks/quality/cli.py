@@ -65,7 +65,7 @@ PHOTOS = Path("../shared/photos")
 
 
 def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None, reference: Path | None,
-               steps: int, loss_net_weights: Path | None, threads: int, crop: int,
+               steps: int, loss_net_weights: Path | None, threads: int, crop: int, losses: str,
                device: str = "cpu"):  # noqa: ANN202 - a Yardstick
     import torch
 
@@ -76,7 +76,8 @@ def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None,
         raise StylecastError(f"--threads {threads}: must be at least 1")
     torch.set_num_threads(threads)
     return for_style(style, styles_dir, photos, heldout or styles_dir / HELDOUT.name, reference, steps,
-                     loss_net_weights, crop, str(pick_device(device)))
+                     loss_net_weights, crop, str(pick_device(device)),
+                     tuple(name.strip() for name in losses.split(",") if name.strip()))
 
 
 def quality_reference(
@@ -90,6 +91,8 @@ def quality_reference(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto (CUDA: minutes instead of CPU-hours).")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
     crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
+    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                             "alone halves the reference's CPU cost.")] = "project,examples",
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
 ) -> None:
     """Compute the Gatys reference of a style once (resumable per photo): what `stylecast quality` scores against."""
@@ -98,7 +101,7 @@ def quality_reference(
 
     from stylecast.benchmarks.quality.yardstick import compute_reference
 
-    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, device)
+    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses, device)
     todo = ys.missing()
     typer.echo(f"{len(todo)} of {len(ys.photos) * len(ys.conventions)} references to compute in {ys.reference_dir}")
     with Progress(TextColumn("[bold]gatys {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
@@ -124,6 +127,8 @@ def quality(
                                                        "(the runtime-pad remedy, without retraining).")] = None,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
     crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
+    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                             "alone halves the reference's CPU cost.")] = "project,examples",
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
 ) -> None:
     """Score a model against the style's Gatys reference: loss ratios, 'matches Gatys after N', border measure."""
@@ -131,7 +136,7 @@ def quality(
     from stylecast.benchmarks.quality.yardstick import model_stylizer, report_dict, score, write_report
     from stylecast.runtime.images import load_image
 
-    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop)
+    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
     stylize, meta = model_stylizer(model, input_pad)
     scored = score(ys, stylize)
     report = report_dict(ys, scored, model, meta, {"style": style, "input_pad_override": input_pad})
@@ -178,6 +183,8 @@ def recipe_ab(
     reference: Annotated[Path | None, typer.Option(help="Gatys reference folder (computed first where missing).")] = None,
     threads: Annotated[int, typer.Option(help="torch threads, equal for every variant.")] = 2,
     crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
+    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                             "alone halves the reference's CPU cost.")] = "project,examples",
     reference_steps: Annotated[int, typer.Option(help="Iterations of the Gatys reference.")] = 300,
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
 ) -> None:
@@ -193,11 +200,14 @@ def recipe_ab(
         plan.budget_cpu_s = budget_cpu_min * 60
     plan.variants.update(ab.parse_variant(spec) for spec in variant or [])
     ab.check(plan)
+    if "project" not in losses.split(","):
+        raise StylecastError(f"--losses {losses}: the A/B ranks by the project loss; include it")
     chosen = only or list(plan.variants)
     unknown = sorted(set(chosen) - set(plan.variants))
     if unknown:
         raise StylecastError(f"--only {unknown}: not among the variants {sorted(plan.variants)}")
-    ys = _yardstick(plan.style, styles_dir, photos, None, reference, reference_steps, loss_net_weights, threads, crop)
+    ys = _yardstick(plan.style, styles_dir, photos, None, reference, reference_steps, loss_net_weights, threads, crop,
+                    losses)
     ab.ensure_reference(ys)
     reports = {}
     for name in plan.variants:

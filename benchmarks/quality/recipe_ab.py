@@ -118,7 +118,7 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
         s = report["summary"]
         rows.append({"variant": name, "settings": plan.variants[name], "steps": int(report["trained_steps"] or 0),
                      "train_cpu_min": round(float(report["train_cpu_seconds"] or 0) / 60, 1),
-                     "project_ratio": s["project"]["ratio"], "examples_ratio": s["examples"]["ratio"],
+                     "project_ratio": s["project"]["ratio"], "examples_ratio": s.get("examples", {}).get("ratio"),
                      "matches_after": s["project"]["matches_after_median"], "border_ratio": s["border_ratio"]})
     rows.sort(key=lambda r: r["project_ratio"]["median"])
     machine = fingerprint()
@@ -136,8 +136,9 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
     for r in rows:
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "preset"
         p, e, b = r["project_ratio"], r["examples_ratio"], r["border_ratio"]
+        examples = f"{e['median']:.2f} ({e['min']:.2f}–{e['max']:.2f})" if e else "not computed"
         lines.append(f"| {r['variant']} | {settings} | {r['steps']} | {p['median']:.2f} ({p['min']:.2f}–{p['max']:.2f}) "
-                     f"| {e['median']:.2f} ({e['min']:.2f}–{e['max']:.2f}) | {r['matches_after']} | {b['median']:.2f} |")
+                     f"| {examples} | {r['matches_after']} | {b['median']:.2f} |")
     missing = sorted(set(plan.variants) - set(reports))
     if missing:
         lines += ["", f"Not yet run: {', '.join(missing)}."]

@@ -295,10 +295,13 @@ def write_report(ys: Yardstick, scored: dict, report: dict, out: Path, style_rgb
 
 def for_style(style: str, styles_dir: Path, photos: Path, heldout: Path, reference_dir: Path | None = None,
               steps: int = STEPS, loss_net_weights: Path | None = None, crop: int = CROP,
-              device: str = "cpu") -> Yardstick:
+              device: str = "cpu", losses: tuple[str, ...] = ("project", "examples")) -> Yardstick:
     """The yardstick of ``style``: its preset's loss and painting, the held-out photos, VGG16 from the cache."""
     settings = resolve(style, styles_dir, {})
-    chosen = conventions(settings)
+    known = conventions(settings)
+    chosen = [c for c in known if c.name in losses]
+    if not chosen or len(chosen) != len(set(losses)):
+        raise StylecastError(f"--losses {','.join(losses)}: choose from {', '.join(c.name for c in known)}")
     layers = [layer for c in chosen for layer in (c.weights.content_layer, *c.weights.style_layers)]
     vgg = load_loss_net("vgg16", layers, "cpu", loss_net_weights)
     style_image = styles_dir / settings["image"]
