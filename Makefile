@@ -23,6 +23,11 @@
 #   make gpu-wheels         the small wheels a GPU box without network needs for gpu-check -> wheels/
 #   make serve              stylecast serve on 127.0.0.1:8000: the page, /v1/stylize, /v2 (Triton protocol), /metrics
 #   make serve-load         load test of the server (fp32/int8, batching on/off, 1-64 clients) -> benchmarks/results/
+#   make quality STYLE=wave the yardstick: models/$(STYLE).safetensors vs the style's Gatys reference (computed
+#                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.png
+#   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
+#                           -> benchmarks/results/recipe-ab/$(STYLE).{md,json} (resumable)
+#   make step-speed         training-step speed of fp32 / channels_last / torch.compile / bf16 on this machine
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -41,7 +46,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -182,6 +187,22 @@ gpu-wheels: setup
 
 gpu-check:
 	@$(GPU_PY) -m stylecast.benchmarks.gpu_check $(ARGS)
+
+# Issue 14. The reference is computed where missing (300 L-BFGS iterations x 8 photos x 2 losses: hours on a
+# CPU; REFERENCE_ARGS="--device cuda" on a GPU); a finished one is reused, so scoring takes seconds.
+QUALITY_MODEL ?= models/$(STYLE).safetensors
+REFERENCE_ARGS ?=
+quality-reference: weights
+	$(SC) quality-reference --style $(STYLE) --photos $(DATA) $(REFERENCE_ARGS)
+
+quality: quality-reference
+	$(SC) quality $(QUALITY_MODEL) --style $(STYLE) --photos $(DATA) $(ARGS)
+
+recipe-ab: weights
+	$(SC) recipe-ab --variants benchmarks/recipes/$(STYLE).toml --data $(DATA) --photos $(DATA) $(ARGS)
+
+step-speed: weights
+	$(PY) -m stylecast.benchmarks.quality.step_speed --style $(STYLE) --data $(DATA) $(ARGS)
 
 clean:
 	rm -rf artifacts .pytest_cache

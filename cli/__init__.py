@@ -30,6 +30,10 @@ COMMANDS = {
     "serve": "stylecast.serve.cli:serve",
     "bench": "stylecast.benchmarks.cli:bench",
     "evaluate": "stylecast.benchmarks.quality.cli:evaluate",
+    "quality": "stylecast.benchmarks.quality.cli:quality",
+    "quality-reference": "stylecast.benchmarks.quality.cli:quality_reference",
+    "quality-heldout": "stylecast.benchmarks.quality.cli:quality_heldout",
+    "recipe-ab": "stylecast.benchmarks.quality.cli:recipe_ab",
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stylecast.runtime.errors import StylecastError
+
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB; ``inf`` for identical images."""
@@ -37,3 +39,17 @@ def ssim(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
 
 def max_abs_error(reference: np.ndarray, test: np.ndarray) -> float:
     return float(np.max(np.abs(reference.astype(np.float64) - test.astype(np.float64))))
+
+
+def border_ratio(rgb: np.ndarray, band: int = 8) -> float:
+    """Mean gradient magnitude in the outer ``band`` pixels divided by that of the interior: about 0.9 for photos,
+    well above 1 for a net that paints motifs along the image edges (issue 14's border artefact)."""
+    x = rgb.astype(np.float64).mean(axis=2)
+    h, w = x.shape
+    if min(h, w) <= 2 * band + 1:
+        raise StylecastError(f"border measure: a {w}x{h} image has no interior inside a {band} px band")
+    dy, dx = np.diff(x, axis=0)[:, :-1], np.diff(x, axis=1)[:-1, :]
+    magnitude = np.hypot(dx, dy)  # on the (h-1) x (w-1) grid of forward differences
+    inner = np.zeros(magnitude.shape, dtype=bool)
+    inner[band:h - 1 - band, band:w - 1 - band] = True
+    return float(magnitude[~inner].mean() / max(magnitude[inner].mean(), 1e-12))

@@ -56,7 +56,7 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     tensors = {}
     for index, slots in state["state"].items():
         for name, value in slots.items():
-            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).clone()
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).clone().contiguous()  # channels_last moments
     return tensors, json.dumps(state["param_groups"])
 
 

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stylecast.runtime.errors import StylecastError
-
-if sys.version_info >= (3, 11):
-    import tomllib  # novermin (only reached on 3.11+)
-else:  # Python 3.10 (JetPack 6's): the same parser, from PyPI
-    import tomli as tomllib  # novermin
 from stylecast.runtime.options import need_torch
+from stylecast.train.presets import resolve, train_config
 
 weights_app = typer.Typer(help="Fetch and convert ImageNet VGG weights for the perceptual loss.",
                           no_args_is_help=True)
 
 
-def style_preset(style: str, styles_dir: Path) -> dict:
-    """``styles/<style>.toml`` if present: the per-style defaults (loss weights, sizes, image)."""
-    preset = styles_dir / f"{style}.toml"
-    if not preset.is_file():
-        return {}
-    try:
-        return tomllib.loads(preset.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise StylecastError(f"{preset}: invalid TOML ({exc}); fix the file or delete it") from exc
-
-
-def _given(value: int | None, preset: dict, key: str, default: int) -> int:
-    """The flag if given (even 0, which the config then refuses), else the style preset, else the default."""
-    return value if value is not None else preset.get(key, default)
+def parse_scale(text: str) -> list[int]:
+    """``256,512`` -> [256, 512]: the short-side range of the random rescale."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
+        raise StylecastError(f"--scale {text}: expected MIN,MAX pixels, e.g. 256,512")
+    return [int(p) for p in parts]
 
 
 def train(
-    style: Annotated[str, typer.Option(help="Style name; defaults come from styles/<style>.toml.")],
+    style: Annotated[str, typer.Option(help="Style name; defaults come from styles/<style>.toml (any option below).")],
     data: Annotated[Path, typer.Option(help="Folder of training photos (e.g. MS-COCO train2014).")],
     style_image: Annotated[Path | None, typer.Option(help="Style painting (default: styles/<style>.jpg).")] = None,
     out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: models/<style>.safetensors).")] = None,
@@ -46,52 +33,57 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps.")] = None,
     batch: Annotated[int | None, typer.Option(help="Images per step (per process under torchrun).")] = None,
     crop: Annotated[int | None, typer.Option(help="Square training crop size.")] = None,
+    scale: Annotated[str | None, typer.Option(help="MIN,MAX: photos are rescaled to a random short side in this range "
+                                                   "before cropping.")] = None,
     style_size: Annotated[int | None, typer.Option(help="Long side of the style image for its Gram targets.")] = None,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Seed for weights, batches and crops.")] = 0,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (1e-3).")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="constant, or cosine (to 1% at --lr-horizon).")] = None,
+    lr_horizon: Annotated[int | None, typer.Option(help="Steps of the cosine schedule (0: --steps); the planned "
+                                                        "total when a run is trained in pieces.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for weights, batches and crops.")] = None,
     content_weight: Annotated[float | None, typer.Option()] = None,
     style_weight: Annotated[float | None, typer.Option()] = None,
     tv_weight: Annotated[float | None, typer.Option()] = None,
-    content_layer: Annotated[str, typer.Option(help="relu2_2 (Johnson) or relu3_3.")] = "relu2_2",
-    width: Annotated[int, typer.Option(help="Channels of the first conv (32 = Johnson).")] = 32,
-    res_blocks: Annotated[int, typer.Option(help="Residual blocks (5 = Johnson).")] = 5,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 autocast only where a probe measures it faster than "
-                                                  "fp32 on this machine), fp32, bf16 or fp16.")] = "auto",
-    checkpoint_every: Annotated[int, typer.Option(help="Save resumable state every N steps.")] = 200,
-    log_every: Annotated[int, typer.Option(help="Log losses every N steps.")] = 10,
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
-    loss_net: Annotated[str, typer.Option(help="Loss network: vgg16 (Johnson) or vgg19.")] = "vgg16",
+    content_layer: Annotated[str | None, typer.Option(help="relu2_2 (Johnson) or relu3_3.")] = None,
+    edge_margin: Annotated[int | None, typer.Option(help="Pixels at each edge left out of the content and style "
+                                                         "losses (against border motifs).")] = None,
+    stability_weight: Annotated[float | None, typer.Option(help="Noise-stability term (Gupta et al. 2017; 0: off): "
+                                                                "output(photo + noise) should match output(photo).")] = None,
+    stability_sigma: Annotated[float | None, typer.Option(help="Its noise, grey levels (std).")] = None,
+    width: Annotated[int | None, typer.Option(help="Channels of the first conv (32 = Johnson).")] = None,
+    res_blocks: Annotated[int | None, typer.Option(help="Residual blocks (5 = Johnson).")] = None,
+    input_pad: Annotated[int | None, typer.Option(help="Reflect-pad the input by N px inside the net and crop the "
+                                                       "output (in every export; against border motifs).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16/fp16 autocast only where a probe measures it "
+                                                       "faster than fp32 on this machine), fp32, bf16 or fp16.")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last",
+                                                       help="NHWC memory format.")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile net and loss.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Save resumable state every N steps.")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Log losses every N steps.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loading worker processes.")] = None,
+    cpu_budget_s: Annotated[float | None, typer.Option(help="Stop and write the model once the run has used this "
+                                                            "much process CPU time (over all sittings); 0: off.")] = None,
+    exclude: Annotated[Path | None, typer.Option(help="sha256 list of photos never to train on (default: "
+                                                      "<styles-dir>/heldout.sha256 where it exists).")] = None,
+    loss_net: Annotated[str | None, typer.Option(help="Loss network: vgg16 (Johnson) or vgg19.")] = None,
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG safetensors (default: the cache).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly where it stopped.")] = False,
 ) -> None:
     """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos."""
     need_torch()
-    from stylecast.train.losses import LossWeights
-    from stylecast.train.model import ArchConfig
-    from stylecast.train.trainer import TrainConfig, Trainer
+    from stylecast.train.trainer import Trainer
 
-    preset = style_preset(style, styles_dir)
-    style_image = style_image or styles_dir / preset.get("image", f"{style}.jpg")
-    if not style_image.is_file():
-        raise StylecastError(f"{style_image}: style image not found; pass --style-image PATH")
-    loss = LossWeights(
-        content=content_weight or preset.get("content_weight", 1e5),
-        style=style_weight or preset.get("style_weight", 1e10),
-        tv=tv_weight if tv_weight is not None else preset.get("tv_weight", 1e3),
-        content_layer=content_layer,
-    )
-    config = TrainConfig(
-        style=style, style_image=style_image, data=data,
-        out=out or Path("models") / f"{style}.safetensors",
-        run_dir=run_dir or Path("runs") / style,
-        steps=_given(steps, preset, "steps", 4000), batch=_given(batch, preset, "batch", 4),
-        crop=_given(crop, preset, "crop", 256), scale=tuple(preset.get("scale", (256, 384))),
-        style_size=_given(style_size, preset, "style_size", 512), lr=lr, seed=seed,
-        checkpoint_every=checkpoint_every, log_every=log_every, device=device, precision=precision,
-        workers=workers, arch=ArchConfig(width=width, res_blocks=res_blocks), loss=loss,
-        loss_net=loss_net, loss_net_weights=loss_net_weights,
-    )
+    given = {k: v for k, v in locals().items() if k not in ("style", "data", "style_image", "out", "run_dir",
+                                                            "styles_dir", "loss_net_weights", "resume", "Trainer")}
+    if scale is not None:
+        given["scale"] = parse_scale(scale)
+    if exclude is not None:
+        given["exclude"] = str(exclude.resolve())  # as given, not relative to the styles folder
+    settings = resolve(style, styles_dir, given)
+    config = train_config(style, data, styles_dir, settings, style_image=style_image, out=out, run_dir=run_dir,
+                          loss_net_weights=loss_net_weights)
     written = Trainer(config).run(resume=resume)
     typer.echo(f"wrote {written} (log and loss curve in {config.run_dir})")
 

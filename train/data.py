@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
 
@@ -24,6 +25,46 @@ def list_images(folder: Path) -> list[Path]:
     if not files:
         raise StylecastError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def read_hash_list(path: Path) -> dict[str, str]:
+    """A ``sha256  name`` list (``#`` comments allowed) as {sha256: name}: photos identified by content."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise StylecastError(f"{path}: cannot read the photo hash list ({exc.strerror})") from exc
+    found = {}
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        digest, _, name = text.partition(" ")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise StylecastError(f"{path}:{number}: expected 'SHA256  NAME', got {line.strip()!r}")
+        found[digest] = name.strip()
+    return found
+
+
+def pick_heldout(files: list[Path], count: int) -> dict[str, Path]:
+    """The ``count`` photos with the smallest sha256: a choice by content, stable under renames and additions
+    elsewhere in the order, and unrelated to the photos' names or subjects."""
+    hashed = sorted((sha256_file(path), path) for path in files)
+    return dict(hashed[:count])
+
+
+def without(files: list[Path], excluded: set[str]) -> list[Path]:
+    """``files`` minus those whose content hash is in ``excluded`` (the held-out evaluation photos)."""
+    kept = [path for path in files if sha256_file(path) not in excluded]
+    if not kept:
+        raise StylecastError("every training photo is in the held-out list; add photos or pass another --exclude")
+    return kept
+
+
+def step_noise(shape: tuple[int, ...], sigma: float, seed: int, step: int) -> torch.Tensor:
+    """Gaussian noise (grey levels) for training step ``step``: a pure function of (seed, step), like the batches,
+    so a resumed run draws the same noise on any device."""
+    generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
+    return torch.randn(shape, generator=generator) * sigma
 
 
 def random_crop(rgb: np.ndarray, crop: int, rng: np.random.Generator,

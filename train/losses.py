@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylecast.runtime.errors import StylecastError
 from stylecast.train.vgg import VGGFeatures
 
 
@@ -24,6 +25,21 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean() + ((x[..., :, 1:] - x[..., :, :-1]) ** 2).mean()
 
 
+def crop_edges(image: torch.Tensor, margin: int) -> torch.Tensor:
+    """``image`` without ``margin`` pixels on each side (itself when 0)."""
+    if margin <= 0:
+        return image
+    if min(image.shape[-2:]) <= 2 * margin:
+        raise StylecastError(f"edge margin {margin} px leaves nothing of a {tuple(image.shape[-2:])} crop")
+    return image[..., margin:-margin, margin:-margin]
+
+
+def noise_stability(clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """Gupta et al. (2017): the outputs for a photo and for the photo plus small noise should agree, so that
+    sensor noise between video frames is not amplified into flicker. Mean squared difference on [0, 1]."""
+    return F.mse_loss(noisy.float() / 255.0, clean.float() / 255.0)
+
+
 @dataclass
 class LossWeights:
     content: float = 1e5
@@ -33,9 +49,16 @@ class LossWeights:
     style_layers: list[str] = field(default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
     # Per-layer multipliers of the style term (same order as style_layers).
     style_layer_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    # Pixels dropped at each edge before the content and style terms: VGG's zero padding makes its edge
+    # features special, and a net trained against them learns to paint motifs along the border (issue 14).
+    edge_margin: int = 0
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Fields added later appear only when set, so older runs' resume keys stay byte-identical."""
+        data = asdict(self)
+        if not data["edge_margin"]:
+            del data["edge_margin"]
+        return data
 
 
 class PerceptualLoss(nn.Module):
@@ -51,9 +74,10 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         w = self.weights
-        out_features = self.vgg(output)
+        inner = crop_edges(output, w.edge_margin)
+        out_features = self.vgg(inner)
         with torch.no_grad():
-            content_target = self.vgg(content)[w.content_layer]
+            content_target = self.vgg(crop_edges(content, w.edge_margin))[w.content_layer]
         content_loss = F.mse_loss(out_features[w.content_layer].float(), content_target.float())
         style_loss = output.new_zeros((), dtype=torch.float32)
         for layer, mult in zip(w.style_layers, w.style_layer_weights, strict=True):

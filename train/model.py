@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 HEADS = ("conv", "shuffle")
@@ -32,6 +33,10 @@ class ArchConfig:
     head: str = "conv"
     # Explicit channels of a pruned net, overriding width: see layer_channels() for the order.
     channels: tuple[int, ...] = ()
+    # Reflect-pad the input by this many pixels and crop the output back (Johnson et al. padded 40 px): the
+    # net never sees an image edge where it paints, which removes the motifs along the border (issue 14).
+    # Inside the net, so every export and runtime applies it; costs compute on the padded area.
+    input_pad: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -39,6 +44,8 @@ class ArchConfig:
             raise ValueError(f"head {self.head!r}: choose one of {', '.join(HEADS)}")
         if self.channels and len(self.channels) != 5 + self.res_blocks:
             raise ValueError(f"channels needs 5 + res_blocks = {5 + self.res_blocks} entries, got {len(self.channels)}")
+        if self.input_pad < 0:
+            raise ValueError(f"input_pad {self.input_pad}: must be 0 or more pixels")
         if self.channels:  # width then just names the first layer, so equal nets compare equal
             object.__setattr__(self, "width", self.channels[0])
 
@@ -52,7 +59,7 @@ class ArchConfig:
     def to_json(self) -> str:
         """New fields are written only when set, so older checkpoints' arch strings stay byte-identical."""
         data = asdict(self)
-        for name in ("depthwise", "channels"):
+        for name in ("depthwise", "channels", "input_pad"):
             if not data[name]:
                 del data[name]
         if data["head"] == "conv":
@@ -172,9 +179,12 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2], x.shape[-1]
+        pad = self.config.input_pad
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad), mode="reflect")  # reflect needs pad < H and W
         y = self.decoder(self.residuals(self.encoder(x / 255.0)))
-        # Strided convs round odd sizes; crop back so output matches input exactly.
-        y = y[..., :height, :width]
+        # Strided convs round odd sizes; crop back (and the padding off) so output matches input exactly.
+        y = y[..., pad:pad + height, pad:pad + width]
         return torch.clamp(y, 0.0, 255.0) if not self.training else y
 
 

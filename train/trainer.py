@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -18,9 +19,10 @@ from torch.utils.data import DataLoader
 
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
-from stylecast.train.checkpoint import load_state, save_model, save_state
-from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image
-from stylecast.train.losses import LossWeights, PerceptualLoss
+from stylecast.train.checkpoint import load_state, read_metadata, save_model, save_state
+from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image, read_hash_list, step_noise
+from stylecast.train.data import without as without_photos
+from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
 from stylecast.train.model import ArchConfig, TransformerNet
 from stylecast.train.plots import plot_losses
 from stylecast.train.precision import autocast_for, resolve_precision
@@ -50,18 +52,51 @@ class TrainConfig:
     loss: LossWeights = field(default_factory=LossWeights)
     loss_net: str = "vgg16"
     loss_net_weights: Path | None = None
+    # Noise-stability term (Gupta et al. 2017): weight, and the noise's standard deviation in grey levels.
+    stability_weight: float = 0.0
+    stability_sigma: float = 4.0
+    lr_schedule: str = "constant"  # constant | cosine (to 1% of lr at lr_horizon steps, then flat)
+    lr_horizon: int = 0  # 0: --steps; set it to the planned total when a long run is trained in pieces
+    channels_last: bool = False  # NHWC activations for the net and the loss network
+    compile: bool = False  # torch.compile the net and the loss
+    cpu_budget_s: float = 0.0  # stop (and write the model) once the run's process CPU time reaches this; 0: off
+    exclude: Path | None = None  # a sha256 list of photos never to train on (the held-out evaluation photos)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "crop", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise StylecastError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise StylecastError(f"--lr-schedule {self.lr_schedule}: choose {' or '.join(LR_SCHEDULES)}")
+        if self.stability_weight < 0 or self.stability_sigma <= 0:
+            raise StylecastError("--stability-weight must be >= 0 and --stability-sigma > 0")
 
     def resume_key(self) -> dict[str, str]:
-        """Settings that must match for a resume to continue the same run."""
+        """Settings that must match for a resume to continue the same run; ones added later only when set, so
+        older runs still resume."""
         keys = ("style", "batch", "crop", "scale", "style_size", "lr", "seed", "loss_net")
         hyper = {k: getattr(self, k) for k in keys}
+        if self.stability_weight:
+            hyper.update(stability_weight=self.stability_weight, stability_sigma=self.stability_sigma)
+        if self.lr_schedule != "constant":
+            hyper.update(lr_schedule=self.lr_schedule, lr_horizon=self.horizon)
         hyper["loss"] = self.loss.as_dict()
         return {"arch": self.arch.to_json(), "hyperparameters": json.dumps(hyper, sort_keys=True)}
+
+    @property
+    def horizon(self) -> int:
+        return self.lr_horizon or self.steps
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(base: float, schedule: str, step: int, horizon: int) -> float:
+    """The rate at ``step``: a pure function of the step, so a resumed run follows the same schedule."""
+    if schedule == "constant":
+        return base
+    progress = min(step / max(horizon, 1), 1.0)
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def pick_device(name: str) -> torch.device:
@@ -99,6 +134,9 @@ class Trainer:
         self.precision = self.precision_choice.precision
         self.interrupted = False
         self.data_id = ""
+        self.cpu_seconds = 0.0  # process CPU time of the training loop, over all sittings of the run
+        if config.stability_weight:
+            self.terms = (*self.terms[:-1], "stability", self.terms[-1])
 
     @property
     def main(self) -> bool:
@@ -108,6 +146,8 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         model = self._student().to(self.device).train()
         criterion = self._criterion(model).to(self.device)
+        if self.config.channels_last:
+            model, criterion = model.to(memory_format=torch.channels_last), criterion.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
         return model, criterion, optimizer
 
@@ -129,7 +169,7 @@ class Trainer:
 
     @property
     def log_fields(self) -> list[str]:
-        return ["step", *self.terms, "seconds", "images_per_s"]
+        return ["step", *self.terms, "seconds", "images_per_s", "cpu_seconds"]
 
     def _meta(self, step: int) -> dict[str, str]:
         cfg = self.config
@@ -142,6 +182,8 @@ class Trainer:
             "train_precision": self.precision,
             "train_precision_reason": self.precision_choice.reason,
             "steps": str(step),
+            "cpu_seconds": f"{self.cpu_seconds:.1f}",
+            "excluded_photos": f"{len(read_hash_list(cfg.exclude))} in {cfg.exclude.name}" if cfg.exclude else "none",
             **self.config.resume_key(),
         }
 
@@ -151,6 +193,8 @@ class Trainer:
     def run(self, resume: bool = False) -> Path:
         cfg = self.config
         files = list_images(cfg.data)
+        if cfg.exclude:
+            files = without_photos(files, set(read_hash_list(cfg.exclude)))
         self.data_id = data_fingerprint(files)
         model, criterion, optimizer = self._build()
         state_path = cfg.run_dir / "state.safetensors"
@@ -160,9 +204,12 @@ class Trainer:
             if not state_path.is_file():
                 raise StylecastError(f"{state_path}: nothing to resume; run without --resume to start")
             start = load_state(state_path, model, optimizer, self.config.resume_key())
+            self.cpu_seconds = float(read_metadata(state_path).get("cpu_seconds", "0"))
         elif state_path.exists():  # every rank checks, so none is left waiting in DDP
             raise StylecastError(f"{cfg.run_dir}: holds an earlier run; pass --resume or another --run-dir")
         train_model = model
+        if cfg.compile:
+            train_model, criterion = torch.compile(model), torch.compile(criterion)
         if self.distributed:
             train_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -205,20 +252,26 @@ class Trainer:
             task = bar.add_task("train", total=cfg.steps, completed=start, style=cfg.style, losses="")
             # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not.
             scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-            tic = time.perf_counter()
+            tic, cpu_mark = time.perf_counter(), time.process_time()
             for images in loader:
                 images = images.to(self.device, non_blocking=True)
+                if cfg.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg.lr, cfg.lr_schedule, step, cfg.horizon)
                 with autocast_for(self.device, self.precision):
-                    losses = criterion(train_model(images), images)
+                    losses = self._losses(train_model, criterion, images, step)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(losses["total"]).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
+                now = time.process_time()
+                self.cpu_seconds, cpu_mark = self.cpu_seconds + now - cpu_mark, now
                 if self.main and (step % cfg.log_every == 0 or step == cfg.steps):
                     seconds = time.perf_counter() - tic
                     row = {k: float(v.detach()) for k, v in losses.items()}
-                    row.update(step=step, seconds=round(seconds, 3),
+                    row.update(step=step, seconds=round(seconds, 3), cpu_seconds=round(self.cpu_seconds, 1),
                                images_per_s=round(cfg.batch * self.world * cfg.log_every / max(seconds, 1e-9), 2))
                     self._append_log(log_path, row)
                     bar.update(task, losses=f"content {row['content']:.3g} style {row['style']:.3g}")
@@ -226,9 +279,22 @@ class Trainer:
                 bar.update(task, completed=step)
                 if self.main and step % cfg.checkpoint_every == 0:
                     save_state(cfg.run_dir / "state.safetensors", model, optimizer, step, self._meta(step))
-                if self.interrupted:
+                if self.interrupted or (cfg.cpu_budget_s and self.cpu_seconds >= cfg.cpu_budget_s):
                     break
         return step
+
+    def _losses(self, train_model, criterion, images: torch.Tensor, step: int) -> dict[str, torch.Tensor]:  # noqa: ANN001
+        """The criterion's terms for one batch; with the stability term, the noisy copies go through the net in
+        the same batch (InstanceNorm keeps the images independent)."""
+        cfg = self.config
+        if not cfg.stability_weight:
+            return criterion(train_model(images), images)
+        noise = step_noise(tuple(images.shape), cfg.stability_sigma, cfg.seed, step).to(images.device)
+        clean, noisy = train_model(torch.cat([images, (images + noise).clamp(0, 255)])).chunk(2)
+        losses = criterion(clean, images)
+        losses["stability"] = cfg.stability_weight * noise_stability(clean, noisy)
+        losses["total"] = losses["total"] + losses["stability"]
+        return losses
 
     def _truncate_log(self, path: Path, start: int) -> None:
         """On resume, drop rows logged after the checkpoint so the log has no duplicated steps."""

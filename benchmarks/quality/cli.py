@@ -57,3 +57,165 @@ def evaluate(
     else:
         typer.echo(f"FID {fid}")
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'contact.png'}")
+
+
+STYLES = Path("styles")
+HELDOUT = STYLES / "heldout.sha256"
+PHOTOS = Path("../shared/photos")
+
+
+def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None, reference: Path | None,
+               steps: int, loss_net_weights: Path | None, threads: int, crop: int, losses: str,
+               device: str = "cpu"):  # noqa: ANN202 - a Yardstick
+    import torch
+
+    from stylecast.benchmarks.quality.yardstick import for_style
+    from stylecast.train.trainer import pick_device
+
+    if threads < 1:
+        raise StylecastError(f"--threads {threads}: must be at least 1")
+    torch.set_num_threads(threads)
+    return for_style(style, styles_dir, photos, heldout or styles_dir / HELDOUT.name, reference, steps,
+                     loss_net_weights, crop, str(pick_device(device)),
+                     tuple(name.strip() for name in losses.split(",") if name.strip()))
+
+
+def quality_reference(
+    style: Annotated[str, typer.Option(help="Style name (styles/<style>.toml and its painting).")],
+    photos: Annotated[Path, typer.Option(help="Folder holding the held-out photos.")] = PHOTOS,
+    styles_dir: Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")] = STYLES,
+    heldout: Annotated[Path | None, typer.Option(help="sha256 list of the held-out photos.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference folder (default: benchmarks/results/quality/"
+                                                        "<style>/gatys-reference).")] = None,
+    steps: Annotated[int, typer.Option(help="L-BFGS iterations (300: the converged reference).")] = 300,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto (CUDA: minutes instead of CPU-hours).")] = "cpu",
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+    crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
+    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                             "alone halves the reference's CPU cost.")] = "project,examples",
+    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+) -> None:
+    """Compute the Gatys reference of a style once (resumable per photo): what `stylecast quality` scores against."""
+    need_torch()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from stylecast.benchmarks.quality.yardstick import compute_reference
+
+    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses, device)
+    todo = ys.missing()
+    typer.echo(f"{len(todo)} of {len(ys.photos) * len(ys.conventions)} references to compute in {ys.reference_dir}")
+    with Progress(TextColumn("[bold]gatys {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn()) as bar:
+        for convention, photo in todo:
+            task = bar.add_task("gatys", total=ys.steps, what=f"{convention.name} {photo.name}")
+            record = compute_reference(ys, convention, photo, on_step=lambda _, t=task: bar.advance(t))
+            typer.echo(f"{convention.name} {photo.name}: {record['checkpoints'][str(ys.steps)]['total']:.4g} "
+                       f"after {ys.steps} iterations, {record['cpu_seconds']:.0f} CPU-s")
+
+
+def quality(
+    model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an ONNX export.")],
+    style: Annotated[str, typer.Option(help="Style name (styles/<style>.toml and its painting).")],
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: benchmarks/results/quality/<style>).")] = None,
+    photos: Annotated[Path, typer.Option(help="Folder holding the held-out photos.")] = PHOTOS,
+    styles_dir: Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")] = STYLES,
+    heldout: Annotated[Path | None, typer.Option(help="sha256 list of the held-out photos.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference folder (default: benchmarks/results/quality/"
+                                                        "<style>/gatys-reference).")] = None,
+    steps: Annotated[int, typer.Option(help="Iterations of the reference to compare with.")] = 300,
+    input_pad: Annotated[int | None, typer.Option(help="Score a checkpoint as if it reflect-padded its input by N px "
+                                                       "(the runtime-pad remedy, without retraining).")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+    crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
+    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                             "alone halves the reference's CPU cost.")] = "project,examples",
+    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+) -> None:
+    """Score a model against the style's Gatys reference: loss ratios, 'matches Gatys after N', border measure."""
+    need_torch()
+    from stylecast.benchmarks.quality.yardstick import model_stylizer, report_dict, score, write_report
+    from stylecast.runtime.images import load_image
+
+    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
+    stylize, meta = model_stylizer(model, input_pad)
+    scored = score(ys, stylize)
+    report = report_dict(ys, scored, model, meta, {"style": style, "input_pad_override": input_pad})
+    folder = out or Path("benchmarks/results/quality") / style
+    write_report(ys, scored, report, folder, load_image(ys.style_image).rgb)
+    s = report["summary"]
+    for c in ys.conventions:
+        r = s[c.name]
+        typer.echo(f"{c.name} loss: {r['ratio']['median']:.2f}x Gatys-{ys.steps} (range {r['ratio']['min']:.2f}–"
+                   f"{r['ratio']['max']:.2f}), matches Gatys after {r['matches_after_median']} iterations (median)")
+    typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); "
+               f"wrote {folder / 'report.md'}, report.json, contact.png")
+
+
+def quality_heldout(
+    photos: Annotated[Path, typer.Argument(help="Folder of candidate photos.")] = PHOTOS,
+    count: Annotated[int, typer.Option(help="How many to hold out.")] = 8,
+    skip_prefix: Annotated[str, typer.Option(help="Never pick these (opencv's cv_* samples have no licence to show "
+                                                  "them in committed contact sheets); empty: none.")] = "cv_",
+) -> None:
+    """Print a held-out list (the photos with the smallest sha256) in the format of styles/heldout.sha256."""
+    need_torch()
+    from stylecast.train.data import list_images, pick_heldout
+
+    candidates = [p for p in list_images(photos) if not (skip_prefix and p.name.startswith(skip_prefix))]
+    for digest, path in pick_heldout(candidates, count).items():
+        typer.echo(f"{digest}  {path.name}")
+
+
+def recipe_ab(
+    variants: Annotated[Path | None, typer.Option(help="Variants file (TOML: style, budget_cpu_min, [base], "
+                                                       "[variants.NAME]), e.g. benchmarks/recipes/wave.toml.")] = None,
+    style: Annotated[str | None, typer.Option(help="Style (default: the variants file's).")] = None,
+    variant: Annotated[list[str] | None, typer.Option(help="NAME:key=value,... (repeatable; adds to or replaces the "
+                                                           "file's).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Train only these variants now (the report lists all "
+                                                        "finished ones).")] = None,
+    budget_cpu_min: Annotated[float | None, typer.Option(help="CPU minutes per variant (process CPU time).")] = None,
+    data: Annotated[Path, typer.Option(help="Training photos (the held-out ones are excluded).")] = PHOTOS,
+    photos: Annotated[Path, typer.Option(help="Folder holding the held-out photos.")] = PHOTOS,
+    styles_dir: Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")] = STYLES,
+    runs: Annotated[Path, typer.Option(help="Where each variant's run and model go.")] = Path("runs/recipe-ab"),
+    out: Annotated[Path, typer.Option(help="Report folder (<style>.md and .json).")] = Path("benchmarks/results/recipe-ab"),
+    reference: Annotated[Path | None, typer.Option(help="Gatys reference folder (computed first where missing).")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads, equal for every variant.")] = 2,
+    crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
+    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                             "alone halves the reference's CPU cost.")] = "project,examples",
+    reference_steps: Annotated[int, typer.Option(help="Iterations of the Gatys reference.")] = 300,
+    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+) -> None:
+    """Train recipe variants at an equal CPU budget, score each with the yardstick, write the A/B table."""
+    need_torch()
+    from stylecast.benchmarks.quality import recipe_ab as ab
+
+    plan = ab.load_plan(variants) if variants else ab.Plan(style or "", 0.0)
+    plan.style = style or plan.style
+    if not plan.style:
+        raise StylecastError("give --style or a --variants file that names one")
+    if budget_cpu_min is not None:
+        plan.budget_cpu_s = budget_cpu_min * 60
+    plan.variants.update(ab.parse_variant(spec) for spec in variant or [])
+    ab.check(plan)
+    if "project" not in losses.split(","):
+        raise StylecastError(f"--losses {losses}: the A/B ranks by the project loss; include it")
+    chosen = only or list(plan.variants)
+    unknown = sorted(set(chosen) - set(plan.variants))
+    if unknown:
+        raise StylecastError(f"--only {unknown}: not among the variants {sorted(plan.variants)}")
+    ys = _yardstick(plan.style, styles_dir, photos, None, reference, reference_steps, loss_net_weights, threads, crop,
+                    losses)
+    ab.ensure_reference(ys)
+    reports = {}
+    for name in plan.variants:
+        finished = (runs / plan.style / name / "quality" / "report.json").is_file()
+        if name in chosen or finished:
+            typer.echo(f"variant {name}: {'scored already' if finished else 'training'}")
+            reports[name] = ab.run_variant(plan, name, ys, data, styles_dir, runs / plan.style, loss_net_weights)
+    result, text = ab.table(plan, reports, threads)
+    ab.write(out, plan.style, result, text)
+    typer.echo(text)
+    typer.echo(f"wrote {out / (plan.style + '.md')} and .json")

@@ -11,7 +11,7 @@ from rich.console import Console
 from stylecast.runtime.artifacts import safetensors_metadata, sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.options import need_torch
-from stylecast.train.cli import style_preset
+from stylecast.train.presets import style_preset
 
 
 def teacher_style_image(teacher: Path, styles_dir: Path, style_image: Path | None) -> tuple[str, Path]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -88,7 +88,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def to_rgb(image: torch.Tensor) -> np.ndarray:
-    return image.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return image.detach()[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _initial(config: GatysConfig, content: torch.Tensor, style: np.ndarray) -> torch.Tensor:
@@ -104,17 +104,46 @@ def _initial(config: GatysConfig, content: torch.Tensor, style: np.ndarray) -> t
 LBFGS_FIRST_STEP = 10.0
 
 
-def _optimizer(config: GatysConfig, image: torch.Tensor) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam([image], lr=config.lr or 5.0)
+def pixel_optimizer(image: torch.Tensor, kind: str = "lbfgs", lr: float | None = None) -> torch.optim.Optimizer:
+    """The optimiser of an image's pixels, stepped by :func:`pixel_step` (Gatys here, the quality reference too)."""
+    if kind == "adam":
+        return torch.optim.Adam([image], lr=lr or 5.0)
     # One L-BFGS iteration per .step() so progress, logging and snapshots see every iteration;
     # the curvature history lives in the optimizer state and carries over between calls. The first
     # iteration's step is lr/|g|_1 (torch's rule), which moves each of n pixels by about 1/n of its
     # gradient: its curvature pair then differs from fp32 rounding noise by little, and on a Zen 3 CPU
     # it pointed uphill and L-BFGS stood still from the second scale on. lr is FIRST_STEP for that
-    # iteration only (``run`` sets it back to 1, the full quasi-Newton step).
+    # iteration only (``pixel_step`` sets it back to 1, the full quasi-Newton step).
     return torch.optim.LBFGS([image], lr=LBFGS_FIRST_STEP, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
                              tolerance_grad=0.0, tolerance_change=0.0)
+
+
+def pixel_step(optimizer: torch.optim.Optimizer, image: torch.Tensor,
+               terms: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+               autocast: AbstractContextManager | None = None) -> dict[str, float]:
+    """One iteration on the pixels of ``image`` minimising ``terms(image)["total"]``; returns the terms seen.
+
+    The losses are means, so each pixel's gradient shrinks as the image grows; at 320 px L-BFGS's
+    curvature test (y.s > 1e-10) then never passes and it stops moving. Summing over pixels instead
+    (the same minimum) keeps the gradients' scale independent of size."""
+    seen: dict[str, float] = {}
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast or nullcontext():
+            values = terms(image)
+        objective = values["total"] * image.numel()
+        objective.backward()
+        seen.update({k: float(v.detach()) for k, v in values.items()})
+        return objective
+
+    optimizer.step(closure)
+    if isinstance(optimizer, torch.optim.LBFGS):
+        optimizer.param_groups[0]["lr"] = 1.0  # after the first step (see pixel_optimizer)
+    else:  # projected steps suit Adam; they would corrupt L-BFGS's curvature pairs
+        with torch.no_grad():
+            image.clamp_(0, 255)
+    return seen
 
 
 class GatysOptimizer:
@@ -156,14 +185,9 @@ class GatysOptimizer:
             else:
                 image = F.interpolate(image.detach(), size=target.shape[-2:], mode="bicubic", align_corners=False)
             image = image.clamp(0, 255).requires_grad_(True)
-            optimizer = _optimizer(cfg, image)
+            optimizer = pixel_optimizer(image, cfg.optimizer, cfg.lr)
             for _ in range(steps):
                 terms = self._step(optimizer, image, loss)
-                if cfg.optimizer == "lbfgs":
-                    optimizer.param_groups[0]["lr"] = 1.0  # after the first step (see _optimizer)
-                if cfg.optimizer == "adam":  # projected steps suit Adam; they would corrupt L-BFGS's curvature pairs
-                    with torch.no_grad():
-                        image.clamp_(0, 255)
                 done += 1
                 now = elapsed + time.perf_counter() - tic
                 on_step(StepReport(done, side, terms, now, time.process_time() - cpu_start,
@@ -184,24 +208,13 @@ class GatysOptimizer:
 
     def _step(self, optimizer: torch.optim.Optimizer, image: torch.Tensor, loss: RelativeStyleLoss) -> dict[str, float]:
         cfg = self.config
-        seen: dict[str, float] = {}
-        bf16 = cfg.precision == "bf16"
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                raw = loss(image)
-            weighted = {"content": cfg.content_weight * raw["content"], "style": cfg.style_weight * raw["style"],
-                        "tv": cfg.tv_weight * raw["tv"]}
-            total = weighted["content"] + weighted["style"] + weighted["tv"]
-            # The losses are means, so each pixel's gradient shrinks as the image grows; at 320 px
-            # L-BFGS's curvature test (y.s > 1e-10) then never passes and it stops moving. Summing
-            # over pixels instead (the same minimum) keeps the gradients' scale independent of size.
-            objective = total * image.numel()
-            objective.backward()
-            seen.update({k: float(v.detach()) for k, v in weighted.items()}, total=float(total.detach()))
-            return objective
+        def weighted(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+            raw = loss(pixels)
+            terms = {"content": cfg.content_weight * raw["content"], "style": cfg.style_weight * raw["style"],
+                     "tv": cfg.tv_weight * raw["tv"]}
+            terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+            return terms
 
-        optimizer.step(closure)
-        return seen
+        return pixel_step(optimizer, image, weighted, autocast)

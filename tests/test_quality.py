@@ -1,0 +1,241 @@
+"""Issue 14: the quality yardstick, the border measure and remedies, the noise-stability term, presets, held-out
+photos, the learning-rate schedule and the recipe A/B harness, on tiny nets and images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stylecast.runtime.artifacts import sha256_file
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.metrics import border_ratio
+from stylecast.train.data import pick_heldout, read_hash_list, step_noise, without
+from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
+from stylecast.train.model import ArchConfig, TransformerNet
+from stylecast.train.presets import exclusion_list, resolve
+from stylecast.train.trainer import TrainConfig, learning_rate
+from stylecast.train.vgg import load_loss_net
+from tests.conftest import run_cli
+
+TINY_PRESET = ('image = "style.jpg"\ncrop = 32\nbatch = 2\nstyle_size = 48\nwidth = 4\nres_blocks = 1\n'
+               'scale = [32, 48]\nlog_every = 1\ncheckpoint_every = 2\n')
+
+
+def test_border_ratio_sees_edge_motifs_and_refuses_tiny_images():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    assert 0.9 < border_ratio(noise) < 1.1  # the same texture everywhere
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    framed = flat.copy()
+    framed[:, :8] = rng.integers(0, 255, (64, 8, 3))  # a column of motifs down the left border
+    framed[20:40, 20:40] = rng.integers(100, 150, (20, 20, 3))
+    assert border_ratio(framed) > 2.0
+    with pytest.raises(StylecastError, match="no interior"):
+        border_ratio(flat[:16, :16])
+
+
+def test_input_pad_keeps_the_size_and_the_old_arch_string():
+    assert "input_pad" not in ArchConfig().to_json()  # existing checkpoints keep byte-identical metadata
+    padded = ArchConfig(width=4, res_blocks=1, input_pad=8)
+    assert ArchConfig.from_json(padded.to_json()) == padded
+    net = TransformerNet(padded).eval()
+    assert net(torch.rand(1, 3, 30, 37) * 255).shape == (1, 3, 30, 37)
+    with pytest.raises(ValueError, match="input_pad"):
+        ArchConfig(input_pad=-1)
+
+
+def test_edge_margin_leaves_the_border_out_of_content_and_style(tiny_vgg):
+    vgg = load_loss_net("vgg16", ["relu2_2", "relu1_2", "relu3_3", "relu4_3"], "cpu", tiny_vgg)
+    style = torch.rand(1, 3, 48, 48) * 255
+    content = torch.rand(1, 3, 48, 48) * 255
+    loss = PerceptualLoss(vgg, style, LossWeights(tv=0.0, edge_margin=8))
+    output = torch.rand(1, 3, 48, 48) * 255
+    edited = output.clone()
+    edited[..., :8, :] = 0.0  # only the dropped band changes
+    assert float(loss(output, content)["total"]) == pytest.approx(float(loss(edited, content)["total"]), rel=1e-5)
+    assert "edge_margin" not in LossWeights().as_dict()  # older runs' resume keys are unchanged
+    with pytest.raises(StylecastError, match="edge margin"):
+        loss(output[..., :16, :16], content[..., :16, :16])
+
+
+def test_noise_stability_and_step_noise_are_pure_functions():
+    x = torch.rand(2, 3, 8, 8) * 255
+    assert float(noise_stability(x, x)) == 0.0
+    assert float(noise_stability(x, x + 25.5)) == pytest.approx(0.01, rel=1e-4)
+    a, b = step_noise((2, 3, 8, 8), 4.0, seed=0, step=7), step_noise((2, 3, 8, 8), 4.0, seed=0, step=7)
+    assert torch.equal(a, b) and not torch.equal(a, step_noise((2, 3, 8, 8), 4.0, seed=0, step=8))
+    assert 2.0 < float(a.std()) < 6.0
+
+
+def test_learning_rate_schedules():
+    assert learning_rate(1e-3, "constant", 500, 100) == 1e-3
+    values = [learning_rate(1e-3, "cosine", step, 100) for step in (0, 25, 50, 100, 400)]
+    assert values[0] == pytest.approx(1e-3) and values[3] == pytest.approx(1e-5) and values[4] == values[3]
+    assert values == sorted(values, reverse=True)
+    with pytest.raises(StylecastError, match="lr-schedule"):
+        TrainConfig(style="s", style_image=Path("x"), data=Path("x"), out=Path("x"), run_dir=Path("x"),
+                    lr_schedule="linear")
+
+
+def test_presets_check_keys_and_types_and_options_win(tmp_path):
+    (tmp_path / "s.toml").write_text('crop = 192\nstability_weight = 1e7\nlr_schedule = "cosine"\n')
+    settings = resolve("s", tmp_path, {"crop": 128, "batch": None})
+    assert settings["crop"] == 128 and settings["batch"] == 4 and settings["stability_weight"] == 1e7
+    assert settings["lr_schedule"] == "cosine" and settings["image"] == "s.jpg"
+    (tmp_path / "typo.toml").write_text("crop_size = 192\n")
+    with pytest.raises(StylecastError, match="unknown key"):
+        resolve("typo", tmp_path, {})
+    (tmp_path / "bad.toml").write_text('crop = "big"\n')
+    with pytest.raises(StylecastError, match="crop"):
+        resolve("bad", tmp_path, {})
+    assert exclusion_list(settings, tmp_path) is None  # no heldout.sha256 in a fresh styles folder
+    with pytest.raises(StylecastError, match="not found"):
+        exclusion_list({**settings, "exclude": "mine.sha256"}, tmp_path)
+
+
+def test_heldout_photos_are_chosen_by_content_and_excluded(photos, tmp_path):
+    files = sorted(photos.iterdir())
+    chosen = pick_heldout(files, 2)
+    assert list(chosen) == sorted(sha256_file(p) for p in files)[:2]
+    listing = tmp_path / "heldout.sha256"
+    listing.write_text("# comment\n" + "".join(f"{d}  {p.name}\n" for d, p in chosen.items()))
+    assert read_hash_list(listing) == {d: p.name for d, p in chosen.items()}
+    kept = without(files, set(read_hash_list(listing)))
+    assert len(kept) == len(files) - 2 and not set(kept) & set(chosen.values())
+    listing.write_text("nothex  name\n")
+    with pytest.raises(StylecastError, match="SHA256"):
+        read_hash_list(listing)
+
+
+def test_the_repository_holds_out_eight_photos():
+    assert len(read_hash_list(Path(__file__).parent.parent / "styles" / "heldout.sha256")) == 8
+
+
+def _tiny_style(root: Path, photos: Path, style_image: Path) -> tuple[Path, Path]:
+    """A styles folder with a tiny preset and a held-out list of two of the test photos."""
+    styles = root / "styles"
+    styles.mkdir()
+    shutil.copy(style_image, styles / "style.jpg")
+    (styles / "tiny.toml").write_text(TINY_PRESET)
+    chosen = pick_heldout(sorted(photos.iterdir()), 2)
+    (styles / "heldout.sha256").write_text("".join(f"{d}  {p.name}\n" for d, p in chosen.items()))
+    return styles, styles / "heldout.sha256"
+
+
+@pytest.mark.slow  # Gatys runs, if tiny ones
+def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path, photos, style_image, tiny_vgg):
+    from stylecast.benchmarks.quality.yardstick import (
+        compute_reference,
+        for_style,
+        markdown,
+        matches_after,
+        report_dict,
+        score,
+        write_report,
+    )
+    from stylecast.train.checkpoint import save_model
+
+    styles, heldout = _tiny_style(tmp_path, photos, style_image)
+    ys = for_style("tiny", styles, photos, heldout, tmp_path / "ref", steps=3, loss_net_weights=tiny_vgg, crop=32)
+    assert [c.name for c in ys.conventions] == ["project", "examples"] and ys.checkpoints == [0, 3]
+    assert len(ys.missing()) == 4
+    with pytest.raises(StylecastError, match="no Gatys reference"):
+        score(ys, lambda rgb: rgb)
+    for convention, photo in ys.missing():
+        record = compute_reference(ys, convention, photo)
+        assert record["checkpoints"]["3"]["total"] <= record["checkpoints"]["0"]["total"]
+        assert len(record["curve"]) == 3
+    assert ys.missing() == []  # a second run has nothing left to do
+    (styles / "tiny.toml").write_text(TINY_PRESET + "style_weight = 2e10\n")
+    changed = for_style("tiny", styles, photos, heldout, tmp_path / "ref", steps=3, loss_net_weights=tiny_vgg, crop=32)
+    assert len(changed.missing()) == 2  # the project loss changed; the pytorch/examples reference still holds
+
+    scored = score(ys, lambda rgb: rgb)  # the photo itself: Gatys matches it after 0 iterations
+    assert scored["summary"]["project"]["matches_after_median"] == "0"
+    assert scored["summary"]["project"]["ratio"]["median"] >= 1.0
+    assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 5.0) == 10
+    assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 3.0) is None
+
+    model = tmp_path / "tiny.safetensors"
+    save_model(model, TransformerNet(ArchConfig(width=4, res_blocks=1)), {"style": "tiny", "steps": "0"})
+    from stylecast.benchmarks.quality.yardstick import model_stylizer
+
+    stylize, meta = model_stylizer(model, input_pad=8)
+    scored = score(ys, stylize)
+    report = report_dict(ys, scored, model, meta, {"style": "tiny"})
+    write_report(ys, scored, report, tmp_path / "out", np.zeros((8, 8, 3), np.uint8))
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.png").is_file()
+    assert "| project |" in markdown(written)
+
+
+def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg):
+    """The commands end to end: reference, a score, then two variants at an equal (tiny) CPU budget, resumed."""
+    styles, _ = _tiny_style(tmp_path, photos, style_image)
+    common = ["--style", "tiny", "--photos", str(photos), "--styles-dir", str(styles), "--crop", "32",
+              "--reference", str(tmp_path / "ref"), "--loss-net-weights", str(tiny_vgg), "--threads", "1"]
+    variants = tmp_path / "tiny-ab.toml"
+    variants.write_text('style = "tiny"\nbudget_cpu_min = 0.03\n[base]\nsteps = 1000\n[variants.plain]\n'
+                        '[variants.stable]\nstability_weight = 1e3\ninput_pad = 4\n')
+    ab = ["recipe-ab", "--variants", str(variants), "--data", str(photos), "--runs", str(tmp_path / "runs"),
+          "--out", str(tmp_path / "ab"), "--reference-steps", "2", *common[2:]]
+    done = run_cli(*ab)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "ab" / "tiny.md").read_text()
+    assert "| plain |" in table and "| stable |" in table
+    model = tmp_path / "runs" / "tiny" / "stable" / "model.safetensors"
+    log = (model.parent / "run" / "log.csv").read_text()
+    assert "stability" in log.splitlines()[0]
+    again = run_cli(*ab)
+    assert again.returncode == 0 and again.stdout.count("scored already") == 2
+    variants.write_text(variants.read_text().replace("1e3", "2e3"))
+    changed = run_cli(*ab)
+    assert changed.returncode != 0 and "variant stable changed" in changed.stderr
+    result = run_cli("quality", str(model), "--out", str(tmp_path / "q"), "--steps", "2", *common)
+    assert result.returncode == 0, result.stderr
+    assert "border ratio" in result.stdout and (tmp_path / "q" / "report.md").is_file()
+    bad = run_cli("recipe-ab", "--variants", str(variants), "--variant", "oops:crop_size=3", *common[2:])
+    assert bad.returncode != 0 and "unknown setting" in bad.stderr
+
+
+def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_vgg):
+    """Noise, schedule, padding and margin are pure functions of (seed, step), and channels_last state saves and
+    loads: 2 + 2 steps equal 4 straight."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import train_args
+
+    extra = ["--stability-weight", "1e3", "--lr-schedule", "cosine", "--lr-horizon", "4", "--input-pad", "4",
+             "--edge-margin", "2", "--channels-last"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
+    assert done.returncode == 0, done.stderr
+    assert run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 2), *extra).returncode == 0
+    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 4), *extra, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_scale_option_parses_min_max():
+    from stylecast.train.cli import parse_scale
+
+    assert parse_scale("256,512") == [256, 512]
+    for bad in ("512,256", "256", "a,b"):
+        with pytest.raises(StylecastError, match="--scale"):
+            parse_scale(bad)
+
+
+def test_yardstick_losses_can_be_chosen(tmp_path, photos, style_image, tiny_vgg):
+    from stylecast.benchmarks.quality.yardstick import for_style
+
+    styles, heldout = _tiny_style(tmp_path, photos, style_image)
+    ys = for_style("tiny", styles, photos, heldout, tmp_path / "ref", 3, tiny_vgg, 32, losses=("project",))
+    assert [c.name for c in ys.conventions] == ["project"] and len(ys.missing()) == 2
+    with pytest.raises(StylecastError, match="--losses"):
+        for_style("tiny", styles, photos, heldout, tmp_path / "ref", 3, tiny_vgg, 32, losses=("gatys",))
