@@ -63,6 +63,17 @@ STYLES = Path("styles")
 HELDOUT = STYLES / "heldout.sha256"
 PHOTOS = Path("../shared/photos")
 
+# Options shared by quality-reference, quality and recipe-ab.
+HeldoutPhotos = Annotated[Path, typer.Option(help="Folder holding the held-out photos.")]
+StylesDir = Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")]
+HeldoutList = Annotated[Path | None, typer.Option(help="sha256 list of the held-out photos.")]
+ReferenceDir = Annotated[Path | None, typer.Option(help="Reference folder (default: benchmarks/results/quality/"
+                                                        "<style>/gatys-reference).")]
+Crop = Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")]
+Losses = Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
+                                          "alone halves the reference's CPU cost.")]
+Vgg16Weights = Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")]
+
 
 def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None, reference: Path | None,
                steps: int, loss_net_weights: Path | None, threads: int, crop: int, losses: str,
@@ -82,18 +93,16 @@ def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None,
 
 def quality_reference(
     style: Annotated[str, typer.Option(help="Style name (styles/<style>.toml and its painting).")],
-    photos: Annotated[Path, typer.Option(help="Folder holding the held-out photos.")] = PHOTOS,
-    styles_dir: Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")] = STYLES,
-    heldout: Annotated[Path | None, typer.Option(help="sha256 list of the held-out photos.")] = None,
-    reference: Annotated[Path | None, typer.Option(help="Reference folder (default: benchmarks/results/quality/"
-                                                        "<style>/gatys-reference).")] = None,
+    photos: HeldoutPhotos = PHOTOS,
+    styles_dir: StylesDir = STYLES,
+    heldout: HeldoutList = None,
+    reference: ReferenceDir = None,
     steps: Annotated[int, typer.Option(help="L-BFGS iterations (300: the converged reference).")] = 300,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto (CUDA: minutes instead of CPU-hours).")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
-    crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
-    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
-                                             "alone halves the reference's CPU cost.")] = "project,examples",
-    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+    crop: Crop = 256,
+    losses: Losses = "project,examples",
+    loss_net_weights: Vgg16Weights = None,
 ) -> None:
     """Compute the Gatys reference of a style once (resumable per photo): what `stylecast quality` scores against."""
     need_torch()
@@ -117,19 +126,17 @@ def quality(
     model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an ONNX export.")],
     style: Annotated[str, typer.Option(help="Style name (styles/<style>.toml and its painting).")],
     out: Annotated[Path | None, typer.Option(help="Report folder (default: benchmarks/results/quality/<style>).")] = None,
-    photos: Annotated[Path, typer.Option(help="Folder holding the held-out photos.")] = PHOTOS,
-    styles_dir: Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")] = STYLES,
-    heldout: Annotated[Path | None, typer.Option(help="sha256 list of the held-out photos.")] = None,
-    reference: Annotated[Path | None, typer.Option(help="Reference folder (default: benchmarks/results/quality/"
-                                                        "<style>/gatys-reference).")] = None,
+    photos: HeldoutPhotos = PHOTOS,
+    styles_dir: StylesDir = STYLES,
+    heldout: HeldoutList = None,
+    reference: ReferenceDir = None,
     steps: Annotated[int, typer.Option(help="Iterations of the reference to compare with.")] = 300,
     input_pad: Annotated[int | None, typer.Option(help="Score a checkpoint as if it reflect-padded its input by N px "
                                                        "(the runtime-pad remedy, without retraining).")] = None,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
-    crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
-    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
-                                             "alone halves the reference's CPU cost.")] = "project,examples",
-    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+    crop: Crop = 256,
+    losses: Losses = "project,examples",
+    loss_net_weights: Vgg16Weights = None,
 ) -> None:
     """Score a model against the style's Gatys reference: loss ratios, 'matches Gatys after N', border measure."""
     need_torch()
@@ -176,17 +183,16 @@ def recipe_ab(
                                                         "finished ones).")] = None,
     budget_cpu_min: Annotated[float | None, typer.Option(help="CPU minutes per variant (process CPU time).")] = None,
     data: Annotated[Path, typer.Option(help="Training photos (the held-out ones are excluded).")] = PHOTOS,
-    photos: Annotated[Path, typer.Option(help="Folder holding the held-out photos.")] = PHOTOS,
-    styles_dir: Annotated[Path, typer.Option(help="Where style images, presets and heldout.sha256 live.")] = STYLES,
+    photos: HeldoutPhotos = PHOTOS,
+    styles_dir: StylesDir = STYLES,
     runs: Annotated[Path, typer.Option(help="Where each variant's run and model go.")] = Path("runs/recipe-ab"),
     out: Annotated[Path, typer.Option(help="Report folder (<style>.md and .json).")] = Path("benchmarks/results/recipe-ab"),
     reference: Annotated[Path | None, typer.Option(help="Gatys reference folder (computed first where missing).")] = None,
     threads: Annotated[int, typer.Option(help="torch threads, equal for every variant.")] = 2,
-    crop: Annotated[int, typer.Option(help="Square centre crop scored (256: the yardstick; it keys the reference).")] = 256,
-    losses: Annotated[str, typer.Option(help="project,examples (both yardsticks), or one of them: the project loss "
-                                             "alone halves the reference's CPU cost.")] = "project,examples",
+    crop: Crop = 256,
+    losses: Losses = "project,examples",
     reference_steps: Annotated[int, typer.Option(help="Iterations of the Gatys reference.")] = 300,
-    loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG16 safetensors (default: the cache).")] = None,
+    loss_net_weights: Vgg16Weights = None,
 ) -> None:
     """Train recipe variants at an equal CPU budget, score each with the yardstick, write the A/B table."""
     need_torch()
