@@ -1,7 +1,7 @@
 """The deployment-student search's first half: latency on the deployed int8 engines, before any training.
 
 Each candidate of ``students.CANDIDATES`` is built at random init (latency does not depend on the weights),
-exported to fp32 and int8 QDQ ONNX as the shipped models are (first and last conv kept fp32, as the wave
+exported to fp32 and int8 QDQ ONNX as the shipped models are (4 leading convs and the last kept fp32, as the wave
 export chooses), and timed on OpenVINO int8 and ONNX Runtime int8 in the same interleaved rounds as the
 teacher's eager fp32 at each resolution. Distil the promising ones with `stylecast compress --student NAME`.
 
@@ -34,7 +34,7 @@ from stylecast.train.compress.students import CANDIDATES
 from stylecast.train.model import ArchConfig, TransformerNet, count_parameters
 
 POLICY = Policy(warmup_calls=2, warmup_s=0.5, min_rounds=3, max_rounds=7, budget_s=60.0)
-FP32_LEADING = 1  # leading convs left fp32 in int8, as the wave export's search chose; the last one always is
+FP32_LEADING = 4  # leading convs left fp32 in int8, as the wave export's search chose (report.json); the last one always is
 INT8_ENGINES = ("OpenVINO", "ONNX Runtime")
 
 
@@ -90,10 +90,11 @@ def table(teacher: LoadedModel, specs: dict[str, str], results: dict[str, dict[s
     fp = fingerprint()
     lines = [f"# Deployment-student candidates: int8 latency before training ({time.strftime('%Y-%m-%d')})", "",
              f"{fp['cpu']} ({', '.join(fp['features']) or 'no AVX2'}), {threads} thread(s), batch 1. Random-init "
-             f"weights (latency does not depend on them); int8 QDQ with the first and last conv fp32. Per resolution one "
-             "interleaved cell: the teacher's PyTorch eager fp32 and every candidate's OpenVINO and ONNX Runtime int8. "
+             f"weights (latency does not depend on them); int8 QDQ with {FP32_LEADING} leading convs and the last one "
+             "fp32. Per resolution one interleaved cell: the teacher's PyTorch eager fp32 and every candidate's "
+             "OpenVINO and ONNX Runtime int8. "
              "ms = median (min); × = median of same-round ratios to the teacher's eager fp32.",
-             "Regenerate: `make students-latency`. Figures from a shared machine are indicative only.", "",
+             "Regenerate: `make students-latency`, alone on the machine (2 cores are easily disturbed).", "",
              "| model | arch | params M | GFLOPs 512² | res | eager fp32 ms | OpenVINO int8 ms | × "
              "| ONNX Runtime int8 ms | × |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -99,12 +99,13 @@ def fp32_convs(names: list[str], leading: int) -> list[str]:
 
 
 def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[int, int], method: str,
-                  keep_fp32: list[str], calibration_cache: Path) -> None:
+                  keep_fp32: list[str], calibration_cache: Path | None = None) -> None:
     """Static Q/DQ quantization of ``fp32_path`` into ``dest`` (not yet stamped with metadata);
     the Conv nodes named in ``keep_fp32`` get no Q/DQ.
 
     The tensor ranges of every Conv are calibrated once per method and kept in ``calibration_cache``
-    (onnxruntime's own cache, 1.27+), so trying other ``keep_fp32`` sets costs a quantization, not a calibration."""
+    (onnxruntime's own cache, 1.27+), so trying other ``keep_fp32`` sets costs a quantization, not a calibration;
+    None calibrates afresh (a one-off quantization)."""
     if method not in METHODS:
         raise StylecastError(f"unknown calibration method '{method}'; choose from {sorted(METHODS)}")
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
@@ -120,6 +121,6 @@ def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[in
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
                             calibrate_method=METHODS[method], extra_options=options,
-                            calibration_cache_path=str(calibration_cache))
+                            calibration_cache_path=str(calibration_cache) if calibration_cache else None)
     finally:
         root.setLevel(level)

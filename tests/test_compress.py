@@ -218,3 +218,25 @@ def test_student_names_expand_to_candidates_and_shuffle_head_is_guarded():
     assert output_conv(net)[-1].out_channels == 12 and isinstance(net.decoder[-1], torch.nn.PixelShuffle)
     with pytest.raises(ValueError, match="head 'big'"):
         ArchConfig(head="big")
+
+
+def test_students_latency_exports_a_candidate_as_shipped(tmp_path, photos):
+    """`make students-latency`'s export path: a random-init candidate to an int8 QDQ ONNX with the teacher's
+    fp32-conv policy, stamped as int8 and parseable by TensorRT (the same graph rules as the shipped exports)."""
+    from stylecast.benchmarks.students_latency import FP32_LEADING, export_candidate
+    from stylecast.export.trt_conformance import check_releases
+    from stylecast.runtime.artifacts import onnx_metadata
+
+    teacher_path = tmp_path / "teacher.safetensors"
+    save_model(teacher_path, TransformerNet(ArchConfig(width=8, res_blocks=1)), {"style": "tiny", "steps": "0"})
+    int8 = export_candidate("w16ps", CANDIDATES["w16ps"], load_model(teacher_path), tmp_path / "out",
+                            sorted(photos.glob("*.jpg"))[:2])
+    import onnx
+
+    graph = onnx.load(str(int8))
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    quantized = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    assert onnx_metadata(int8)["precision"] == "int8"
+    assert [c.name for c in convs if not set(c.input) & quantized] == [c.name for c in convs[:FP32_LEADING]] + [
+        convs[-1].name]
+    assert all(lines == [] for lines in check_releases(int8).values())

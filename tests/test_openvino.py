@@ -59,7 +59,7 @@ def tiny_exports(tmp_path_factory) -> dict[str, Path]:
     fp32 = _stamped(to_onnx.simplify(onnx.load_from_string(buffer.getvalue())), loaded, "fp32", out / "tiny.fp32.onnx")
     _stamped(to_fp16.convert_fp16(onnx.load(str(fp32))), loaded, "fp16", out / "tiny.fp16.onnx")
     photos = sorted((DATA / "photos").glob("*.jpg"))
-    to_int8.quantize_int8(fp32, root / "int8.onnx", photos, (64, 64), "minmax", [], root / "calibration.json")
+    to_int8.quantize_int8(fp32, root / "int8.onnx", photos, (64, 64), "minmax", [])
     _stamped(onnx.load(str(root / "int8.onnx")), loaded, "int8", out / "tiny.int8.onnx")
     return {"root": root, "checkpoint": checkpoint, **{p: out / f"tiny.{p}.onnx" for p in ("fp32", "fp16", "int8")}}
 
