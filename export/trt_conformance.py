@@ -268,18 +268,23 @@ def check_model(model: onnx.ModelProto, release: ParserRelease, profile: Profile
     return violations + list(_check_io(model, profile))
 
 
-def check_file(path: Path, release: ParserRelease, profile: Profile) -> list[Violation]:
-    """``check_model`` on an ONNX file; an unreadable file is a user error naming it."""
+def _load(path: Path) -> onnx.ModelProto:
+    """The ONNX file; an unreadable one is a user error naming it."""
     try:
-        model = onnx.load(str(path))
+        return onnx.load(str(path))
     except (OSError, DecodeError) as error:
         raise StylecastError(f"{path}: not a readable ONNX file ({type(error).__name__}); "
                              "give a model written by `stylecast export`") from error
-    return check_model(model, release, profile)
+
+
+def check_file(path: Path, release: ParserRelease, profile: Profile) -> list[Violation]:
+    """``check_model`` on an ONNX file."""
+    return check_model(_load(path), release, profile)
 
 
 def check_releases(path: Path, profile: Profile | None = None) -> dict[str, list[str]]:
     """The violations of ``path`` for every release family (``stylecast export`` records them per precision),
     against build-engine's default profile unless one is given."""
     profile = profile or Profile.parse(ENGINE_PROFILE["min"], ENGINE_PROFILE["opt"], ENGINE_PROFILE["max"])
-    return {name: [v.line() for v in check_file(path, release, profile)] for name, release in RELEASES.items()}
+    model = _load(path)  # read once for every release
+    return {name: [v.line() for v in check_model(model, release, profile)] for name, release in RELEASES.items()}
