@@ -8,6 +8,8 @@
 #   make students-latency   deployment-student candidates (random init) timed on OpenVINO/ORT int8 vs the
 #                           teacher's eager fp32 at 512² and 1080p -> benchmarks/results/students-latency.md
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
+#   make slim-speedup       $(STYLE)-slim's int8 engines vs $(STYLE)'s eager fp32, 3 separate runs
+#                           -> benchmarks/results/slim-speedup.md
 #   make bench              every model x format x precision x resolution -> benchmarks/results/
 #   make bench-check        quick CPU benchmark of $(STYLE) gated against this machine class's baseline (CI)
 #   make bench-baseline     record this machine class's baseline next to the others in benchmarks/baselines/
@@ -46,7 +48,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +100,11 @@ compress: weights
 # Latency before training: which deployment-student candidates are worth distilling (`compress --student NAME`).
 students-latency: setup
 	$(PY) -m stylecast.benchmarks.students_latency --teacher models/$(STYLE).safetensors $(ARGS)
+
+# The shipped slim model's int8 engines vs the teacher's eager fp32, 3 separate runs (needs both int8 exports).
+slim-speedup: setup
+	$(PY) -m stylecast.benchmarks.slim_speedup --teacher models/$(STYLE).safetensors \
+		--slim models/$(STYLE)-slim.safetensors $(ARGS)
 
 # Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
 bench: setup

@@ -11,6 +11,7 @@ import platform
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from stylecast.runtime.artifacts import tool_versions
@@ -77,12 +78,43 @@ def matmul_peak(precision: str, device: torch.device, size: int = 2048, seconds:
     return Peak(precision, 2 * size**3 / best / 1e9, size)
 
 
+def ort_int8_peak(threads: int, size: int = 2048, seconds: float = 1.5, calls: int = 5) -> float:
+    """Best GOP/s of ONNX Runtime's u8 x s8 MatMulInteger: the int8 GEMM that the deployed int8 engines (QDQ
+    convs lowered to integer GEMMs) run on. torch's own int8 matmul has no fast kernel on some CPUs (1 GOP/s on
+    Zen 3), which would leave the int8 rows without a ceiling although their engines have one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stylecast.runtime.backends.onnxruntime import import_ort
+
+    ort = import_ort()
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.integers(-128, 128, (size, size), dtype=np.int8), "b")
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_peak",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"a": rng.integers(0, 256, (size, size), dtype=np.uint8)}
+    session.run(None, feed)
+    best, done, start = float("inf"), 0, time.perf_counter()
+    while done < calls or time.perf_counter() - start < seconds:
+        done += 1
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
 def peak_precisions(device: torch.device) -> list[str]:
     """fp32, bf16 and int8 everywhere (fp16 on GPUs); one that is slower than fp32 is reported as no ceiling."""
     return ["fp32", "bf16", *(["fp16"] if device.type == "cuda" else []), "int8"]
 
 
-def measure_peaks(device: torch.device, seconds: float, probe_size: int = 256) -> dict[str, dict]:
+def measure_peaks(device: torch.device, seconds: float, threads: int, probe_size: int = 256) -> dict[str, dict]:
     """Each precision's peak, after one small call of each: an emulated precision (bf16 or int8 without
     native kernels can be 100x slower) is no ceiling, and a full-size call of it would take minutes."""
     fp32_small = matmul_peak("fp32", device, probe_size, seconds=0.0, calls=2).gflops
@@ -99,4 +131,21 @@ def measure_peaks(device: torch.device, seconds: float, probe_size: int = 256) -
             peaks[precision] = {"error": str(exc).splitlines()[0]}
             continue
         peaks[precision] = {"gflops": round(peak.gflops, 1), "matmul_size": peak.size}
+    if device.type == "cpu":
+        _int8_engine_peak(peaks, threads, seconds)
     return peaks
+
+
+def _int8_engine_peak(peaks: dict[str, dict], threads: int, seconds: float) -> None:
+    """The int8 ceiling is the faster of torch's int8 matmul and ONNX Runtime's integer GEMM; both are kept."""
+    try:
+        engine = ort_int8_peak(threads, seconds=seconds)
+    except Exception as exc:  # noqa: BLE001 - no onnxruntime, or no integer kernel: torch's figure stands
+        peaks.setdefault("int8", {})["onnxruntime_error"] = str(exc).splitlines()[0]
+        return
+    torch_int8 = peaks.get("int8", {})
+    if engine > torch_int8.get("gflops", 0.0):
+        peaks["int8"] = {"gflops": round(engine, 1), "matmul_size": 2048, "source": "onnxruntime MatMulInteger u8xs8",
+                         **({"torch": torch_int8} if torch_int8 else {})}
+    else:
+        torch_int8["onnxruntime_gflops"] = round(engine, 1)

@@ -136,7 +136,8 @@ def notes(result: dict) -> list[str]:
 
 def header_lines(result: dict) -> list[str]:
     m, s = result["machine"], result["settings"]
-    peaks = ", ".join(f"{k} {v['gflops']:.0f}" if "gflops" in v else f"{k} none ({v['error'].split(' (')[0]})"
+    peaks = ", ".join((f"{k} {v['gflops']:.0f}" + (f" ({v['source']})" if "source" in v else ""))
+                      if "gflops" in v else f"{k} none ({v['error'].split(' (')[0]})"
                       for k, v in result["peaks_gflops"].items())
     accel = f", {m['gpu']}" if m.get("gpu") else ""
     policy = s["policy"]

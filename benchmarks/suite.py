@@ -231,7 +231,7 @@ def run(config: BenchConfig, progress: Progress = lambda *_: None, log: Callable
     photos = parity_images(config.photos)
     variants = load_variants(config)
     log(f"measuring the machine's matmul peak ({config.peak_seconds:.1f} s per precision)")
-    peaks = machine.measure_peaks(config.device, config.peak_seconds)
+    peaks = machine.measure_peaks(config.device, config.peak_seconds, config.threads)
     rows = []
     for variant in variants:
         for resolution in config.resolutions:

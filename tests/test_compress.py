@@ -139,23 +139,28 @@ def test_distill_refuses_wrong_painting_and_mismatched_init(tmp_path, photos, ti
     assert init.returncode == 2 and "architecture" in init.stderr and "Traceback" not in init.stderr
 
 
-def test_compress_pipeline_end_to_end_and_skips_finished_stages(tmp_path, photos, tiny_vgg):
+def test_compress_pipeline_end_to_end_and_skips_finished_stages(tmp_path, photos, calibration_photos, tiny_vgg):
     teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    earlier = tmp_path / "earlier-slim.safetensors"
+    save_model(earlier, TransformerNet(ArchConfig(width=8, res_blocks=1)), {"style": "tiny", "steps": "0"})
     out, work, report_dir = tmp_path / "tiny-slim.safetensors", tmp_path / "work", tmp_path / "report"
-    args = ["compress", "--teacher", str(teacher), "--data", str(photos), "--out", str(out), "--work", str(work),
+    args = ["compress", "--teacher", str(teacher), "--data", str(calibration_photos), "--out", str(out), "--work", str(work),
             "--report-dir", str(report_dir), "--student", "w8=width=8,res_blocks=1,last_kernel=3",
             "--prune-flops", "50", "--steps", "2", "--batch", "2", "--crop", "32", "--holdout", "1",
             "--eval-size", "64", "--styles-dir", str(DATA), "--parity-images", str(photos),
-            "--loss-net-weights", str(tiny_vgg)]
+            "--loss-net-weights", str(tiny_vgg), "--compare", f"before={earlier}", "--calibration-count", "3"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     report = json.loads((report_dir / "report.json").read_text())
-    assert set(report["models"]) == {"teacher", "w8", "pruned"}
-    for name in ("w8", "pruned"):
+    assert set(report["models"]) == {"teacher", "w8", "pruned", "before"}
+    for name in ("w8", "pruned", "before"):
         row = report["models"][name]
-        assert row["flops_ratio"] > 1 and 0 < row["ssim"] <= 1 and row["latency_ms"] > 0
+        assert row["flops_ratio"] > 1 and 0 < row["ssim"] <= 1 and row["latency_ms"]["ORT fp32"] > 0
+        assert row["latency_ms"]["ORT int8"] > 0 and row["int8_psnr_min"] > 0
         assert set(row["gflops"]) == {"256", "512", "1080p"} and "style_delta" in row
     assert report["models"]["pruned"]["method"] == "prune+distill"
+    assert report["models"]["w8"]["method"] == "warm-start+distill"  # from the distilled pruned student
+    assert "warm-started from pruned.safetensors" in first.stderr
     trained_on = [p.resolve().name for p in (work / "split" / "train").iterdir()]
     assert len(report["held_out"]) == 1 and report["held_out"][0] not in trained_on
     meta = read_metadata(out)
@@ -240,3 +245,66 @@ def test_students_latency_exports_a_candidate_as_shipped(tmp_path, photos):
     assert [c.name for c in convs if not set(c.input) & quantized] == [c.name for c in convs[:FP32_LEADING]] + [
         convs[-1].name]
     assert all(lines == [] for lines in check_releases(int8).values())
+
+
+def test_warm_start_fits_a_new_output_conv_to_the_teacher():
+    """A student whose output conv differs from its source's: the rest is copied exactly, and the least-squares
+    fit of the new head makes the student reproduce its source when the layers below are the source's own."""
+    from stylecast.train.compress.warm_start import resample_kernel, warm_start
+
+    torch.manual_seed(0)
+    source = TransformerNet(ArchConfig(width=8, res_blocks=1)).eval()
+    photos = torch.rand(4, 3, 40, 40) * 255
+    student = TransformerNet(ArchConfig(width=8, res_blocks=1, last_kernel=9)).eval()
+    with torch.no_grad():
+        student.decoder[2][1].weight.zero_()
+    loaded, rms = warm_start(student, source, source, photos)
+    assert loaded == len(student.state_dict()) and rms is None  # equal heads: copied, not fitted
+    for spec in ("width=8,res_blocks=1,last_kernel=3", "width=8,res_blocks=1,head=shuffle,last_kernel=3"):
+        student = TransformerNet(ArchConfig.from_spec(spec)).eval()
+        loaded, rms = warm_start(student, source, source, photos)
+        assert torch.equal(student.state_dict()["encoder.0.0.1.weight"], source.state_dict()["encoder.0.0.1.weight"])
+        with torch.no_grad():
+            before = (TransformerNet(ArchConfig.from_spec(spec)).eval()(photos) - source(photos)).pow(2).mean().sqrt()
+            after = (student(photos) - source(photos)).pow(2).mean().sqrt()
+        assert rms is not None and after < 0.5 * before, (spec, float(before), float(after))
+    kernel = torch.randn(3, 8, 9, 9)
+    assert torch.allclose(resample_kernel(kernel, 3).sum(dim=(2, 3)), kernel.sum(dim=(2, 3)), atol=1e-4)
+
+
+def test_warm_start_refuses_an_unrelated_net_and_distill_cli_says_so(tmp_path, photos, tiny_vgg):
+    from stylecast.runtime.errors import StylecastError
+    from stylecast.train.compress.warm_start import warm_start
+
+    with pytest.raises(StylecastError, match="shares no layer"):
+        warm_start(TransformerNet(ArchConfig(width=8, res_blocks=1)), torch.nn.Conv2d(1, 1, 1))
+    teacher = _write_teacher(tmp_path / "teacher.safetensors")
+    run = run_cli(*distill_args(teacher, photos, tiny_vgg, tmp_path / "s.safetensors", tmp_path / "r", 1),
+                  "--init", str(teacher), "--warm-start", "--arch", "width=8,res_blocks=1,head=shuffle,last_kernel=3")
+    assert run.returncode == 0, run.stderr
+    assert "output conv fitted to the teacher" in run.stdout + run.stderr
+    assert read_metadata(tmp_path / "s.safetensors")["method"] == "warm-start+distill"
+
+
+def test_select_takes_the_fastest_deployed_passing_student_and_says_when_there_is_none():
+    from stylecast.runtime.errors import StylecastError
+    from stylecast.train.compress.pipeline import select
+    from stylecast.train.compress.students import pareto
+
+    def row(ssim: float, ov_int8: float, meets: dict, int8_ok: bool = True, flops: float = 20.0) -> dict:
+        return {"ssim": ssim, "gflops": {"512": flops}, "int8_passed": int8_ok, "meets": meets,
+                "meets_target": all(meets.values()),
+                "latency_ms": {"ORT fp32": 300.0, "OpenVINO int8": ov_int8, "OpenVINO fp32": "not run: x"}}
+
+    ok = {"flops_ratio": True, "ssim": True, "style_delta": True}
+    rows = {"teacher": row(1.0, 600.0, ok, flops=80.0), "small": row(0.92, 120.0, ok, flops=15.0),
+            "fast": row(0.91, 90.0, ok, flops=19.0), "broken_int8": row(0.93, 50.0, ok, int8_ok=False)}
+    assert select(rows, "teacher") == "fast"  # the deployed engine decides, not FLOPs; a failed int8 does not count
+    rows["dominated"] = row(0.90, 130.0, ok)
+    assert pareto({k: v for k, v in rows.items() if k != "teacher"}) == ["small", "fast", "broken_int8"]
+    near = {"flops_ratio": True, "ssim": True, "style_delta": False}
+    far = {"flops_ratio": True, "ssim": False, "style_delta": False}
+    rows = {"teacher": rows["teacher"], "a": row(0.95, 90.0, far), "b": row(0.90, 95.0, near)}
+    assert select(rows, "teacher") == "b"  # none passes: the one meeting most checks, then SSIM
+    with pytest.raises(StylecastError, match="no student"):
+        select({"teacher": rows["teacher"]}, "teacher")

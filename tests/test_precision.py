@@ -7,7 +7,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from PIL import Image
 
 from stylecast.runtime import formats
 from stylecast.runtime.artifacts import read_metadata
@@ -15,18 +14,6 @@ from stylecast.runtime.formats import PRECISIONS
 from stylecast.runtime.stylizer import Stylizer
 
 from .conftest import run_cli
-
-
-@pytest.fixture(scope="session")
-def calibration_photos(tmp_path_factory, photos):
-    """Real photo content that is not byte-identical to the parity photos: crops and mirrors of them."""
-    folder = tmp_path_factory.mktemp("calibration")
-    for path in sorted(photos.glob("*.jpg")):
-        img = Image.open(path).convert("RGB")
-        w, h = img.size
-        img.crop((0, 0, w * 3 // 4, h * 3 // 4)).save(folder / f"{path.stem}-crop.jpg")
-        img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / f"{path.stem}-mirror.jpg")
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,8 @@ def distill(
     out: Annotated[Path | None, typer.Option(help="Student (default: models/<style>-student.safetensors).")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Resume state and logs (default: runs/<style>-student).")] = None,
     init: Annotated[Path | None, typer.Option(help="Start from these weights (a pruned teacher) instead of random.")] = None,
+    warm_start: Annotated[bool, typer.Option(help="With --init of another architecture: copy the layers whose name "
+                                                   "and shape match, start the rest random.")] = False,
     styles_dir: Annotated[Path, typer.Option(help="Where style images and presets live.")] = Path("styles"),
     style_image: Annotated[Path | None, typer.Option(help="The teacher's painting (checked against its sha256).")] = None,
     steps: Annotated[int, typer.Option(help="Total optimiser steps.")] = 2000,
@@ -85,8 +87,8 @@ def distill(
         out=out or Path("models") / f"{style}-student.safetensors", run_dir=run_dir or Path("runs") / f"{style}-student",
         steps=steps, batch=batch, crop=crop, scale=(max(160, crop), max(320, 2 * crop)), lr=lr, seed=seed,
         checkpoint_every=checkpoint_every, log_every=log_every, device=device, precision=precision, arch=student,
-        loss_net_weights=loss_net_weights, teacher=teacher, init=init,
-        method=method or ("prune+distill" if init else "distill"), distill=weights,
+        loss_net_weights=loss_net_weights, teacher=teacher, init=init, warm_start=warm_start,
+        method=method or ("warm-start+distill" if warm_start else "prune+distill" if init else "distill"), distill=weights,
     )
     written = DistillTrainer(config).run(resume=resume)
     typer.echo(f"wrote {written} (log and loss curve in {config.run_dir})")
@@ -122,7 +124,7 @@ def prune(
     typer.echo(f"wrote {out}: {result.flops_percent:.1f}% of the FLOPs at {size}², arch {result.spec}")
 
 
-DEFAULT_STUDENTS = ["w16=width=16", "w16k3=width=16,last_kernel=3"]
+DEFAULT_STUDENTS = ["w16ps3"]  # the deployment candidate that ships as wave-slim (see students.CANDIDATES)
 
 
 def parse_students(items: list[str]) -> dict[str, str]:
@@ -141,16 +143,36 @@ def parse_students(items: list[str]) -> dict[str, str]:
     return students
 
 
+def parse_compare(items: list[str], taken: set[str]) -> dict[str, Path]:
+    """``NAME=PATH`` items naming existing student checkpoints."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isidentifier() or name in taken | {"teacher", "pruned"} | set(out):
+            raise StylecastError(f"--compare {item!r}: expected NAME=PATH with a new NAME, "
+                                 "e.g. before=models/wave-slim.safetensors")
+        if not Path(path).is_file():
+            raise StylecastError(f"--compare {item!r}: {path} not found")
+        out[name] = Path(path)
+    return out
+
+
 def compress(
     teacher: Annotated[Path, typer.Option(help="Trained teacher checkpoint (e.g. models/wave.safetensors).")],
     data: Annotated[Path, typer.Option(help="Photo folder; --holdout photos of it are kept out of training.")],
     out: Annotated[Path | None, typer.Option(help="Slim checkpoint (default: models/<style>-slim.safetensors).")] = None,
     work: Annotated[Path | None, typer.Option(help="Stage folders and manifests (default: runs/compress/<style>).")] = None,
     report_dir: Annotated[Path | None, typer.Option(help="Report (default: benchmarks/results/compress/<style>).")] = None,
-    student: Annotated[list[str] | None, typer.Option(help="NAME=ARCH student, or a deployment candidate's name "
-                                                          "(w16k3, w16r3k3, w16ps, dw16k3, dw32r4ps); repeatable.")] = None,
+    student: Annotated[list[str] | None, typer.Option(help="NAME=ARCH student, or a deployment candidate's name (w16k3, "
+                                                          "w16r3k3, w16ps, w16ps3, dw16k3, dw32r4ps); repeatable.")] = None,
+    warm_start: Annotated[str, typer.Option(help="Where the students start: 'pruned' (this run's distilled pruned "
+                                                 "student: matching layers copied, the output conv fitted to the "
+                                                 "teacher), a checkpoint PATH of the same family, or 'none'.")] = "pruned",
+    compare: Annotated[list[str] | None, typer.Option(help="NAME=PATH: a student trained before (e.g. the current "
+                                                          "slim model), scored and selectable beside the new ones; "
+                                                          "repeatable.")] = None,
     prune_flops: Annotated[float, typer.Option(help="Also prune the teacher to this % of its FLOPs (0 = no).")] = 28.0,
-    steps: Annotated[int, typer.Option(help="Distillation steps per student.")] = 600,
+    steps: Annotated[int, typer.Option(help="Distillation steps per student.")] = 2000,
     prune_steps: Annotated[int | None, typer.Option(help="Distillation steps of the pruned student, which starts "
                                                          "from the teacher's weights (default: --steps).")] = None,
     batch: Annotated[int, typer.Option(help="Images per step.")] = 4,
@@ -158,6 +180,11 @@ def compress(
     holdout: Annotated[int, typer.Option(help="Photos held out for the quality figures.")] = 10,
     eval_size: Annotated[int, typer.Option(help="Square size of the quality and latency figures.")] = 512,
     feature_weight: Annotated[float, typer.Option(help="Trunk attention-transfer loss weight (0 = off).")] = 0.0,
+    style_weight: Annotated[float, typer.Option(help="Weight of the Gram MSE vs the teacher's output (the distill "
+                                                     "command's default is 1e3).")] = 1e4,
+    lr_schedule: Annotated[str, typer.Option(help="constant, or cosine (to 1% of the rate at --steps).")] = "cosine",
+    calibration_count: Annotated[int, typer.Option(help="int8: how many training photos calibrate each model (4 "
+                                                        "more choose its method and fp32 convs).")] = 16,
     styles_dir: Annotated[Path, typer.Option(help="Where style images and presets live.")] = Path("styles"),
     parity_images: Annotated[Path, typer.Option(help="Photos for the export parity check.")] = Path("benchmarks/photos"),
     precision: Annotated[str, typer.Option(help="auto (bf16/fp16 autocast only where a probe measures it faster than "
@@ -167,27 +194,39 @@ def compress(
     """Prune and distil students of a teacher, export and compare them, and write the best as <style>-slim."""
     need_torch("export")
     for flag, value, least in (("--steps", steps, 1), ("--prune-steps", prune_steps, 1), ("--batch", batch, 1),
+                               ("--calibration-count", calibration_count, 1),
                                ("--holdout", holdout, 1), ("--crop", crop, 16), ("--eval-size", eval_size, 16)):
         if value is not None and value < least:
             raise StylecastError(f"{flag} {value}: must be at least {least}")  # before minutes of pruning
     if not 0 <= prune_flops < 100:
         raise StylecastError(f"--prune-flops {prune_flops}: a percentage of the teacher's FLOPs below 100 (0 = no pruning)")
+    if lr_schedule not in ("constant", "cosine") or style_weight < 0:
+        raise StylecastError(f"--lr-schedule {lr_schedule} / --style-weight {style_weight}: give constant or cosine, "
+                             "and a weight of 0 or more")
+    if warm_start not in ("pruned", "none") and not Path(warm_start).is_file():
+        raise StylecastError(f"--warm-start {warm_start}: no such checkpoint; give 'pruned', 'none' or a .safetensors")
     style, image = teacher_style_image(teacher, styles_dir, None)
+    students = parse_students(student or DEFAULT_STUDENTS)
+    earlier = parse_compare(compare or [], set(students))
     from stylecast.train.compress.pipeline import CompressPlan, run_compress
 
     plan = CompressPlan(
         teacher=teacher, data=data, style_image=image, out=out or Path("models") / f"{style}-slim.safetensors",
         work=work or Path("runs") / "compress" / style,
         report_dir=report_dir or Path("benchmarks") / "results" / "compress" / style,
-        students=parse_students(student or DEFAULT_STUDENTS), prune_flops=prune_flops or None, steps=steps,
+        students=students, compare=earlier, prune_flops=prune_flops or None, steps=steps,
         prune_steps=prune_steps,
         batch=batch, crop=crop, holdout=holdout, eval_size=eval_size, feature_weight=feature_weight,
+        warm_start=warm_start, calibration_count=calibration_count, style_weight=style_weight,
+        lr_schedule=lr_schedule,
         precision=precision, loss_net_weights=loss_net_weights, parity_images=parity_images,
     )
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     report = run_compress(plan, log=console.print)
+    from stylecast.train.compress.students import deployed_ms
+
     for name, row in report["models"].items():
         extra = f", meets target: {row['meets_target']}" if "meets_target" in row else ""
-        typer.echo(f"{name}: {row['gflops']['512']:.1f} GFLOP@512, {row['latency_ms']:.0f} ms ({row['speedup']:.2f}x), "
-                   f"SSIM {row['ssim']:.3f}{extra}")
+        typer.echo(f"{name}: {row['gflops']['512']:.1f} GFLOP@512, fastest deployed engine "
+                   f"{deployed_ms(row):.0f} ms at {plan.eval_size}², SSIM {row['ssim']:.3f}{extra}")
     typer.echo(f"wrote {plan.out} ({report['selected']}); report {plan.report_dir / 'report.md'}")

@@ -20,6 +20,8 @@ from torch import nn
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.train.checkpoint import load_model
+from stylecast.train.compress.warm_start import fit_photos, warm_start
+from stylecast.train.data import list_images
 from stylecast.train.losses import gram_matrix
 from stylecast.train.model import TransformerNet
 from stylecast.train.trainer import TrainConfig, Trainer
@@ -95,6 +97,9 @@ class DistillLoss(nn.Module):
 class DistillConfig(TrainConfig):
     teacher: Path = Path("models/teacher.safetensors")
     init: Path | None = None  # start from these weights (a pruned teacher) instead of random ones
+    # Copy only the tensors of ``init`` whose name and shape match the student's (e.g. a deployment candidate
+    # with another head warm-started from the distilled pruned student); the rest start random.
+    warm_start: bool = False
     method: str = "distill"
     distill: DistillWeights = field(default_factory=DistillWeights)
 
@@ -102,6 +107,7 @@ class DistillConfig(TrainConfig):
         key = super().resume_key()
         key["teacher_sha256"] = sha256_file(self.teacher)
         key["init_sha256"] = sha256_file(self.init) if self.init else ""
+        key["warm_start"] = str(self.warm_start)
         key["distill"] = json.dumps(self.distill.as_dict(), sort_keys=True)
         return key
 
@@ -115,11 +121,18 @@ class DistillTrainer(Trainer):
     def _student(self) -> TransformerNet:
         cfg = self.config
         student = TransformerNet(cfg.arch)
-        if cfg.init is not None:
-            start = load_model(cfg.init)
-            if start.model.config != cfg.arch:
-                raise StylecastError(f"{cfg.init}: its architecture {start.meta['arch']} is not the student's "
-                                     f"{cfg.arch.to_json()}; pass the matching --arch or no --init")
+        if cfg.init is None:
+            return student
+        start = load_model(cfg.init)
+        if cfg.warm_start:
+            copied, fitted = warm_start(student, start.model, load_model(cfg.teacher).model,
+                                        fit_photos(list_images(cfg.data)))
+            fit = f"; output conv fitted to the teacher, RMS {fitted:.1f} grey levels" if fitted is not None else ""
+            print(f"warm start: {copied} of {len(student.state_dict())} tensors from {cfg.init.name}{fit}")
+        elif start.model.config != cfg.arch:
+            raise StylecastError(f"{cfg.init}: its architecture {start.meta['arch']} is not the student's "
+                                 f"{cfg.arch.to_json()}; pass the matching --arch, --warm-start or no --init")
+        else:
             student.load_state_dict(start.model.state_dict())
         return student
 

@@ -7,6 +7,7 @@ unchanged and continues an interrupted distillation from its saved state.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,16 +16,28 @@ from pathlib import Path
 import numpy as np
 
 from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
+from stylecast.export.precisions import Int8Settings
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import atomic_write, fit, load_image
+from stylecast.runtime.machine import usable_cores
 from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.compress import manifest
 from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
 from stylecast.train.compress.prune import PruneTarget, arch_spec, prune_checkpoint
 from stylecast.train.compress.report import render_markdown
-from stylecast.train.compress.students import TARGET, Entry, cost, latencies, perceptual, quality, verdict
+from stylecast.train.compress.students import (
+    ENGINES,
+    TARGET,
+    Entry,
+    cost,
+    deployed_ms,
+    latencies,
+    perceptual,
+    quality,
+    verdict,
+)
 from stylecast.train.data import list_images
 from stylecast.train.model import ArchConfig
 from stylecast.train.trainer import data_fingerprint
@@ -49,10 +62,18 @@ class CompressPlan:
     holdout: int = 10
     eval_size: int = 512
     feature_weight: float = 0.0
+    # Where the other students start: "pruned" (this run's distilled pruned student, see warm_start.py), a
+    # checkpoint of the same net family, or "none" (random weights).
+    warm_start: str = "pruned"
+    # Students trained before (e.g. the slim model this run may replace), scored and selectable beside the new ones.
+    compare: dict[str, Path] = field(default_factory=dict)
+    calibration_count: int = 16
+    style_weight: float = 1e4  # 10x the distill command's: the Gram term otherwise stays ~4% of the loss
+    lr_schedule: str = "cosine"
     precision: str = "auto"
     loss_net_weights: Path | None = None
     parity_images: Path = Path("benchmarks/photos")
-    latency_threads: int = 1
+    latency_threads: int = field(default_factory=usable_cores)
 
 
 def split(plan: CompressPlan, log: Callable[[str], None]) -> tuple[Path, list[Path]]:
@@ -95,13 +116,14 @@ def prune_stage(plan: CompressPlan, log: Callable[[str], None]) -> tuple[Path, s
 
 
 def distill_stage(plan: CompressPlan, name: str, spec: str, train_dir: Path, init: Path | None,
-                  log: Callable[[str], None]) -> Path:
+                  log: Callable[[str], None], warm: bool = False) -> Path:
     stage = plan.work / name
     out = stage / f"{name}.safetensors"
-    steps = plan.prune_steps if init and plan.prune_steps else plan.steps
+    steps = plan.prune_steps if init and not warm and plan.prune_steps else plan.steps
     inputs = {"teacher": plan.teacher, **({"init": init} if init else {})}
-    settings = {"arch": spec, "steps": steps, "batch": plan.batch, "crop": plan.crop,
-                "feature_weight": plan.feature_weight, "data": data_fingerprint(list_images(train_dir))}
+    settings = {"arch": spec, "steps": steps, "batch": plan.batch, "crop": plan.crop, "warm_start": warm,
+                "feature_weight": plan.feature_weight, "data": data_fingerprint(list_images(train_dir)),
+                "style_weight": plan.style_weight, "lr_schedule": plan.lr_schedule}
     if manifest.completed(stage, inputs, settings):
         log(f"{name}: up to date")
         return out
@@ -110,39 +132,56 @@ def distill_stage(plan: CompressPlan, name: str, spec: str, train_dir: Path, ini
         style=style, style_image=plan.style_image, data=train_dir, out=out, run_dir=stage / "run",
         steps=steps, batch=plan.batch, crop=plan.crop, scale=(max(160, plan.crop), max(320, 2 * plan.crop)),
         precision=plan.precision, arch=ArchConfig.from_spec(spec), loss_net_weights=plan.loss_net_weights,
-        teacher=plan.teacher, init=init, method="prune+distill" if init else "distill",
-        distill=DistillWeights(feature=plan.feature_weight), checkpoint_every=50,
+        teacher=plan.teacher, init=init, warm_start=warm,
+        method="warm-start+distill" if warm else "prune+distill" if init else "distill",
+        distill=DistillWeights(feature=plan.feature_weight, style=plan.style_weight), checkpoint_every=50,
+        lr_schedule=plan.lr_schedule,
     )
     resume = (config.run_dir / "state.safetensors").is_file()
-    log(f"{name}: {'resuming' if resume else 'distilling'} {spec} for {steps} steps")
+    start = f", warm-started from {init.name}" if warm and init else ""
+    log(f"{name}: {'resuming' if resume else 'distilling'} {spec} for {steps} steps{start}")
     DistillTrainer(config).run(resume=resume)
     manifest.record(stage, f"distill {name}", inputs, settings, {"student": out})
     return out
 
 
-def export_stage(plan: CompressPlan, name: str, checkpoint: Path, log: Callable[[str], None]) -> Path:
-    """The same export path as any model (parity-checked fp32 ONNX; other precisions plug in there)."""
+def export_stage(plan: CompressPlan, name: str, checkpoint: Path, calibration: Path,
+                 log: Callable[[str], None]) -> tuple[dict[str, Path], dict]:
+    """The same export path as any model: parity-checked fp32 and int8 ONNX (the int8 one searched and calibrated
+    on training photos only); an int8 below its floor is reported, not fatal, so every student gets a row."""
     out_dir = plan.work / name / "onnx"
-    report = run_export(ExportRequest(checkpoint=checkpoint, out_dir=out_dir, parity_images=plan.parity_images),
-                        log=log)
-    return onnx_path(out_dir, report["name"], "fp32")
+    request = ExportRequest(checkpoint=checkpoint, out_dir=out_dir, parity_images=plan.parity_images,
+                            precisions=["fp32", "int8"], int8=Int8Settings(calibration, plan.calibration_count),
+                            allow_below_floor=frozenset({"int8"}))
+    report = run_export(request, log=log)
+    int8 = next(e for e in report["exports"] if e["precision"] == "int8")
+    parity = {"int8_psnr_min": min(p["psnr_min"] for p in int8["parity"]), "int8_passed": int8["passed"],
+              "int8_fp32_convs": int8.get("fp32_convs", {}).get("leading")}
+    return {p: onnx_path(out_dir, report["name"], p) for p in request.precisions}, parity
 
 
-def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path], log: Callable[[str], None],
+def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path], calibration: Path,
+             log: Callable[[str], None],
              tick: Callable[[], None] = lambda: None) -> tuple[dict, dict[str, list[np.ndarray]], list[np.ndarray]]:
-    entries = [Entry(name, load_model(path), export_stage(plan, name, path, log))
-               for name, path in checkpoints.items()]
+    entries, int8 = [], {}
+    for name, path in checkpoints.items():
+        files, int8[name] = export_stage(plan, name, path, calibration, log)
+        entries.append(Entry(name, load_model(path), files))
     teacher, students = entries[0], entries[1:]
     size = plan.eval_size
     photos = [fit(load_image(p).rgb, size, size) for p in held]
     loss = perceptual(plan.style_image, teacher.model.meta, plan.loss_net_weights)
     means, outputs = quality(teacher, students, photos, loss, tick)
+    log(f"timing {len(entries)} models on {len(ENGINES)} engines at {size}²")
     latency = latencies(entries, size, threads=plan.latency_threads)
     rows = {}
     for entry in entries:
+        mine, base = latency[entry.name], latency[teacher.name]
         row = {**cost(entry), "checkpoint": str(checkpoints[entry.name]),
-               "sha256": sha256_file(checkpoints[entry.name]), "onnx": str(entry.onnx),
-               "latency_ms": latency[entry.name], "speedup": round(latency[teacher.name] / latency[entry.name], 2),
+               "sha256": sha256_file(checkpoints[entry.name]), "onnx": {k: str(v) for k, v in entry.onnx.items()},
+               "latency_ms": mine, **int8[entry.name],
+               "speedup": {k: round(base[k] / v, 2) for k, v in mine.items()
+                           if isinstance(v, float) and isinstance(base.get(k), float)},
                "psnr": round(means[entry.name]["psnr"], 2), "ssim": round(means[entry.name]["ssim"], 4),
                "style_loss": means[entry.name]["style"], "content_loss": means[entry.name]["content"]}
         rows[entry.name] = row
@@ -152,14 +191,24 @@ def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path],
 
 
 def select(rows: dict[str, dict], teacher: str) -> str:
-    """Fewest FLOPs among students meeting the target; if none does, the most teacher-like (SSIM) of
-    those with enough FLOP savings; failing that, the most teacher-like of all."""
+    """The fastest deployed student meeting the target (by its best engine at the eval size, not by FLOPs); if
+    none does, the one meeting most of the target's checks, then the most teacher-like (SSIM)."""
     students = {k: v for k, v in rows.items() if k != teacher}
+    if not students:
+        raise StylecastError("no student to choose from: give --student NAME or a --prune-flops percentage")
     passing = [k for k, v in students.items() if v["meets_target"]]
     if passing:
-        return min(passing, key=lambda k: students[k]["gflops"]["512"])
-    cheap = [k for k, v in students.items() if v["meets"]["flops_ratio"]] or list(students)
-    return max(cheap, key=lambda k: students[k]["ssim"])
+        return min(passing, key=lambda k: deployed_ms(students[k]))
+    return max(students, key=lambda k: (sum(students[k]["meets"].values()), students[k]["ssim"]))
+
+
+def warm_source(plan: CompressPlan, checkpoints: dict[str, Path]) -> Path | None:
+    """The checkpoint a candidate student warm-starts from, if any."""
+    if plan.warm_start == "none":
+        return None
+    if plan.warm_start == PRUNED:
+        return checkpoints.get(PRUNED)  # None when this run does not prune
+    return Path(plan.warm_start)
 
 
 def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
@@ -172,7 +221,9 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
     specs.update(plan.students)
     checkpoints = {"teacher": plan.teacher}
     for name, spec in specs.items():
-        checkpoints[name] = distill_stage(plan, name, spec, train_dir, init.get(name), log)
+        warm = warm_source(plan, checkpoints) if name != PRUNED else None
+        checkpoints[name] = distill_stage(plan, name, spec, train_dir, warm or init.get(name), log, warm is not None)
+    checkpoints.update(plan.compare)
     stage = plan.work / "evaluate"
     settings = {"eval_size": plan.eval_size, "held_out": [p.name for p in held], "out": str(plan.out),
                 "report_dir": str(plan.report_dir)}
@@ -180,17 +231,21 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
     if done:
         log("evaluate: up to date")
         return json.loads((plan.report_dir / "report.json").read_text())
-    rows, outputs, photos = evaluate(plan, checkpoints, held, log, tick)
+    rows, outputs, photos = evaluate(plan, checkpoints, held, train_dir, log, tick)
     chosen = select(rows, "teacher")
     source = load_model(checkpoints[chosen])
     meta = {k: v for k, v in source.meta.items() if k not in ("arch", "versions", "stylecast.format", "precision")}
     meta.update(student=chosen, selected_from=",".join(specs), teacher_sha256=sha256_file(plan.teacher),
                 report=str(plan.report_dir / "report.md"), arch_spec=arch_spec(source.model.config))
     save_model(plan.out, source.model, meta)
+    for suffix in (".log.csv", ".loss.png"):  # its distillation log and curve travel with it, as a teacher's do
+        trail = checkpoints[chosen].with_suffix(suffix)
+        if trail.is_file():
+            atomic_write(plan.out.with_suffix(suffix), lambda tmp, src=trail: shutil.copyfile(src, tmp))
     report = {"teacher": str(plan.teacher), "teacher_sha256": sha256_file(plan.teacher), "slim": str(plan.out),
               "slim_sha256": sha256_file(plan.out), "selected": chosen, "target": TARGET,
               "held_out": [p.name for p in held], "eval_size": plan.eval_size,
-              "plan": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()},
+              "plan": json.loads(json.dumps(asdict(plan), default=str)),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "models": rows}
     plan.report_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(plan.report_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))

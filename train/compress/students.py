@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylecast.export.latency import session, session_latency_ms
+from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.metrics import psnr, ssim
+from stylecast.runtime.timing import median_ms
 from stylecast.train.checkpoint import LoadedModel
 from stylecast.train.compress.prune import gflops
 from stylecast.train.data import load_style_image
@@ -28,6 +31,7 @@ CANDIDATES = {
     "w16k3": "width=16,last_kernel=3",
     "w16r3k3": "width=16,res_blocks=3,last_kernel=3",
     "w16ps": "width=16,head=shuffle,last_kernel=1",
+    "w16ps3": "width=16,head=shuffle,last_kernel=3",
     "dw16k3": "width=16,depthwise=1,last_kernel=3",
     "dw32r4ps": "width=32,depthwise=1,res_blocks=4,head=shuffle,last_kernel=3",
 }
@@ -39,7 +43,7 @@ TARGET = {"flops_ratio": 3.5, "ssim": 0.90, "style_delta": 0.15}
 class Entry:
     name: str
     model: LoadedModel
-    onnx: Path
+    onnx: dict[str, Path]  # precision -> exported file
 
 
 def cost(entry: Entry) -> dict:
@@ -49,14 +53,41 @@ def cost(entry: Entry) -> dict:
             "gflops": {k: round(gflops(net, h, w), 2) for k, (h, w) in SIZES.items()}}
 
 
-def latencies(entries: list[Entry], size: int, rounds: int = 3, threads: int = 1) -> dict[str, float]:
-    """Median ms per model, rounds interleaved so a neighbour's load hits every model alike."""
-    sessions = {e.name: session(e.onnx, threads) for e in entries}
-    times: dict[str, list[float]] = {name: [] for name in sessions}
+# The deployed engines each model is timed on: (label, backend, precision). OpenVINO reads the same ONNX files.
+ENGINES = (("ORT fp32", "onnxruntime", "fp32"), ("ORT int8", "onnxruntime", "int8"),
+           ("OpenVINO fp32", "openvino", "fp32"), ("OpenVINO int8", "openvino", "int8"))
+
+
+def _backend(kind: str, path: Path, threads: int) -> Backend:
+    if kind == "openvino":
+        from stylecast.runtime.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads=threads)
+    return OnnxRuntimeBackend(path, threads=threads)
+
+
+def latencies(entries: list[Entry], size: int, threads: int, rounds: int = 3) -> dict[str, dict[str, float | str]]:
+    """Median ms per model and deployed engine at size², rounds interleaved so a neighbour's load hits every
+    one alike; an engine that cannot run says why instead."""
+    batch = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
+    backends: dict[tuple[str, str], Backend] = {}
+    out: dict[str, dict[str, float | str]] = {e.name: {} for e in entries}
+    for entry in entries:
+        for label, kind, precision in ENGINES:
+            path = entry.onnx.get(precision)
+            try:
+                if path is None:
+                    raise StylecastError(f"no {precision} export")
+                backends[entry.name, label] = _backend(kind, path, threads)
+            except StylecastError as exc:
+                out[entry.name][label] = f"not run: {exc}"
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in backends}
     for _ in range(rounds):
-        for name, sess in sessions.items():
-            times[name].append(session_latency_ms(sess, size, warmup=1, repeats=3))
-    return {name: round(float(np.median(t)), 2) for name, t in times.items()}
+        for key, backend in backends.items():
+            times[key].append(median_ms(lambda b=backend: b.run(batch), warmup=1, repeats=3))
+    for (name, label), samples in times.items():
+        out[name][label] = round(float(np.median(samples)), 2)
+    return out
 
 
 def perceptual(style_image: Path, teacher_meta: dict[str, str], loss_net_weights: Path | None) -> PerceptualLoss:
@@ -98,6 +129,20 @@ def quality(teacher: Entry, students: list[Entry], photos: list[np.ndarray], los
             tick()
     means = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in sums.items()}
     return means, outputs
+
+
+def deployed_ms(row: dict) -> float:
+    """The model's fastest engine at the eval size; int8 engines count only if its int8 export kept parity."""
+    ok = [v for k, v in row["latency_ms"].items()
+          if isinstance(v, float) and (row.get("int8_passed", True) or "int8" not in k)]
+    return min(ok, default=float("inf"))
+
+
+def pareto(rows: dict[str, dict]) -> list[str]:
+    """Models no other beats on both deployed latency and SSIM vs the teacher."""
+    return [name for name, row in rows.items()
+            if not any(deployed_ms(o) <= deployed_ms(row) and o["ssim"] >= row["ssim"]
+                       and (deployed_ms(o), o["ssim"]) != (deployed_ms(row), row["ssim"]) for o in rows.values())]
 
 
 def verdict(row: dict, teacher: dict) -> dict:
