@@ -166,7 +166,7 @@ def test_compress_pipeline_end_to_end_and_skips_finished_stages(tmp_path, photos
     meta = read_metadata(out)
     assert meta["student"] == report["selected"] and meta["teacher_sha256"] == report["teacher_sha256"]
     assert load_model(out).model.config == ArchConfig.from_json(meta["arch"])
-    assert (report_dir / "side-by-side.png").stat().st_size > 1000
+    assert (report_dir / "side-by-side.jpg").stat().st_size > 1000
     assert "| teacher |" in (report_dir / "report.md").read_text()
     manifests = sorted(p.parent.name for p in work.glob("*/manifest.json"))
     assert manifests == ["evaluate", "prune", "pruned", "split", "w8"]

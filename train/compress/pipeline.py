@@ -252,7 +252,7 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
     atomic_write(plan.report_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(report)))
     pairs = [(np.hstack([photo, t]), s)
              for photo, t, s in zip(photos, outputs["teacher"], outputs[chosen], strict=True)]
-    gallery = plan.report_dir / "side-by-side.png"
+    gallery = plan.report_dir / "side-by-side.jpg"
     make_gallery(pairs, gallery, title=f"photo | teacher | {plan.out.stem} ({chosen}), held-out at {plan.eval_size}px")
     manifest.record(stage, "evaluate+select", checkpoints, settings,
                     {"slim": plan.out, "report": plan.report_dir / "report.json", "side_by_side": gallery})

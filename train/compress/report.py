@@ -60,7 +60,7 @@ def render_markdown(report: dict) -> str:
         "content losses use the teacher's VGG16 loss network and style Gram targets; Δ is relative to the "
         "teacher's own loss. Regenerate with `make compress STYLE=<style>`.",
         "",
-        "![photo | teacher | slim](side-by-side.png)",
+        "![photo | teacher | slim](side-by-side.jpg)",
         "",
     ]
     return "\n".join(lines)
