@@ -24,10 +24,13 @@ TEACHER = {"gflops": {"256": 20.0, "512": 80.0, "1080p": 630.0}, "ssim": 1.0, "p
            "style_loss": 2.0, "content_loss": 4.0}
 
 
-def _student(gflops_512: float, ssim: float, style_loss: float = 2.0, content_loss: float = 4.0) -> dict:
-    """A student row as evaluate() builds it: cost and quality numbers, then the verdict merged in."""
+def _student(gflops_512: float, ssim: float, style_loss: float = 2.0, content_loss: float = 4.0,
+             ms: float | None = None) -> dict:
+    """A student row as evaluate() builds it: cost, deployed latency (default: 6 ms per GFLOP) and quality
+    numbers, then the verdict merged in."""
     row = {"gflops": {"256": gflops_512 / 4, "512": gflops_512, "1080p": gflops_512 * 7.9}, "ssim": ssim,
-           "psnr": 30.0, "style_loss": style_loss, "content_loss": content_loss}
+           "psnr": 30.0, "style_loss": style_loss, "content_loss": content_loss, "int8_passed": True,
+           "latency_ms": {"ORT fp32": 20.0 * gflops_512, "OpenVINO int8": ms or 6.0 * gflops_512}}
     row.update(verdict(row, TEACHER))
     return row
 
@@ -77,10 +80,11 @@ def test_verdict_reports_signed_style_and_content_deltas():
     assert row["style_delta"] == pytest.approx(-0.2) and row["content_delta"] == pytest.approx(-0.25)
 
 
-def test_select_keeps_the_passing_student_with_fewest_flops():
-    rows = _rows(big=_student(22.0, ssim=0.99), small=_student(16.0, ssim=0.91), mid=_student(19.0, ssim=0.95))
+def test_select_keeps_the_passing_student_fastest_on_its_deployed_engine_not_the_fewest_flops():
+    rows = _rows(big=_student(22.0, ssim=0.99, ms=100.0), small=_student(16.0, ssim=0.91, ms=140.0),
+                 mid=_student(19.0, ssim=0.95, ms=120.0))
     assert all(rows[k]["meets_target"] for k in ("big", "small", "mid"))
-    assert select(rows, "teacher") == "small"
+    assert select(rows, "teacher") == "big"
 
 
 def test_select_never_returns_the_teacher():
@@ -110,10 +114,10 @@ def test_select_when_none_passes_prefers_likeness_among_students_cheap_enough():
     assert select(rows, "teacher") == "cheap_b"
 
 
-def test_select_fallback_ranks_by_ssim_alone_ignoring_style_delta():
+def test_select_fallback_counts_the_checks_met_before_ssim():
     rows = _rows(off_style=_student(20.0, ssim=0.89, style_loss=4.0), on_style=_student(20.0, ssim=0.86))
     assert rows["off_style"]["style_delta"] == 1.0 and not rows["on_style"]["meets"]["ssim"]
-    assert select(rows, "teacher") == "off_style"
+    assert select(rows, "teacher") == "on_style"  # meets FLOPs and style; off_style meets FLOPs only
 
 
 def test_select_when_no_student_is_cheap_enough_takes_the_most_teacher_like():

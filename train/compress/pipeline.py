@@ -191,15 +191,16 @@ def evaluate(plan: CompressPlan, checkpoints: dict[str, Path], held: list[Path],
 
 
 def select(rows: dict[str, dict], teacher: str) -> str:
-    """The fastest deployed student meeting the target (by its best engine at the eval size, not by FLOPs); if
-    none does, the one meeting most of the target's checks, then the most teacher-like (SSIM)."""
+    """The fastest deployed student meeting the target (by its best engine at the eval size, not by FLOPs). If none
+    does: among the students cheap enough (or all, if none is), the one meeting most checks, then the highest SSIM."""
     students = {k: v for k, v in rows.items() if k != teacher}
     if not students:
         raise StylecastError("no student to choose from: give --student NAME or a --prune-flops percentage")
     passing = [k for k, v in students.items() if v["meets_target"]]
     if passing:
         return min(passing, key=lambda k: deployed_ms(students[k]))
-    return max(students, key=lambda k: (sum(students[k]["meets"].values()), students[k]["ssim"]))
+    cheap = [k for k, v in students.items() if v["meets"]["flops_ratio"]] or list(students)
+    return max(cheap, key=lambda k: (sum(students[k]["meets"].values()), students[k]["ssim"]))
 
 
 def warm_source(plan: CompressPlan, checkpoints: dict[str, Path]) -> Path | None:
