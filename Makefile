@@ -10,6 +10,8 @@
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 #   make slim-speedup       $(STYLE)-slim's int8 engines vs $(STYLE)'s eager fp32, 3 separate runs
 #                           -> benchmarks/results/slim-speedup.md
+#   make int8-graphs        $(STYLE)'s int8 graph as exported vs its last conv int8 too, on OpenVINO and ONNX Runtime
+#                           -> benchmarks/results/int8-graphs.md
 #   make bench              every model x format x precision x resolution -> benchmarks/results/
 #   make bench-check        quick CPU benchmark of $(STYLE) gated against this machine class's baseline (CI)
 #   make bench-baseline     record this machine class's baseline next to the others in benchmarks/baselines/
@@ -46,9 +48,9 @@ ALLOW_BELOW_FLOOR ?=
 # A folder (the baseline of this machine's class is picked from it) or one baseline file, checked on purpose.
 BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
-BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors
+BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,9 +71,11 @@ train: weights
 train-resume: weights
 	$(SC) train --style $(STYLE) --data $(DATA) --resume $(ARGS)
 
-# The demo needs only fp32 (no calibration photos, so it works on a fresh clone).
+# The demo needs only fp32 (no calibration photos, so it works on a fresh clone). An export that is still
+# current is reused, not rewritten: the touch tells make so, or every later make would re-check it.
 $(ART)/$(STYLE).fp32.onnx: models/$(STYLE).safetensors $(VENV)/.installed
 	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) --precision fp32
+	@touch $@
 
 export: setup
 	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) \
@@ -84,6 +88,7 @@ export: setup
 $(ART)/$(STYLE).int8.onnx: models/$(STYLE).safetensors $(VENV)/.installed
 	$(SC) export models/$(STYLE).safetensors --out $(ART) --parity-images $(SAMPLES) --precision int8 \
 		--calibration-images $(CALIB)
+	@touch $@
 
 demo: $(ART)/$(STYLE).fp32.onnx
 	$(SC) stylize $(SAMPLES) --model $(ART)/$(STYLE).fp32.onnx --out $(ART)/demo \
@@ -106,22 +111,36 @@ slim-speedup: setup
 	$(PY) -m stylecast.benchmarks.slim_speedup --teacher models/$(STYLE).safetensors \
 		--slim models/$(STYLE)-slim.safetensors $(ARGS)
 
+# The int8 graph each engine wants: $(STYLE)'s export as made (last conv fp32) vs the last conv int8 too.
+int8-graphs: setup
+	$(PY) -m stylecast.benchmarks.int8_graphs --model models/$(STYLE).safetensors --calibration-images $(CALIB) $(ARGS)
+
 # Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
 bench: setup
 	for m in models/*.safetensors; do $(MAKE) --no-print-directory export STYLE=$$(basename $$m .safetensors) || exit 1; done
 	$(SC) bench --readme README.md $(ARGS)
 
-# The gate needs only the fp32 export: a fresh clone has no calibration photos for int8.
-bench-check: $(ART)/$(STYLE).fp32.onnx
+# The gate's own exports (fp32 and int8, so the int8 engines are gated too), apart from artifacts/$(STYLE)/.
+# A fresh clone has no calibration photos: the int8 one calibrates on crops and mirrors of $(SAMPLES), with the
+# int8 choices fixed (4 leading convs and the last fp32, Percentile: what the wave export's search picks), so
+# every run of the gate times the same graph.
+GATE_ART := artifacts/gate
+$(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx: models/$(STYLE).safetensors $(VENV)/.installed
+	$(PY) -m stylecast.benchmarks.gate_calibration $(SAMPLES) $(GATE_ART)/calibration
+	$(SC) export models/$(STYLE).safetensors --out $(GATE_ART)/$(STYLE) --parity-images $(SAMPLES) \
+		--precision fp32,int8 --calibration-images $(GATE_ART)/calibration --int8-method percentile --int8-fp32-convs 4
+	@touch $@
+
+bench-check: $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx
 	$(SC) bench $(BENCH_GATE) --check $(BENCH_BASELINE) --out artifacts/bench-check $(ARGS)
 
-bench-baseline: $(ART)/$(STYLE).fp32.onnx
+bench-baseline: $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx
 	$(SC) bench $(BENCH_GATE) --save-baseline $(BENCH_BASELINE) --out artifacts/bench-check $(ARGS)
 
 # The gate's false-alarm rate (5 runs on this tree) and power (a 2x-FLOPs graph, a 10x baseline) on this machine.
-bench-gate-eval: $(ART)/$(STYLE).fp32.onnx
+bench-gate-eval: $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx
 	$(PY) -m stylecast.benchmarks.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
-		--out benchmarks/results/gate-$$($(PY) -c "from stylecast.runtime.machine import fingerprint, class_id; print(class_id(fingerprint()))") $(ARGS)
+		--artifacts $(GATE_ART) --out benchmarks/results/gate-$$($(PY) -c "from stylecast.runtime.machine import fingerprint, class_id; print(class_id(fingerprint()))") $(ARGS)
 weights-vgg19: setup
 	$(SC) weights fetch vgg19
 

@@ -9,6 +9,7 @@ the stored speedups. Each run is the real command, in its own process, as CI run
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,9 @@ def evaluate(model: Path, baselines: Path, artifacts: Path, runs: int, extra_flo
         from stylecast.train.compress.prune import gflops
 
         added = slowed_copy(onnx_file, slow_dir / onnx_file.name, extra_flops, gflops(load_model(model).model, 256, 256))
+        for other in sorted(onnx_file.parent.glob(f"{name}.*.onnx")):  # the other exports as they are: only fp32 slows
+            if other != onnx_file:
+                shutil.copyfile(other, slow_dir / other.name)
         slowed = _gate(model, baselines, tmp / "slow", tmp / "slow-out")
         baseline_path = baselines
         if baselines.is_dir():

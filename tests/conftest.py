@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 DATA = Path(__file__).parent / "data"
 # A test that trains, exports or runs the real command is `slow` (minutes in all); the rest are unit tests
@@ -42,12 +41,10 @@ def photos() -> Path:
 @pytest.fixture(scope="session")
 def calibration_photos(tmp_path_factory, photos):
     """Real photo content that is not byte-identical to the parity photos: crops and mirrors of them."""
+    from stylecast.benchmarks.gate_calibration import derived_photos
+
     folder = tmp_path_factory.mktemp("calibration")
-    for path in sorted(photos.glob("*.jpg")):
-        img = Image.open(path).convert("RGB")
-        w, h = img.size
-        img.crop((0, 0, w * 3 // 4, h * 3 // 4)).save(folder / f"{path.stem}-crop.jpg")
-        img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / f"{path.stem}-mirror.jpg")
+    derived_photos(photos, folder)
     return folder
 
 
