@@ -222,8 +222,9 @@ def plot(result: dict, dest: Path, ceiling_db: float = 100.0) -> None:
         ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", linestyle="", label=f) for f, c in colours.items()]
     handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=v) for v, m in markers.items()]
-    axes[0][0].legend(handles=handles, fontsize=8, loc="lower left")
+    # Below the panels, not in one: the int8 rows sit in a panel's lower left, where a legend would hide them.
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles))
     fig.suptitle(f"stylecast bench: {result['machine']['cpu']}, {result['settings']['threads']} thread(s)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     atomic_write(dest, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

@@ -1,0 +1,132 @@
+"""Does OpenVINO want another int8 graph than ONNX Runtime? The model's int8 QDQ graph as the export makes it (the
+image-writing last conv kept fp32) against the same graph with the last conv quantized too, both from one
+calibration, each timed on OpenVINO and ONNX Runtime in one interleaved cell with the PyTorch eager fp32 model,
+and each checked for parity against it on the parity photos.
+
+    python -m stylecast.benchmarks.int8_graphs --model models/wave.safetensors --calibration-images ../shared/photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+import torch
+
+from stylecast.benchmarks.slim_speedup import int8_export
+from stylecast.benchmarks.students_latency import INT8_ENGINES, measure
+from stylecast.benchmarks.suite import Resolution
+from stylecast.export import parity, to_int8, to_onnx
+from stylecast.runtime.artifacts import sha256_file
+from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylecast.runtime.backends.openvino import OpenVinoBackend
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.images import atomic_write
+from stylecast.runtime.machine import fingerprint, usable_cores
+from stylecast.train.checkpoint import LoadedModel, load_model
+
+METHOD = "percentile"
+GRAPHS = ("last conv fp32 (as exported)", "last conv int8")
+
+
+def fp32_conv_names(int8_path: Path) -> list[str]:
+    """The convs an int8 QDQ graph left in fp32: those whose weight is not the output of a DequantizeLinear."""
+    graph = onnx.load(str(int8_path), load_external_data=False).graph
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
+
+
+def build_graphs(loaded: LoadedModel, shipped_int8: Path, calibration: list[Path], folder: Path) -> dict[str, Path]:
+    """Both graphs from one fp32 export and one calibration (ORT's cache), so only the last conv differs."""
+    fp32 = folder / "model.fp32.onnx"
+    to_onnx.export_fp32(loaded, fp32)
+    keep = fp32_conv_names(shipped_int8)
+    convs = to_int8.conv_names(fp32)
+    if not keep or keep[-1] != convs[-1]:
+        raise StylecastError(f"{shipped_int8}: its last conv is already int8; nothing to compare")
+    graphs = {}
+    for name, kept in zip(GRAPHS, (keep, keep[:-1]), strict=True):
+        raw, dest = folder / f"{len(graphs)}.raw.onnx", folder / f"{len(graphs)}.int8.onnx"
+        to_int8.quantize_int8(fp32, raw, calibration, (256, 256), METHOD, kept, folder / "calibration.json")
+        model = onnx.load(str(raw))
+        to_onnx.set_metadata(model, {**to_onnx.export_metadata(loaded, "int8"), "conversion": f"int8-graphs: {name}"})
+        to_onnx.save_onnx(model, dest)
+        graphs[name] = dest
+    return graphs
+
+
+def parity_db(loaded: LoadedModel, graphs: dict[str, Path], photos: Path, threads: int) -> dict[str, dict[str, float]]:
+    """Worst PSNR against PyTorch fp32 over the parity photos and sizes, per graph and engine."""
+    reference = parity.Reference(loaded.model, parity.parity_images(photos))
+    engines = {"OpenVINO": lambda p: OpenVinoBackend(p, threads=threads),
+               "ONNX Runtime": lambda p: OnnxRuntimeBackend(p, threads=threads)}
+    return {name: {fmt: round(min(r.psnr_min for r in parity.measure(reference, make(path))), 2)
+                   for fmt, make in engines.items()} for name, path in graphs.items()}
+
+
+def markdown(record: dict) -> str:
+    fp = record["machine"]
+    lines = [f"# {record['model']}: which int8 graph each engine wants ({record['created'][:10]})", "",
+             f"{fp['cpu']} ({', '.join(fp['features']) or 'no AVX2'}), {record['threads']} thread(s), batch 1. Both "
+             f"graphs: {record['fp32_leading']} leading convs fp32 as in the shipped int8 export, {METHOD} calibration "
+             f"on {record['calibration_photos']} photos at 256². One interleaved cell per resolution with the "
+             "PyTorch eager fp32 model; ms = median (min); PSNR = worst over the parity photos against PyTorch fp32.",
+             "Regenerate: `make int8-graphs`, alone on the machine.", "",
+             "| res | graph | OpenVINO ms | ONNX Runtime ms | OpenVINO / ORT | PSNR OpenVINO | PSNR ORT |",
+             "|---|---|---|---|---|---|---|"]
+    for res, cell in record["latency"].items():
+        for name in GRAPHS:
+            ov, ort = (cell[f"{name}/{fmt}/int8/CPU"] for fmt in INT8_ENGINES)
+            psnr = record["parity_db"][name]
+            lines.append(f"| {res} | {name} | {ov['p50_ms']:.0f} ({ov['min_ms']:.0f}) | {ort['p50_ms']:.0f} "
+                         f"({ort['min_ms']:.0f}) | {ort['p50_ms'] / ov['p50_ms']:.2f}x | {psnr['OpenVINO']:.1f} dB "
+                         f"| {psnr['ONNX Runtime']:.1f} dB |")
+    lines.append("")
+    for res, cell in record["latency"].items():
+        best = {fmt: min(cell[f"{name}/{fmt}/int8/CPU"]["p50_ms"] for name in GRAPHS) for fmt in INT8_ENGINES}
+        lines.append(f"- {res}: each engine on its faster graph: OpenVINO {best['OpenVINO']:.0f} ms, ONNX Runtime "
+                     f"{best['ONNX Runtime']:.0f} ms, {best['ONNX Runtime'] / best['OpenVINO']:.2f}x.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("models/wave.safetensors"))
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    parser.add_argument("--calibration-images", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, default=Path("benchmarks/photos"))
+    parser.add_argument("--resolution", action="append", help="512, 1080p or WxH; repeat (default 512)")
+    parser.add_argument("--threads", type=int, default=usable_cores())
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/int8-graphs"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        loaded, shipped = load_model(args.model), int8_export(args.model, args.artifacts)
+        held_out = {sha256_file(p) for p in parity.parity_files(args.photos)}
+        calibration = to_int8.calibration_files(args.calibration_images, 16, held_out)
+        with tempfile.TemporaryDirectory(prefix="stylecast-int8-graphs-") as scratch:
+            graphs = build_graphs(loaded, shipped, calibration, Path(scratch))
+            photo = parity.parity_images(args.photos, limit=1)[0]
+            latency = {(res := Resolution.parse(text)).label: measure(loaded, graphs, res, photo, args.threads)
+                       for text in args.resolution or ["512"]}
+            psnr = parity_db(loaded, graphs, args.photos, args.threads)
+    except StylecastError as exc:
+        sys.exit(f"error: {exc}")
+    record = {"model": args.model.stem, "model_sha256": sha256_file(args.model), "machine": fingerprint(),
+              "threads": args.threads, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "fp32_leading": len(fp32_conv_names(shipped)) - 1, "calibration_photos": len(calibration),
+              "latency": latency, "parity_db": psnr}
+    text = markdown(record)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(text))
+    print(text + f"wrote {args.out}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
