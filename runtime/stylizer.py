@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ class Stylizer:
         self.backends: list[Backend] = [load_backend(Path(m), backend, providers, threads) for m in models]
         self.backend = self.backends[0]
         self.strength = strength
+        self.min_side = max(min_side(b.metadata) for b in self.backends)
 
     def _joined(self, key: str) -> str:
         return "+".join(dict.fromkeys(b.metadata.get(key, "unknown") for b in self.backends))
@@ -52,8 +54,8 @@ class Stylizer:
         strengths = [self.strength] * len(images) if strengths is None else strengths
         if len({im.shape for im in images}) == 1:
             height, width = images[0].shape[:2]
-            if min(height, width) < MIN_SIDE:
-                padded = [pad_to_min(im) for im in images]
+            if min(height, width) < self.min_side:
+                padded = [pad_to_min(im, self.min_side) for im in images]
                 return [out[:height, :width] for out in self.stylize_batch(padded, strengths)]
             photos = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
             batch = self.forward(photos)
@@ -75,10 +77,20 @@ class Stylizer:
 MIN_SIDE = 16
 
 
-def pad_to_min(rgb: np.ndarray) -> np.ndarray:
-    """Repeat the edge pixels of a tiny image (e.g. 1x1) up to MIN_SIDE; the caller crops back."""
+def min_side(metadata: dict[str, str]) -> int:
+    """The smallest side a model runs: MIN_SIDE, or more where the net reflect-pads its input (issue 14's
+    ``input_pad``), since a reflection needs a side longer than the padding."""
+    try:
+        pad = int(json.loads(metadata.get("arch", "{}")).get("input_pad", 0))
+    except (ValueError, TypeError, AttributeError):  # a foreign arch string: nothing says the net pads
+        pad = 0
+    return max(MIN_SIDE, pad + 1)
+
+
+def pad_to_min(rgb: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:
+    """Repeat the edge pixels of a tiny image (e.g. 1x1) up to ``side``; the caller crops back."""
     height, width = rgb.shape[:2]
-    return np.pad(rgb, ((0, max(0, MIN_SIDE - height)), (0, max(0, MIN_SIDE - width)), (0, 0)), mode="edge")
+    return np.pad(rgb, ((0, max(0, side - height)), (0, max(0, side - width)), (0, 0)), mode="edge")
 
 
 def to_uint8(batch: np.ndarray) -> np.ndarray:

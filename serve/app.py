@@ -239,7 +239,8 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
         name = versioned(name, version)
         admit()
         body = await read_body(request, settings.max_upload_bytes)
-        parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), settings.max_batch, settings.max_pixels)
+        parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), settings.max_batch, settings.max_pixels,
+                             models.by_name(name).stylizer.min_side)
         _, _, height, width = parsed.image.shape
         result = await run(("v2", name, height, width), parsed.image, size=len(parsed.image))
         content, headers = infer_response(name, parsed, result)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylecast.runtime.formats import INPUT, OUTPUT
-from stylecast.runtime.stylizer import MIN_SIDE
 from stylecast.serve.errors import HttpError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -55,7 +54,7 @@ def _json_header(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     return header, body[split:]
 
 
-def _shape(tensor: dict, max_batch: int, max_pixels: int) -> tuple[int, int, int, int]:
+def _shape(tensor: dict, max_batch: int, max_pixels: int, min_side: int) -> tuple[int, int, int, int]:
     shape = tensor.get("shape")
     if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape)
             or shape[1] != 3):
@@ -63,14 +62,15 @@ def _shape(tensor: dict, max_batch: int, max_pixels: int) -> tuple[int, int, int
     batch, _, height, width = shape
     if batch > max_batch:
         raise HttpError(400, f"input {INPUT!r}: batch {batch} is above the model's max_batch_size {max_batch}")
-    if min(height, width) < MIN_SIDE:
-        raise HttpError(400, f"input {INPUT!r}: height and width must be at least {MIN_SIDE}")
+    if min(height, width) < min_side:
+        raise HttpError(400, f"input {INPUT!r}: height and width must be at least {min_side} for this model")
     if height * width > max_pixels:
         raise HttpError(413, f"input {INPUT!r}: {width}x{height} is above this server's limit of {max_pixels} pixels")
     return batch, 3, height, width
 
 
-def parse_infer(body: bytes, header_length: str | None, max_batch: int, max_pixels: int) -> InferRequest:
+def parse_infer(body: bytes, header_length: str | None, max_batch: int, max_pixels: int,
+                min_side: int) -> InferRequest:
     """Validate everything a client sends; any fault is a 4xx naming it."""
     header, binary = _json_header(body, header_length)
     inputs = header.get("inputs")
@@ -81,7 +81,7 @@ def parse_infer(body: bytes, header_length: str | None, max_batch: int, max_pixe
         raise HttpError(400, f"unknown input {tensor.get('name')!r}; the model's input is {INPUT!r}")
     if tensor.get("datatype") != DATATYPE:
         raise HttpError(400, f"input {INPUT!r}: datatype must be {DATATYPE}, got {tensor.get('datatype')!r}")
-    shape = _shape(tensor, max_batch, max_pixels)
+    shape = _shape(tensor, max_batch, max_pixels, min_side)
     count = int(np.prod(shape))
     parameters = tensor.get("parameters") or {}
     if "binary_data_size" in parameters:

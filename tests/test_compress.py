@@ -31,6 +31,8 @@ def test_arch_spec_round_trip_and_channel_count_check():
     assert ArchConfig.from_json(arch.to_json()) == arch
     pruned = ArchConfig.from_spec("res_blocks=2,channels=8/16/24/8/16/16/8")
     assert ArchConfig.from_json(pruned.to_json()) == pruned and pruned.layer_channels()[2] == 24
+    for config in (arch, pruned, ArchConfig.from_spec("width=16,head=shuffle,last_kernel=3,input_pad=8")):
+        assert ArchConfig.from_spec(config.to_spec()) == config  # the arch_spec a slim model's metadata gives
     with pytest.raises(ValueError, match="5 \\+ res_blocks"):
         ArchConfig.from_spec("res_blocks=2,channels=8/16/24")
     with pytest.raises(ValueError, match="unknown"):

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from stylecast.runtime import machine
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.machine import CLASS_KEYS, RANKING_FEATURES, class_id, fingerprint, mismatches
 from stylecast.train import precision
@@ -23,6 +24,21 @@ def test_fingerprint_names_the_class_and_versions():
     assert set(here["features"]) <= set(RANKING_FEATURES)
     assert class_id(here) == class_id({**here, "torch": "0.1", "onnxruntime": None})  # versions do not split classes
     assert class_id(here) != class_id({**here, "cores": here["cores"] + 1})
+
+
+def test_proc_cpuinfo_gives_py_cpuinfos_class_in_no_time():
+    """The fast path must not move a machine to another class: baselines and caches are keyed on it."""
+    if not machine.PROC_CPUINFO.is_file() or machine.proc_cpu_info(machine.PROC_CPUINFO.read_text()) is None:
+        pytest.skip("no x86 /proc/cpuinfo naming the CPU here: py-cpuinfo is the only source")
+    cpuinfo = pytest.importorskip("cpuinfo")
+    fast = machine.proc_cpu_info(machine.PROC_CPUINFO.read_text())
+    slow = cpuinfo.get_cpu_info()
+    keys = ("vendor_id_raw", "family", "model")
+    assert {k: fast[k] for k in keys} == {k: slow[k] for k in keys}
+    ranked = lambda flags: {f for f in RANKING_FEATURES if f.replace("_", "") in {g.replace("_", "") for g in flags}}  # noqa: E731
+    assert ranked(fast["flags"]) == ranked(slow["flags"])
+    assert machine.proc_cpu_info("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: \n") is None
+    assert machine.proc_cpu_info("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n") is None
 
 
 def test_mismatches_compare_only_what_was_recorded():

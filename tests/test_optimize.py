@@ -12,7 +12,7 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.train.gatys.cli import parse_list, parse_weighted
 from stylecast.train.gatys.color import luminance, match_colour, with_chroma_of
 from stylecast.train.gatys.optimize import GatysConfig, GatysOptimizer, to_tensor
-from stylecast.train.losses import RelativeStyleLoss
+from stylecast.train.losses import RelativeStyleLoss, style_grams
 from stylecast.train.vgg import VGGFeatures
 
 from .conftest import run_cli
@@ -95,6 +95,11 @@ def test_blended_styles_average_their_grams(vgg, images):
         a, b = getattr(single, f"gram_{layer}"), getattr(alone, f"gram_{layer}")
         assert torch.allclose(getattr(halves, f"gram_{layer}"), a)
         assert torch.allclose(getattr(mixed, f"gram_{layer}"), 0.75 * a + 0.25 * b)
+    # Grams computed once (as `evaluate` does for every photo) give the same loss as the style images.
+    shared = RelativeStyleLoss(vgg, content, style_grams(vgg, [(style, 1.0)], tuple(LAYERS)), style_layers=tuple(LAYERS))
+    image = to_tensor(images[0][:, ::-1].copy())
+    with torch.no_grad():
+        assert {k: float(v) for k, v in shared(image).items()} == {k: float(v) for k, v in single(image).items()}
 
 
 def test_colour_matching_gives_the_style_the_photos_statistics():

@@ -49,6 +49,27 @@ def test_input_pad_keeps_the_size_and_the_old_arch_string():
         ArchConfig(input_pad=-1)
 
 
+def test_runtime_runs_images_smaller_than_the_input_padding(tmp_path):
+    """A net padding its input by 20 px runs a 9x12 photo: the runtime pads it past the padding and crops back;
+    the server refuses a raw tensor below that side with a 400 naming it."""
+    from stylecast.export.to_onnx import export_fp32
+    from stylecast.runtime.stylizer import Stylizer
+    from stylecast.serve.errors import HttpError
+    from stylecast.serve.protocol import parse_infer
+    from stylecast.train.checkpoint import load_model, save_model
+
+    save_model(tmp_path / "pad.safetensors", TransformerNet(ArchConfig(width=4, res_blocks=1, input_pad=20)),
+               {"style": "tiny", "steps": "0"})
+    export_fp32(load_model(tmp_path / "pad.safetensors"), tmp_path / "pad.onnx")
+    stylizer = Stylizer(tmp_path / "pad.onnx")
+    assert stylizer.min_side == 21
+    assert stylizer(np.full((9, 12, 3), 128, np.uint8)).shape == (9, 12, 3)
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 3, 18, 18],
+                                     "data": [0.0] * (3 * 18 * 18)}]}).encode()
+    with pytest.raises(HttpError, match="at least 21"):
+        parse_infer(header, None, 4, 1 << 24, stylizer.min_side)
+
+
 def test_edge_margin_leaves_the_border_out_of_content_and_style(tiny_vgg):
     vgg = load_loss_net("vgg16", ["relu2_2", "relu1_2", "relu3_3", "relu4_3"], "cpu", tiny_vgg)
     style = torch.rand(1, 3, 48, 48) * 255

@@ -98,6 +98,20 @@ GATYS_CONTENT_LAYER = "relu4_2"
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
+def style_grams(vgg: VGGFeatures, styles: list[tuple[torch.Tensor, float]],
+                style_layers: tuple[str, ...] = GATYS_STYLE_LAYERS) -> dict[str, torch.Tensor]:
+    """The weighted mean Gram matrix of the style images at each style layer (several styles blend this way)."""
+    total = sum(w for _, w in styles)
+    grams: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for image, weight in styles:
+            features = vgg(image)
+            for layer in style_layers:
+                part = gram_matrix(features[layer]) * (weight / total)
+                grams[layer] = grams[layer] + part if layer in grams else part
+    return grams
+
+
 class RelativeStyleLoss(nn.Module):
     """Content and style distances of one image to fixed targets, each relative to its target's energy.
 
@@ -108,25 +122,22 @@ class RelativeStyleLoss(nn.Module):
     style layers. Several styles blend by a weighted mean of their Gram matrices.
     """
 
-    def __init__(self, vgg: VGGFeatures, content: torch.Tensor, styles: list[tuple[torch.Tensor, float]],
+    def __init__(self, vgg: VGGFeatures, content: torch.Tensor,
+                 styles: list[tuple[torch.Tensor, float]] | dict[str, torch.Tensor],
                  content_layer: str = GATYS_CONTENT_LAYER, style_layers: tuple[str, ...] = GATYS_STYLE_LAYERS,
                  layer_weights: tuple[float, ...] | None = None) -> None:
+        """``styles``: (image, weight) pairs, or their `style_grams` computed once for many contents."""
         super().__init__()
         self.vgg, self.content_layer, self.style_layers = vgg, content_layer, tuple(style_layers)
         weights = layer_weights or (1.0,) * len(self.style_layers)
         if len(weights) != len(self.style_layers):
             raise ValueError(f"{len(weights)} layer weights for {len(self.style_layers)} style layers")
         self.layer_weights = [w / sum(weights) for w in weights]
-        total = sum(w for _, w in styles)
+        grams = styles if isinstance(styles, dict) else style_grams(vgg, styles, self.style_layers)
         with torch.no_grad():
             self.register_buffer("content_target", vgg(content)[content_layer].float())
-            grams = {layer: 0.0 for layer in self.style_layers}
-            for image, weight in styles:
-                features = vgg(image)
-                for layer in self.style_layers:
-                    grams[layer] = grams[layer] + gram_matrix(features[layer]) * (weight / total)
-        for layer, gram in grams.items():
-            self.register_buffer(f"gram_{layer}", gram)
+        for layer in self.style_layers:
+            self.register_buffer(f"gram_{layer}", grams[layer])
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.vgg(image)

@@ -68,6 +68,18 @@ class ArchConfig:
             data["channels"] = list(data["channels"])
         return json.dumps(data, sort_keys=True)
 
+    def to_spec(self) -> str:
+        """The --arch form (what `from_spec` and `stylecast distill --arch` read back into an equal config)."""
+        parts = [f"res_blocks={self.res_blocks}", f"first_kernel={self.first_kernel}", f"last_kernel={self.last_kernel}"]
+        if self.depthwise:
+            parts.append("depthwise=1")
+        if self.head != "conv":
+            parts.append(f"head={self.head}")
+        if self.input_pad:
+            parts.append(f"input_pad={self.input_pad}")
+        parts.append("channels=" + "/".join(map(str, self.channels)) if self.channels else f"width={self.width}")
+        return ",".join(parts)
+
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
         return cls.from_dict(json.loads(text))

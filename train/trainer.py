@@ -171,6 +171,9 @@ class Trainer:
     def log_fields(self) -> list[str]:
         return ["step", *self.terms, "seconds", "images_per_s", "cpu_seconds"]
 
+    def curve_title(self) -> str:
+        return f"{self.config.style}: training losses"
+
     def _meta(self, step: int) -> dict[str, str]:
         cfg = self.config
         return {
@@ -228,7 +231,7 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
         if self.main:
             save_state(state_path, model, optimizer, step, self._meta(step))
-            plot_losses(log_path, cfg.run_dir / "loss.png", title=f"{cfg.style}: training losses", series=self.terms)
+            plot_losses(log_path, cfg.run_dir / "loss.png", title=self.curve_title(), series=self.terms)
             if not self.interrupted:
                 save_model(cfg.out, model, self._meta(step))
                 # The log and curve travel with the checkpoint (models/<style>.log.csv, .loss.png).

@@ -25,7 +25,7 @@ from stylecast.runtime.images import IMAGE_SUFFIXES, atomic_write, load_image, r
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.runtime.timing import timed_ms
 from stylecast.train.gatys.optimize import to_tensor
-from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, RelativeStyleLoss
+from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, RelativeStyleLoss, style_grams
 from stylecast.train.vgg import VGGFeatures
 
 CONTENT_ROW = "content (no style)"
@@ -119,7 +119,8 @@ class Evaluator:
         self.ev, self.vgg = evaluation, vgg
         self.style_rgb = load_image(evaluation.style).rgb
         self.style_sha = sha256_file(evaluation.style)
-        self.style_tensor = to_tensor(resize_long_side(self.style_rgb, evaluation.size))
+        # The style's Gram targets are the same for every photo: computed once, not per photo.
+        self.style_grams = style_grams(vgg, [(to_tensor(resize_long_side(self.style_rgb, evaluation.size)), 1.0)])
         self.stylizers = {m.name: self._stylizer(m) for m in evaluation.methods if m.runs_model}
         self.inception = self._inception() if evaluation.fid_weights else None  # bad weights fail before the work
         self.warm: set[str] = set()
@@ -163,7 +164,7 @@ class Evaluator:
         rows = []
         for content in ev.contents:
             photo = resize_long_side(load_image(content).rgb, ev.size)
-            loss = RelativeStyleLoss(self.vgg, to_tensor(photo), [(self.style_tensor, 1.0)])
+            loss = RelativeStyleLoss(self.vgg, to_tensor(photo), self.style_grams)
             row = [photo]
             ev.scores.append(self._score(CONTENT_ROW, content, photo, photo, loss, None, "none", content))
             for method in ev.methods:

@@ -145,6 +145,11 @@ class DistillTrainer(Trainer):
         criterion.watch(model)
         return criterion
 
+    def curve_title(self) -> str:
+        """A student's curve names what it is, so models/<style>-slim.loss.png is not read as the teacher's."""
+        cfg = self.config
+        return f"{cfg.style} student ({cfg.arch.to_spec()}) distilled from {cfg.teacher.name}"
+
     def _meta(self, step: int) -> dict[str, str]:
         cfg = self.config
         meta = super()._meta(step)

@@ -25,7 +25,7 @@ from stylecast.runtime.machine import usable_cores
 from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.compress import manifest
 from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
-from stylecast.train.compress.prune import PruneTarget, arch_spec, prune_checkpoint
+from stylecast.train.compress.prune import PruneTarget, prune_checkpoint
 from stylecast.train.compress.report import render_markdown
 from stylecast.train.compress.students import (
     ENGINES,
@@ -237,7 +237,7 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
     source = load_model(checkpoints[chosen])
     meta = {k: v for k, v in source.meta.items() if k not in ("arch", "versions", "stylecast.format", "precision")}
     meta.update(student=chosen, selected_from=",".join(specs), teacher_sha256=sha256_file(plan.teacher),
-                report=str(plan.report_dir / "report.md"), arch_spec=arch_spec(source.model.config))
+                report=str(plan.report_dir / "report.md"), arch_spec=source.model.config.to_spec())
     save_model(plan.out, source.model, meta)
     for suffix in (".log.csv", ".loss.png"):  # its distillation log and curve travel with it, as a teacher's do
         trail = checkpoints[chosen].with_suffix(suffix)

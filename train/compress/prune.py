@@ -44,15 +44,6 @@ def pruned_arch(net: TransformerNet) -> ArchConfig:
     return replace(net.config, channels=channels)
 
 
-def arch_spec(arch: ArchConfig) -> str:
-    """The --arch form of an ArchConfig (what `stylecast distill` takes)."""
-    parts = [f"res_blocks={arch.res_blocks}", f"first_kernel={arch.first_kernel}", f"last_kernel={arch.last_kernel}"]
-    if arch.depthwise:
-        parts.append("depthwise=1")
-    parts.append("channels=" + "/".join(str(c) for c in arch.layer_channels()))
-    return ",".join(parts)
-
-
 def output_conv(net: TransformerNet) -> nn.Module:
     """The conv that writes the image (before the pixel shuffle of a "shuffle" head): its channels are fixed."""
     return net.decoder[-2] if net.config.head == "shuffle" else net.decoder[-1]
@@ -116,4 +107,4 @@ def prune_checkpoint(source: Path, out: Path, target: PruneTarget, divisor: int 
                 prune_target=f"{goal} at {size}x{size}", prune_divisor=str(divisor),
                 flops_percent=f"{share:.2f}")
     save_model(out, pruned, meta)
-    return PruneResult(pruned.config, arch_spec(pruned.config), share)
+    return PruneResult(pruned.config, pruned.config.to_spec(), share)
