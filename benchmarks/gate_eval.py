@@ -19,8 +19,8 @@ from typing import Annotated
 
 import typer
 
+from stylecast.benchmarks.report import write_results
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write
 
 
 def slowed_copy(src: Path, dest: Path, extra_flops: float, model_gflops_256: float) -> int:
@@ -144,9 +144,7 @@ def main(
     except StylecastError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
-    atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown(report)))
+    write_results(out, report, markdown(report))
     typer.echo(markdown(report) + f"wrote {out}.json and .md")
 
 

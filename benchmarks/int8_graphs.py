@@ -9,7 +9,6 @@ and each checked for parity against it on the parity photos.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from stylecast.benchmarks.report import write_results
 from stylecast.benchmarks.slim_speedup import int8_export
 from stylecast.benchmarks.students_latency import INT8_ENGINES, measure
 from stylecast.benchmarks.suite import Resolution
@@ -26,7 +26,6 @@ from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.backends.openvino import OpenVinoBackend
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write
 from stylecast.runtime.machine import fingerprint, usable_cores
 from stylecast.train.checkpoint import LoadedModel, load_model
 
@@ -122,9 +121,7 @@ def main(argv: list[str] | None = None) -> None:
               "fp32_leading": len(fp32_conv_names(shipped)) - 1, "calibration_photos": len(calibration),
               "latency": latency, "parity_db": psnr}
     text = markdown(record)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(text))
+    write_results(args.out, record, text)
     print(text + f"wrote {args.out}.md and .json")
 
 

@@ -9,6 +9,13 @@ from stylecast.benchmarks.scoring import EXACT_DB, within_floor
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 
+
+def write_results(stem: Path, record: dict, text: str) -> None:
+    """A result as ``stem``.json (every figure) and ``stem``.md (the table a reader sees), each written atomically."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(stem.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(text))
+
 # (header, row key, format) in table order; the same columns in Markdown and on the console.
 COLUMNS = [
     ("model", "variant", "{}"), ("res", "resolution", "{}"), ("format", "format", "{}"), ("precision", "precision", "{}"),

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
+from stylecast.benchmarks.report import write_results
 from stylecast.benchmarks.students_latency import INT8_ENGINES, measure
 from stylecast.benchmarks.suite import Resolution
 from stylecast.export.parity import parity_images
 from stylecast.runtime.artifacts import onnx_metadata, sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write
 from stylecast.runtime.machine import fingerprint, usable_cores
 from stylecast.train.checkpoint import load_model
 
@@ -140,9 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(summary, args.teacher.stem, args.slim.stem, args.threads, args.runs)
     record = {"machine": fingerprint(), "threads": args.threads, "runs": runs, "summary": summary,
               "teacher_sha256": sha256_file(args.teacher), "slim_sha256": sha256_file(args.slim)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(text))
+    write_results(args.out, record, text)
     print(text + f"wrote {args.out}.md and .json")
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import sys
 from pathlib import Path
 
 from stylecast.benchmarks.load.client import burst, request_counts, scrape
 from stylecast.benchmarks.load.server import running_server
+from stylecast.benchmarks.report import write_results
 from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.images import atomic_write, encode_image, fit, load_image
 from stylecast.runtime.machine import describe_class, fingerprint
@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
               "size": args.size, "requests": args.requests, "queue": args.queue, "note": args.note,
               "plot": str(args.out.with_suffix(".png")), "runs": runs}
     plot(report, args.out.with_suffix(".png"))
-    atomic_write(args.out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
-    atomic_write(args.out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown(report)))
+    write_results(args.out, report, markdown(report))
     bad = [f"{run['model']} batching {run['batching']} c={row['concurrency']}" for run in runs for row in run["rows"]
            if not (row["only_200_503"] and row["metrics_agree"])] + [
            f"{run['model']} batching {run['batching']} exited {run['exit_code']}" for run in runs if run["exit_code"]]

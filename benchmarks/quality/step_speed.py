@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylecast.runtime.images import atomic_write
+from stylecast.benchmarks.report import write_results
 from stylecast.runtime.machine import class_id, describe_class, fingerprint
 from stylecast.train.presets import resolve, train_config
 
@@ -89,8 +88,7 @@ def main() -> None:
         ratio = f"{fp32 / r['cpu_s_per_step']:.2f}×" if fp32 else "n/a"
         lines.append(f"| {name} | {r['cpu_s_per_step']:.2f} | {r['wall_s_per_step']:.2f} | {ratio} |")
     stem = args.out / f"step-speed-{class_id(machine)}"
-    atomic_write(stem.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
-    atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    write_results(stem, result, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
