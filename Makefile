@@ -122,7 +122,7 @@ bench: setup
 
 # The gate's own exports (fp32 and int8, so the int8 engines are gated too), apart from artifacts/$(STYLE)/.
 # A fresh clone has no calibration photos: the int8 one calibrates on crops and mirrors of $(SAMPLES), with the
-# int8 choices fixed (4 leading convs and the last fp32, Percentile: what the wave export's search picks), so
+# int8 choices fixed (4 leading convs and the last fp32, as the wave export's search chose; Percentile), so
 # every run of the gate times the same graph.
 GATE_ART := artifacts/gate
 $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx: models/$(STYLE).safetensors $(VENV)/.installed
