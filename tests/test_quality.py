@@ -179,6 +179,9 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     scored = score(ys, lambda rgb: rgb)  # the photo itself: Gatys matches it after 0 iterations
     assert scored["summary"]["project"]["matches_after_median"] == "0"
     assert scored["summary"]["project"]["ratio"]["median"] >= 1.0
+    # The still clip through the real video path: the photo itself adds no flicker, so the ratio is exactly 1.
+    flicker = scored["summary"]["flicker"]
+    assert flicker["ratio"] == 1.0 and flicker["input_mean_abs_diff"] > 0 and flicker["frames"] == 240
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 5.0) == 10
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 3.0) is None
 
@@ -192,7 +195,8 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     write_report(ys, scored, report, tmp_path / "out", np.zeros((8, 8, 3), np.uint8))
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.png").is_file()
-    assert "| project |" in markdown(written)
+    assert "| project |" in markdown(written) and "Still-camera flicker ratio: " in markdown(written)
+    assert written["summary"]["flicker"]["ratio"] > 0
 
 
 def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg):

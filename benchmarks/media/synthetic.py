@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stylecast.runtime.images import resize_to
+
 _FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi"}
 
 
@@ -35,6 +37,13 @@ def panning_frames(photo: np.ndarray, count: int, height: int, width: int, noise
         left = round(travel * i / max(1, count - 1))
         frame = photo[:height, left:left + width].astype(np.float32)
         yield np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
+
+
+def still_frames(photo: np.ndarray, count: int, height: int, width: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """A tripod shot: ``photo`` scaled to twice ``width`` wide, its left part, where only sensor noise moves
+    (the still-camera clip of `make bench-video` and of the quality report's flicker ratio)."""
+    scaled = resize_to(photo, width * 2, round(width * 2 * photo.shape[0] / photo.shape[1]))
+    return panning_frames(scaled[:, :width], count, height, width, seed=seed)
 
 
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 12, audio: str | None = "aac",

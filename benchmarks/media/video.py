@@ -16,7 +16,7 @@ import numpy as np
 
 from stylecast.benchmarks.media import harness
 from stylecast.benchmarks.media.harness import stylecast
-from stylecast.benchmarks.media.synthetic import panning_frames, write_video
+from stylecast.benchmarks.media.synthetic import panning_frames, still_frames, write_video
 from stylecast.runtime.artifacts import sidecar_path
 from stylecast.runtime.images import load_image, resize_to
 from stylecast.runtime.options import parse_size
@@ -65,15 +65,16 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     width, height = parse_size(args.size, "--size")
-    photo = load_image(args.photo).rgb
-    photo = resize_to(photo, width * 2, round(width * 2 * photo.shape[0] / photo.shape[1]))
-    clips = {"pan": (photo, round(args.seconds * args.fps)),  # the camera sweeps across the photo
-             "still": (photo[:, :width], round(args.still_seconds * args.fps))}  # a tripod: only sensor noise moves
+    original = load_image(args.photo).rgb
+    photo = resize_to(original, width * 2, round(width * 2 * original.shape[0] / original.shape[1]))
+    pan, still = round(args.seconds * args.fps), round(args.still_seconds * args.fps)
+    clips = {"pan": (pan, lambda: panning_frames(photo, pan, height, width)),  # the camera sweeps across the photo
+             "still": (still, lambda: still_frames(original, still, height, width))}  # only sensor noise moves
     result = {"runs": {}}
-    for name, (scene, count) in clips.items():
+    for name, (count, frames) in clips.items():
         source = args.out / f"{name}-{width}x{height}-{count}f.mp4"
         if not source.is_file():
-            write_video(source, panning_frames(scene, count, height, width), fps=args.fps)
+            write_video(source, frames(), fps=args.fps)
         result["runs"][name] = compare_blend(args.model, source, args.out, args.blend)
     sample = list(panning_frames(photo, 24, height, width))
     result["backend_fps_by_batch"] = batch_speed(args.model, sample, [1, 2, 4, 8])

@@ -138,7 +138,8 @@ def quality(
     losses: Losses = "project,examples",
     loss_net_weights: Vgg16Weights = None,
 ) -> None:
-    """Score a model against the style's Gatys reference: loss ratios, 'matches Gatys after N', border measure."""
+    """Score a model against the style's Gatys reference: loss ratios, 'matches Gatys after N', border measure,
+    still-camera flicker."""
     need_torch()
     from stylecast.benchmarks.quality.yardstick import model_stylizer, report_dict, score, write_report
     from stylecast.runtime.images import load_image
@@ -154,7 +155,9 @@ def quality(
         r = s[c.name]
         typer.echo(f"{c.name} loss: {r['ratio']['median']:.2f}x Gatys-{ys.steps} (range {r['ratio']['min']:.2f}–"
                    f"{r['ratio']['max']:.2f}), matches Gatys after {r['matches_after_median']} iterations (median)")
-    typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); "
+    flicker = s["flicker"]["ratio"]
+    typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); still-camera "
+               f"flicker ratio {'n/a' if flicker is None else f'{flicker:.2f}'}; "
                f"wrote {folder / 'report.md'}, report.json, contact.png")
 
 

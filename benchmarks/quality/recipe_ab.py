@@ -119,7 +119,8 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
         rows.append({"variant": name, "settings": plan.variants[name], "steps": int(report["trained_steps"] or 0),
                      "train_cpu_min": round(float(report["train_cpu_seconds"] or 0) / 60, 1),
                      "project_ratio": s["project"]["ratio"], "examples_ratio": s.get("examples", {}).get("ratio"),
-                     "matches_after": s["project"]["matches_after_median"], "border_ratio": s["border_ratio"]})
+                     "matches_after": s["project"]["matches_after_median"], "border_ratio": s["border_ratio"],
+                     "flicker_ratio": s.get("flicker", {}).get("ratio")})
     rows.sort(key=lambda r: r["project_ratio"]["median"])
     machine = fingerprint()
     result = {"style": plan.style, "budget_cpu_min": plan.budget_cpu_s / 60, "threads": threads, "base": plan.base,
@@ -128,17 +129,18 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
              f"Each variant trained for {plan.budget_cpu_s / 60:.3g} CPU-minutes (process CPU time, {threads} "
              f"threads) on {result['machine']}, on top of `styles/{plan.style}.toml` and {plan.base or 'nothing else'}; "
              "scored on the held-out photos by `stylecast quality` (ratio: total loss over converged Gatys; "
-             "lower is better; border: 1.0 = no edge artefact, photos about 0.9). Regenerate: "
-             f"`make recipe-ab STYLE={plan.style}`.", "",
+             "lower is better; border: 1.0 = no edge artefact, photos about 0.9; flicker: still-camera clip, "
+             f"target ≤2.0). Regenerate: `make recipe-ab STYLE={plan.style}`.", "",
              "| variant | settings | steps | ratio (project loss) | ratio (pytorch/examples) | Gatys matches after "
-             "| border |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| border | flicker |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "preset"
         p, e, b = r["project_ratio"], r["examples_ratio"], r["border_ratio"]
         examples = f"{e['median']:.2f} ({e['min']:.2f}–{e['max']:.2f})" if e else "not computed"
+        flicker = "–" if r["flicker_ratio"] is None else f"{r['flicker_ratio']:.2f}"
         lines.append(f"| {r['variant']} | {settings} | {r['steps']} | {p['median']:.2f} ({p['min']:.2f}–{p['max']:.2f}) "
-                     f"| {examples} | {r['matches_after']} | {b['median']:.2f} |")
+                     f"| {examples} | {r['matches_after']} | {b['median']:.2f} | {flicker} |")
     missing = sorted(set(plan.variants) - set(reports))
     if missing:
         lines += ["", f"Not yet run: {', '.join(missing)}."]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylecast.benchmarks.quality.flicker import still_flicker
 from stylecast.runtime.artifacts import sha256_file, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write, fit, load_image, save_image
@@ -200,6 +201,8 @@ def score(ys: Yardstick, stylize: Stylize) -> dict:
         }
     summary["border_ratio"] = _spread([row["border_ratio"] for row in rows])
     summary["photo_border_ratio"] = float(np.median([row["photo_border_ratio"] for row in rows]))
+    first = ys.photos[0]  # the still clip is of the first held-out photo, whole (not the scored crop)
+    summary["flicker"] = {**still_flicker(stylize, load_image(first).rgb), "photo": first.name}
     return {"summary": summary, "photos": rows, "outputs": outputs}
 
 
@@ -213,6 +216,18 @@ def report_dict(ys: Yardstick, scored: dict, model: Path, model_meta: dict, extr
         "summary": scored["summary"], "photos": scored["photos"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def flicker_line(flicker: dict) -> str:
+    ratio = flicker["ratio"]
+    if ratio is None:
+        shown = "n/a"
+    else:
+        shown = f"{ratio:.2f} ({'meets' if ratio <= flicker['target'] else 'misses'} the ≤{flicker['target']:g} target)"
+    return (f"Still-camera flicker ratio: {shown}: output change {flicker['output_mean_abs_diff']} grey levels per "
+            f"frame against {flicker['input_mean_abs_diff']} for the input, over {flicker['frames']} frames of a "
+            f"{flicker['size']} H.264 clip of {flicker['photo']} where only sensor noise moves (as `make bench-video`'s "
+            "still clip).")
 
 
 def _after(value: int | None, steps: int) -> str:
@@ -236,6 +251,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"Border ratio: median {b['median']:.2f} (range {b['min']:.2f}–{b['max']:.2f}); the photos "
               f"{s['photo_border_ratio']:.2f}, Gatys ({report['conventions'][0]['name']} loss) "
               f"{s[report['conventions'][0]['name']]['gatys_border_ratio']:.2f}.", "",
+              flicker_line(s["flicker"]), "",
               "| photo | border | " + " | ".join(f"{c['name']} total | Gatys total | ratio | after"
                                                  for c in report["conventions"]) + " |",
               "|---|---:|" + "---:|---:|---:|---:|" * len(report["conventions"])]
