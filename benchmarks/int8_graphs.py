@@ -33,18 +33,11 @@ METHOD = "percentile"
 GRAPHS = ("last conv fp32 (as exported)", "last conv int8")
 
 
-def fp32_conv_names(int8_path: Path) -> list[str]:
-    """The convs an int8 QDQ graph left in fp32: those whose weight is not the output of a DequantizeLinear."""
-    graph = onnx.load(str(int8_path), load_external_data=False).graph
-    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    return [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
-
-
 def build_graphs(loaded: LoadedModel, shipped_int8: Path, calibration: list[Path], folder: Path) -> dict[str, Path]:
     """Both graphs from one fp32 export and one calibration (ORT's cache), so only the last conv differs."""
     fp32 = folder / "model.fp32.onnx"
     to_onnx.export_fp32(loaded, fp32)
-    keep = fp32_conv_names(shipped_int8)
+    keep = to_int8.fp32_conv_names(shipped_int8)
     convs = to_int8.conv_names(fp32)
     if not keep or keep[-1] != convs[-1]:
         raise StylecastError(f"{shipped_int8}: its last conv is already int8; nothing to compare")
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     record = {"model": args.model.stem, "model_sha256": sha256_file(args.model), "machine": fingerprint(),
               "threads": args.threads, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "fp32_leading": len(fp32_conv_names(shipped)) - 1, "calibration_photos": len(calibration),
+              "fp32_leading": len(to_int8.fp32_conv_names(shipped)) - 1, "calibration_photos": len(calibration),
               "latency": latency, "parity_db": psnr}
     text = markdown(record)
     write_results(args.out, record, text)

@@ -83,15 +83,22 @@ def openvino_parity(reference: parity.Reference, dest: Path, precision: str, siz
 
 
 def _how_it_was_made(report_path: Path, dest: Path) -> dict:
-    """A reused file's conversion details (int8 search, fp16 ops) from the report that made it, if it is that file."""
+    """A reused file's conversion details (int8 search, fp16 ops): from the report that made it, if it is that
+    file, else from the file's own ``made`` metadata (a report rewritten by an older version lost them)."""
     try:
         previous = json.loads(report_path.read_text())
     except (OSError, ValueError):
-        return {}
+        previous = {}
     digest = sha256_file(dest)
     entry = next((e for e in previous.get("exports", []) if e.get("file") == dest.name and e.get("sha256") == digest),
                  {})
-    return {key: entry[key] for key in ("calibration", "fp32_convs", "fp32_ops") if key in entry}
+    found = {key: entry[key] for key in ("calibration", "fp32_convs", "fp32_ops") if key in entry}
+    if found:
+        return found
+    try:
+        return json.loads(onnx_metadata(dest).get("made", "{}"))
+    except (StylecastError, ValueError):  # not an ONNX this version reads: nothing to report
+        return {}
 
 
 def phases(request: ExportRequest) -> int:

@@ -73,8 +73,11 @@ def conversion_settings(precision: str, int8: Int8Settings, held_out: frozenset[
 
 
 def _stamp_and_save(model: onnx.ModelProto, source: LoadedModel, precision: str, conversion: str,
-                    dest: Path) -> None:
-    to_onnx.set_metadata(model, {**to_onnx.export_metadata(source, precision), "conversion": conversion})
+                    dest: Path, made: dict | None = None) -> None:
+    """``conversion``: the settings (the staleness key); ``made``: what they led to (the int8 search's choices),
+    kept in the file so a later export that reuses it can still report how it was made."""
+    extra = {"made": json.dumps(made, sort_keys=True)} if made else {}
+    to_onnx.set_metadata(model, {**to_onnx.export_metadata(source, precision), "conversion": conversion, **extra})
     to_onnx.save_onnx(model, dest)
 
 
@@ -116,16 +119,17 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
     if searching and max(scores[leading].values()) < settings.target_db:  # none reached it: keep the best seen
         leading = max(scores, key=lambda k: max(scores[k].values()))
     best = max(scores[leading], key=scores[leading].get) if leading in scores else methods[0]
-    model = onnx.load(str(scratch / f"int8.{leading}.{best}.onnx"))
-    _stamp_and_save(model, source, "int8", conversion_settings("int8", settings), dest)
     keep = to_int8.fp32_convs(convs, leading)
-    return {"calibration": {"method": best, "chosen_by": "worst PSNR on selection photos" if scores else "--int8-method",
+    details = {"calibration": {"method": best, "chosen_by": "worst PSNR on selection photos" if scores else "--int8-method",
                             "selection_psnr_db": scores.get(leading, {}), "images": len(calibration),
                             "selection_images": len(selection), "size": list(settings.size),
                             "folder": str(settings.calibration_images)},
             "fp32_convs": {"leading": leading, "names": keep, "of": len(convs), "target_db": settings.target_db,
                            "chosen_by": "fewest reaching target_db on selection photos" if searching
                            else "--int8-fp32-convs", "search_psnr_db": {str(k): v for k, v in scores.items()}}}
+    model = onnx.load(str(scratch / f"int8.{leading}.{best}.onnx"))
+    _stamp_and_save(model, source, "int8", conversion_settings("int8", settings, frozenset(held_out)), dest, details)
+    return details
 
 
 def export_precision(source: LoadedModel, precision: str, dest: Path, scratch: Path, int8: Int8Settings,

@@ -93,6 +93,13 @@ def conv_names(fp32_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv"]
 
 
+def fp32_conv_names(int8_path: Path) -> list[str]:
+    """The convs an int8 QDQ graph left in fp32: those whose weight is not the output of a DequantizeLinear."""
+    graph = onnx.load(str(int8_path), load_external_data=False).graph
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
+
+
 def fp32_convs(names: list[str], leading: int) -> list[str]:
     """The convs left in fp32 when ``leading`` encoder convs are: those, and always the last (it writes the image)."""
     return sorted(set(names[:leading]) | {names[-1]}, key=names.index)

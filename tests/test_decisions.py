@@ -276,3 +276,7 @@ def test_reused_export_keeps_how_it_was_made(tmp_path):
     dest.write_bytes(b"another graph")
     assert _how_it_was_made(tmp_path / "report.json", dest) == {}
     assert _how_it_was_made(tmp_path / "absent.json", dest) == {}
+    # A report that lost them (rewritten by an older version): the file's own `made` metadata still says.
+    made = {"calibration": {"method": "entropy"}, "fp32_convs": {"leading": 3}}
+    _onnx(dest, made=json.dumps(made))
+    assert _how_it_was_made(tmp_path / "report.json", dest) == made

@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from stylecast.runtime import formats
-from stylecast.runtime.artifacts import read_metadata
+from stylecast.runtime.artifacts import onnx_metadata, read_metadata
 from stylecast.runtime.formats import PRECISIONS
 from stylecast.runtime.stylizer import Stylizer
 
@@ -111,6 +111,9 @@ def test_int8_fp32_convs_and_method_are_chosen_by_measured_parity(low_precision_
     assert calibration["selection_psnr_db"] == search[chosen["leading"]] and len(search[chosen["leading"]]) == 3
     assert calibration["method"] == max(calibration["selection_psnr_db"], key=calibration["selection_psnr_db"].get)
     assert calibration["images"] == 5 and calibration["size"] == [64, 64]
+    # The file carries the same choices, so an export that later reuses it still reports them.
+    made = json.loads(onnx_metadata(out / f"{entry['file']}")["made"])
+    assert made == {"calibration": calibration, "fp32_convs": chosen}
 
 
 def test_int8_fixed_fp32_convs_skip_the_search(tiny_checkpoint, photos, calibration_photos, tmp_path):

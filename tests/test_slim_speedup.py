@@ -42,9 +42,10 @@ def test_int8_graphs_compares_the_last_conv_fp32_and_int8_on_both_engines(tmp_pa
     """`make int8-graphs` end to end on a tiny net: the exported int8 graph's fp32 convs are read from the graph,
     the variant quantizes the last one too, and both are timed and checked on OpenVINO and ONNX Runtime."""
     pytest.importorskip("openvino", reason="OpenVINO not installed: pip install 'stylecast[openvino]'")
-    from stylecast.benchmarks.int8_graphs import GRAPHS, fp32_conv_names, main
+    from stylecast.benchmarks.int8_graphs import GRAPHS, main
     from stylecast.export.pipeline import ExportRequest, run_export
     from stylecast.export.precisions import Int8Settings
+    from stylecast.export.to_int8 import fp32_conv_names
 
     checkpoint = tmp_path / "models" / "tiny.safetensors"
     checkpoint.parent.mkdir()
