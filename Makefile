@@ -169,7 +169,7 @@ compare: $(ART)/$(STYLE).fp32.onnx weights weights-vgg19
 	@echo "open $(CMP)/eval-*/report.md and contact.png"
 
 optimize-demo: weights-vgg19
-	$(SC) optimize $(SAMPLES)/astronaut.jpg styles/$(STYLE).jpg -o $(ART)/optimize/astronaut.png \
+	$(SC) optimize $(SAMPLES)/astronaut.jpg styles/$(STYLE).jpg -o $(ART)/optimize/astronaut.jpg \
 		--scales 192,320,512 --steps 100,40,20
 
 test: setup
