@@ -8,6 +8,7 @@ it, so the int8 export calibrates on them while parity is still measured on the 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("photos", type=Path, help="the sample photos (e.g. benchmarks/photos)")
     parser.add_argument("dest", type=Path, help="folder to write the crops and mirrors into")
     args = parser.parse_args()
+    if not args.photos.is_dir():
+        sys.exit(f"error: {args.photos}: no such folder of sample photos; pass the folder holding them "
+                 "(e.g. benchmarks/photos)")
     print(f"{len(derived_photos(args.photos, args.dest))} calibration photos in {args.dest}")
 
 
