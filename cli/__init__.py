@@ -32,6 +32,7 @@ COMMANDS = {
     "evaluate": "stylecast.benchmarks.quality.cli:evaluate",
     "quality": "stylecast.benchmarks.quality.cli:quality",
     "quality-reference": "stylecast.benchmarks.quality.cli:quality_reference",
+    "quality-curve": "stylecast.benchmarks.quality.cli:quality_curve",
     "quality-heldout": "stylecast.benchmarks.quality.cli:quality_heldout",
     "recipe-ab": "stylecast.benchmarks.quality.cli:recipe_ab",
 }

@@ -14,6 +14,7 @@ import torch
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.metrics import border_ratio
+from stylecast.train.checkpoint import save_model, snapshot_path, snapshots
 from stylecast.train.data import pick_heldout, read_hash_list, step_noise, without
 from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
 from stylecast.train.model import ArchConfig, TransformerNet
@@ -56,7 +57,7 @@ def test_runtime_runs_images_smaller_than_the_input_padding(tmp_path):
     from stylecast.runtime.stylizer import Stylizer
     from stylecast.serve.errors import HttpError
     from stylecast.serve.protocol import parse_infer
-    from stylecast.train.checkpoint import load_model, save_model
+    from stylecast.train.checkpoint import load_model
 
     save_model(tmp_path / "pad.safetensors", TransformerNet(ArchConfig(width=4, res_blocks=1, input_pad=20)),
                {"style": "tiny", "steps": "0"})
@@ -159,7 +160,6 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
         score,
         write_report,
     )
-    from stylecast.train.checkpoint import save_model
 
     styles, heldout = _tiny_style(tmp_path, photos, style_image)
     ys = for_style("tiny", styles, photos, heldout, tmp_path / "ref", steps=3, loss_net_weights=tiny_vgg, crop=32)
@@ -227,6 +227,28 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     bad = run_cli("recipe-ab", "--variants", str(variants), "--variant", "oops:crop_size=3", *common[2:])
     assert bad.returncode != 0 and "unknown setting" in bad.stderr
 
+    # The quality curve: each snapshot of a run scored once (cached beside it), a table and a plot.
+    from tests.conftest import train_args
+
+    run = tmp_path / "long"
+    trained = run_cli(*train_args(photos, style_image, tiny_vgg, run / "m.safetensors", run, 2), "--snapshot-every", "1")
+    assert trained.returncode == 0, trained.stderr
+    curve = ["quality-curve", str(run), "--out", str(tmp_path / "curve"), "--steps", "2", *common]
+    drawn = run_cli(*curve)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "2 snapshots" in drawn.stdout and "no estimate" in drawn.stdout
+    text = (tmp_path / "curve" / "curve.md").read_text()
+    assert "| 1 |" in text and "| 2 |" in text and (tmp_path / "curve" / "curve.png").is_file()
+    cached = [p.stat().st_mtime_ns for p in sorted((run / "snapshots").glob("*.quality.json"))]
+    assert len(cached) == 2 and run_cli(*curve).returncode == 0
+    assert [p.stat().st_mtime_ns for p in sorted((run / "snapshots").glob("*.quality.json"))] == cached
+    other = tmp_path / "other"
+    save_model(snapshot_path(other, 1), TransformerNet(ArchConfig(width=4, res_blocks=1)),
+               {"style": "x", "steps": "1", "style_image_sha256": "0" * 64})
+    refused = run_cli("quality-curve", str(other), "--steps", "2", *common)
+    assert refused.returncode != 0 and "trained on another style image" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
 
 def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_vgg):
     """Noise, schedule, padding and margin are pure functions of (seed, step), and channels_last state saves and
@@ -236,7 +258,7 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     from tests.conftest import train_args
 
     extra = ["--stability-weight", "1e3", "--lr-schedule", "cosine", "--lr-horizon", "4", "--input-pad", "4",
-             "--edge-margin", "2", "--channels-last"]
+             "--edge-margin", "2", "--channels-last", "--snapshot-every", "2"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
     assert done.returncode == 0, done.stderr
@@ -245,6 +267,22 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+    kept = [p.name for p in snapshots(straight)]
+    assert kept == ["step-0000002.safetensors", "step-0000004.safetensors"] == [p.name for p in snapshots(split)]
+    last = load_file(str(snapshots(split)[-1]))  # the resumed run's last snapshot is its model
+    assert all((a[k] == last[k]).all() for k in a)
+
+
+def test_quality_curve_fit_finds_the_hours_of_a_power_law():
+    from stylecast.benchmarks.quality.curve import fit_hours
+
+    hours = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    fit = fit_hours([(h, 1.0 + 2.0 * h ** -0.5) for h in hours])  # excess 0.4 at (2 / 0.4) ** 2 = 25 hours
+    assert fit["hours"] == pytest.approx(25.0) and fit["exponent"] == pytest.approx(-0.5) and fit["r2"] > 0.999
+    assert fit["points"] == 3 and fit["from_hours"] == 2.0  # the later half only
+    flat = fit_hours([(h, 2.0) for h in hours])
+    assert flat["hours"] is None and "not falling" in flat["why"]
+    assert "needs 3" in fit_hours([(1.0, 2.0), (2.0, 1.9)])["why"]
 
 
 def test_scale_option_parses_min_max():

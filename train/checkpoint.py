@@ -94,3 +94,13 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
         {k: v for k, v in tensors.items() if k.startswith("optim.")}, meta["param_groups"]))
     torch.set_rng_state(tensors["rng.torch"])
     return int(meta["step"])
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where a run keeps its model at ``step`` (``--snapshot-every``): the points of its quality curve."""
+    return Path(run_dir) / "snapshots" / f"step-{step:07d}.safetensors"
+
+
+def snapshots(run_dir: Path) -> list[Path]:
+    """A run's snapshots, oldest first."""
+    return sorted((Path(run_dir) / "snapshots").glob("step-*.safetensors"))

@@ -62,6 +62,8 @@ def train(
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile net and loss.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Save resumable state every N steps.")] = None,
     log_every: Annotated[int | None, typer.Option(help="Log losses every N steps.")] = None,
+    snapshot_every: Annotated[int | None, typer.Option(help="Keep the model every N steps in <run-dir>/snapshots, "
+                                                            "for `stylecast quality-curve`; 0: off.")] = None,
     workers: Annotated[int | None, typer.Option(help="Data-loading worker processes.")] = None,
     cpu_budget_s: Annotated[float | None, typer.Option(help="Stop and write the model once the run has used this "
                                                             "much process CPU time (over all sittings); 0: off.")] = None,

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
-from stylecast.train.checkpoint import load_state, read_metadata, save_model, save_state
+from stylecast.train.checkpoint import load_state, read_metadata, save_model, save_state, snapshot_path
 from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image, read_hash_list, step_noise
 from stylecast.train.data import without as without_photos
 from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 200
     log_every: int = 10
+    snapshot_every: int = 0  # keep the model every N steps in run_dir/snapshots (the quality curve); 0: off
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     workers: int = 0
@@ -68,6 +69,8 @@ class TrainConfig:
                 raise StylecastError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
         if self.lr_schedule not in LR_SCHEDULES:
             raise StylecastError(f"--lr-schedule {self.lr_schedule}: choose {' or '.join(LR_SCHEDULES)}")
+        if self.snapshot_every < 0:
+            raise StylecastError(f"--snapshot-every {self.snapshot_every}: must be 0 (off) or at least 1")
         if self.stability_weight < 0 or self.stability_sigma <= 0:
             raise StylecastError("--stability-weight must be >= 0 and --stability-sigma > 0")
 
@@ -282,6 +285,8 @@ class Trainer:
                 bar.update(task, completed=step)
                 if self.main and step % cfg.checkpoint_every == 0:
                     save_state(cfg.run_dir / "state.safetensors", model, optimizer, step, self._meta(step))
+                if self.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                    save_model(snapshot_path(cfg.run_dir, step), model, self._meta(step))
                 if self.interrupted or (cfg.cpu_budget_s and self.cpu_seconds >= cfg.cpu_budget_s):
                     break
         return step

@@ -161,6 +161,43 @@ def quality(
                f"wrote {folder / 'report.md'}, report.json, contact.png")
 
 
+def quality_curve(
+    run_dir: Annotated[Path, typer.Argument(help="A training run's folder (its snapshots/, from --snapshot-every).")],
+    style: Annotated[str, typer.Option(help="The run's style (styles/<style>.toml and its painting).")],
+    out: Annotated[Path | None, typer.Option(help="Folder for curve.{json,md,png} (default: benchmarks/results/"
+                                                  "quality/<style>).")] = None,
+    photos: HeldoutPhotos = PHOTOS,
+    styles_dir: StylesDir = STYLES,
+    heldout: HeldoutList = None,
+    reference: ReferenceDir = None,
+    steps: Annotated[int, typer.Option(help="Iterations of the reference to compare with.")] = 300,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+    crop: Crop = 256,
+    losses: Losses = "project,examples",
+    loss_net_weights: Vgg16Weights = None,
+) -> None:
+    """Score every snapshot of a run with the yardstick: quality against training CPU-hours, and the hours a
+    power-law fit says the 1.4x target needs."""
+    need_torch()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stylecast.benchmarks.quality import curve
+
+    if "project" not in losses.split(","):
+        raise StylecastError(f"--losses {losses}: the curve's target is under the project loss; include it")
+    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
+    with Progress(TextColumn("[bold]score snapshots"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task("score", total=None)
+        report = curve.curve(ys, run_dir, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    folder = out or Path("benchmarks/results/quality") / style
+    curve.write(report, folder)
+    last, fit = report["snapshots"][-1], report["fit"]
+    estimate = f"about {fit['hours']:.0f} CPU-hours" if fit["hours"] is not None else f"no estimate ({fit['why']})"
+    typer.echo(f"{len(report['snapshots'])} snapshots; at {last['cpu_hours']:.2f} CPU-hours the project ratio is "
+               f"{last['summary']['project']['ratio']['median']:.2f}x; {curve.TARGET_RATIO:g}x: {estimate}; "
+               f"wrote {folder / 'curve.md'}, curve.json, curve.png")
+
+
 def quality_heldout(
     photos: Annotated[Path, typer.Argument(help="Folder of candidate photos.")] = PHOTOS,
     count: Annotated[int, typer.Option(help="How many to hold out.")] = 8,
