@@ -73,6 +73,11 @@ train: weights
 train-resume: weights
 	$(SC) train --style $(STYLE) --data $(DATA) --resume $(ARGS)
 
+# A style without a trained model: one line that says how to get one, not make's "No rule to make target".
+models/%.safetensors:
+	@echo "models/$*.safetensors: no model for style '$*' yet; train one: make train STYLE=$* (styles/$*.toml)" >&2
+	@exit 1
+
 # The demo needs only fp32 (no calibration photos, so it works on a fresh clone). An export that is still
 # current is reused, not rewritten: the touch tells make so, or every later make would re-check it.
 $(ART)/$(STYLE).fp32.onnx: models/$(STYLE).safetensors $(VENV)/.installed
