@@ -31,6 +31,8 @@
 #                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.png
 #   make quality-curve STYLE=wave  every snapshot of runs/$(STYLE) (RUN=...) scored: quality against training
 #                           CPU-hours and the hours a fit says 1.4x Gatys needs -> .../quality/$(STYLE)/curve.*
+#   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
+#                           (docs/examples/styles.jpg and the table between the styles markers)
 #   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
 #                           -> benchmarks/results/recipe-ab/$(STYLE).{md,json} (resumable)
 #   make step-speed         training-step speed of fp32 / channels_last / torch.compile / bf16 on this machine
@@ -52,7 +54,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-curve recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-curve styles-sheet recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -234,6 +236,9 @@ quality: quality-reference
 RUN ?= runs/$(STYLE)
 quality-curve: quality-reference
 	$(SC) quality-curve $(RUN) --style $(STYLE) --photos $(DATA) $(ARGS)
+
+styles-sheet: setup
+	$(PY) -m stylecast.benchmarks.quality.styles_sheet $(ARGS)
 
 recipe-ab: weights
 	$(SC) recipe-ab --variants benchmarks/recipes/$(STYLE).toml --data $(DATA) --photos $(DATA) $(ARGS)

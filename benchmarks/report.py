@@ -178,26 +178,35 @@ def write_markdown(result: dict, dest: Path) -> None:
     atomic_write(dest, lambda tmp: tmp.write_text(markdown(result)))
 
 
-README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+README_BLOCK = "bench-results"
 
 
-def readme_parts(readme: Path) -> tuple[str, str]:
-    """The text before the start marker and after the end marker; checked before a long run, not after it."""
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def readme_parts(readme: Path, name: str = README_BLOCK) -> tuple[str, str]:
+    """The text before the block's start marker and after its end marker; checked before a long run, not after it."""
+    start, end = markers(name)
     text = readme.read_text() if readme.is_file() else ""
-    if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(README_END):
-        raise StylecastError(f"{readme}: needs one '{README_START}' line and, after it, one '{README_END}' line "
-                             "where the results go")
-    head, rest = text.split(README_START)
-    return head, rest.split(README_END)[1]
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise StylecastError(f"{readme}: needs one '{start}' line and, after it, one '{end}' line where the results go")
+    head, rest = text.split(start)
+    return head, rest.split(end)[1]
+
+
+def splice_block(readme: Path, name: str, content: str) -> None:
+    """Replace what lies between the ``name`` markers of ``readme`` with ``content``, so the figures in the README
+    are always those of a run of the command that writes them."""
+    head, tail = readme_parts(readme, name)
+    start, end = markers(name)
+    atomic_write(readme, lambda tmp: tmp.write_text(f"{head}{start}\n{content.rstrip()}\n{end}{tail}"))
 
 
 def splice_readme(readme: Path, result: dict, image: Path) -> None:
-    """Replace what lies between the bench-results markers of ``readme`` with this run's table and plot,
-    so the figures in the README are always those of a run of this command."""
-    head, tail = readme_parts(readme)
+    """The bench's table and plot into the README."""
     link = image.relative_to(readme.parent) if image.is_relative_to(readme.parent) else image
-    block = f"{README_START}\n{markdown(result)}\n![latency vs parity]({link})\n{README_END}"
-    atomic_write(readme, lambda tmp: tmp.write_text(head + block + tail))
+    splice_block(readme, README_BLOCK, f"{markdown(result)}\n![latency vs parity]({link})")
 
 
 def plot(result: dict, dest: Path, ceiling_db: float = 100.0) -> None:

@@ -302,3 +302,38 @@ def test_yardstick_losses_can_be_chosen(tmp_path, photos, style_image, tiny_vgg)
     assert [c.name for c in ys.conventions] == ["project"] and len(ys.missing()) == 2
     with pytest.raises(StylecastError, match="--losses"):
         for_style("tiny", styles, photos, heldout, tmp_path / "ref", 3, tiny_vgg, 32, losses=("gatys",))
+
+
+def test_styles_sheet_and_readme_table(tmp_path, photos, style_image):
+    """The styles sheet runs every style with a model; its table shows a report only for the model it scored."""
+    from stylecast.benchmarks.quality.styles_sheet import main
+    from stylecast.runtime.artifacts import sha256_file as sha
+
+    styles, _ = _tiny_style(tmp_path, photos, style_image)
+    (styles / "unshipped.toml").write_text('image = "style.jpg"\n')  # a preset without a model: not in the sheet
+    models = tmp_path / "models"
+    save_model(models / "tiny.safetensors", TransformerNet(ArchConfig(width=4, res_blocks=1)),
+               {"style": "tiny", "steps": "40", "cpu_seconds": "7200"})
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- styles:start -->\nold\n<!-- styles:end -->\ntail\n")
+    args = ["--styles-dir", str(styles), "--models", str(models), "--photos", str(photos), "--results",
+            str(tmp_path / "results"), "--out", str(tmp_path / "styles.jpg"), "--readme", str(readme)]
+    main(args)
+    text = readme.read_text()
+    assert "not scored yet: `make quality STYLE=tiny`" in text and "unshipped" not in text and "old" not in text
+    assert text.endswith("<!-- styles:end -->\ntail\n") and (tmp_path / "styles.jpg").is_file()
+    ratio = {"median": 1.9, "min": 1.5, "max": 2.5}
+    summary = {"project": {"ratio": ratio}, "examples": {"ratio": ratio}, "border_ratio": {"median": 1.01},
+               "flicker": {"ratio": 1.8}}
+    report = tmp_path / "results" / "tiny" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"model_sha256": sha(models / "tiny.safetensors"), "summary": summary,
+                                  "trained_steps": "40", "train_cpu_seconds": "7200"}))
+    main(args)
+    assert "| tiny | 1.90 (1.50–2.50) | 1.90 | 1.01 | 1.80 | 40 steps, 2.0 CPU-h |" in readme.read_text()
+    report.write_text(report.read_text().replace(sha(models / "tiny.safetensors"), "0" * 64))
+    main(args)
+    assert "stale: scored another tiny.safetensors" in readme.read_text()
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="styles:start"):
+        main(args)

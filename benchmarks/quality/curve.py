@@ -98,10 +98,11 @@ def markdown(report: dict) -> str:
     if fit["hours"] is None:
         lines += ["", f"No estimate of the hours to {report['target_ratio']:g}×: {fit['why']}."]
     else:
-        lines += ["", f"A power law through the project ratio of the last {fit['points']} snapshots (from {fit['from_hours']:.2f} "
-                  f"CPU-hours; excess over Gatys ∝ hours^{fit['exponent']:.2f}, R² {fit['r2']:.2f}) reaches "
-                  f"{report['target_ratio']:g}× at **about {fit['hours']:.0f} CPU-hours** of this machine's training. "
-                  "It is an extrapolation: if the net's capacity caps it, the last points flatten first."]
+        lines += ["", f"A power law through the project ratio of the last {fit['points']} snapshots (from "
+                  f"{fit['from_hours']:.2f} CPU-hours; excess over Gatys ∝ hours^{fit['exponent']:.2f}, "
+                  f"R² {fit['r2']:.2f}) reaches {report['target_ratio']:g}× at **about {fit['hours']:.0f} "
+                  "CPU-hours** of this machine's training. It is an extrapolation: if the net's capacity caps it, "
+                  "the last points flatten first."]
     return "\n".join(lines) + "\n"
 
 
