@@ -31,6 +31,8 @@
 #                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.png
 #   make quality-curve STYLE=wave  every snapshot of runs/$(STYLE) (RUN=...) scored: quality against training
 #                           CPU-hours and the hours a fit says 1.4x Gatys needs -> .../quality/$(STYLE)/curve.*
+#   make ship STYLE=...     what a trained style ships: exports at every precision, models/$(STYLE).gallery.png,
+#                           its quality report, then the styles sheet
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
 #                           (docs/examples/styles.jpg and the table between the styles markers)
 #   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
@@ -54,7 +56,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-curve styles-sheet recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -239,6 +241,10 @@ quality-curve: quality-reference
 
 styles-sheet: setup
 	$(PY) -m stylecast.benchmarks.quality.styles_sheet $(ARGS)
+
+ship: export demo quality
+	cp $(ART)/gallery.png models/$(STYLE).gallery.png.tmp && mv models/$(STYLE).gallery.png.tmp models/$(STYLE).gallery.png
+	$(MAKE) --no-print-directory styles-sheet
 
 recipe-ab: weights
 	$(SC) recipe-ab --variants benchmarks/recipes/$(STYLE).toml --data $(DATA) --photos $(DATA) $(ARGS)
