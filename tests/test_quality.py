@@ -304,6 +304,7 @@ def test_yardstick_losses_can_be_chosen(tmp_path, photos, style_image, tiny_vgg)
         for_style("tiny", styles, photos, heldout, tmp_path / "ref", 3, tiny_vgg, 32, losses=("gatys",))
 
 
+@pytest.mark.slow  # runs the command's models
 def test_styles_sheet_and_readme_table(tmp_path, photos, style_image):
     """The styles sheet runs every style with a model; its table shows a report only for the model it scored."""
     from stylecast.benchmarks.quality.styles_sheet import main
