@@ -28,7 +28,7 @@
 #   make serve              stylecast serve on 127.0.0.1:8000: the page, /v1/stylize, /v2 (Triton protocol), /metrics
 #   make serve-load         load test of the server (fp32/int8, batching on/off, 1-64 clients) -> benchmarks/results/
 #   make quality STYLE=wave the yardstick: models/$(STYLE).safetensors vs the style's Gatys reference (computed
-#                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.png
+#                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.jpg
 #   make quality-curve STYLE=wave  every snapshot of runs/$(STYLE) (RUN=...) scored: quality against training
 #                           CPU-hours and the hours a fit says 1.4x Gatys needs -> .../quality/$(STYLE)/curve.*
 #   make ship STYLE=...     what a trained style ships: exports at every precision, models/$(STYLE).gallery.png,

@@ -197,7 +197,7 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     report = report_dict(ys, scored, model, meta, {"style": "tiny"})
     write_report(ys, scored, report, tmp_path / "out", np.zeros((8, 8, 3), np.uint8))
     written = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.png").is_file()
+    assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.jpg").is_file()
     assert "| project |" in markdown(written) and "Still-camera flicker ratio: " in markdown(written)
     assert written["summary"]["flicker"]["ratio"] > 0
 

@@ -158,7 +158,7 @@ def quality(
     flicker = s["flicker"]["ratio"]
     typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); still-camera "
                f"flicker ratio {'n/a' if flicker is None else f'{flicker:.2f}'}; "
-               f"wrote {folder / 'report.md'}, report.json, contact.png")
+               f"wrote {folder / 'report.md'}, report.json, contact.jpg")
 
 
 def quality_curve(

@@ -314,7 +314,7 @@ def write_report(ys: Yardstick, scored: dict, report: dict, out: Path, style_rgb
         gatys = ys.reference_path(first, photo).with_suffix(".png")
         row = [ys.crops[photo], scored["outputs"][photo]]
         rows.append(tuple([*row, load_image(gatys).rgb] if gatys.is_file() else row))
-    make_gallery(rows, out / "contact.png", title=f"stylecast quality: {Path(report['model']).name}",
+    make_gallery(rows, out / "contact.jpg", title=f"stylecast quality: {Path(report['model']).name}",
                  style=style_rgb, labels=["photo", "model", f"Gatys {ys.steps} ({first.name} loss)"])
 
 
