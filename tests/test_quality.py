@@ -199,6 +199,8 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.jpg").is_file()
     assert "| project |" in markdown(written) and "Still-camera flicker ratio: " in markdown(written)
+    assert "may have trained on them" in markdown(written)  # its metadata records no exclusion list
+    assert "never trained on: its training excluded 2 in" in markdown({**written, "excluded_photos": "2 in h.sha256"})
     assert written["summary"]["flicker"]["ratio"] > 0
 
 
@@ -334,7 +336,8 @@ def test_styles_sheet_and_readme_table(tmp_path, photos, style_image):
     report.write_text(json.dumps({"model_sha256": sha(models / "tiny.safetensors"), "summary": summary,
                                   "trained_steps": "40", "train_cpu_seconds": "7200"}))
     main(args)
-    assert "| tiny | 1.90 (1.50–2.50) | 1.90 | 1.01 | 1.80 | 40 steps, 2.0 CPU-h |" in readme.read_text()
+    assert "| tiny | 1.90 (1.50–2.50) | 1.90 | 1.01 | 1.80 | 40 steps, 2.0 CPU-h; held-out photos not excluded |" in (
+        readme.read_text())
     report.write_text(report.read_text().replace(sha(models / "tiny.safetensors"), "0" * 64))
     main(args)
     assert "stale: scored another tiny.safetensors" in readme.read_text()

@@ -63,7 +63,9 @@ def _row(style: str, models_dir: Path, results: Path) -> str:
             f"{s['project']['ratio']['max']:.2f}) | "
             + (f"{s['examples']['ratio']['median']:.2f}" if "examples" in s else "n/a")
             + f" | {s['border_ratio']['median']:.2f} | {'n/a' if flicker is None else f'{flicker:.2f}'} | "
-            f"{report['trained_steps']} steps, {'unrecorded' if hours is None else f'{hours:.1f}'} CPU-h |")
+            f"{report['trained_steps']} steps, {'unrecorded' if hours is None else f'{hours:.1f}'} CPU-h"
+            + ("" if report.get("excluded_photos") not in (None, "none") else "; held-out photos not excluded")
+            + " |")
 
 
 def table(styles: list[str], models_dir: Path, results: Path) -> str:

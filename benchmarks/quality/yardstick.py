@@ -218,6 +218,7 @@ def score(ys: Yardstick, stylize: Stylize) -> dict:
 def report_dict(ys: Yardstick, scored: dict, model: Path, model_meta: dict, extra: dict) -> dict:
     return {
         "model": str(model), "model_sha256": sha256_file(model), "trained_steps": model_meta.get("steps"),
+        "excluded_photos": model_meta.get("excluded_photos"),
         "train_cpu_seconds": model_meta.get("cpu_seconds"), "style_image": ys.style_image.name,
         "style_sha256": ys.style_sha, "crop": ys.crop, "gatys_steps": ys.steps, "band_px": BAND,
         "loss_net": getattr(ys.vgg, "net_id", ""), "conventions": [c.settings() for c in ys.conventions],
@@ -243,10 +244,19 @@ def _after(value: int | None, steps: int) -> str:
     return f">{steps}" if value is None else str(value)
 
 
+def _heldout_note(excluded: str | None) -> str:
+    """Whether the model's own metadata says it never saw the held-out photos (trained with an exclusion list)."""
+    if excluded and excluded != "none":
+        return f"never trained on: its training excluded {excluded}"
+    return ("**this model may have trained on them**: its metadata records no exclusion list, so the figures "
+            "flatter it")
+
+
 def markdown(report: dict) -> str:
     s = report["summary"]
     lines = [f"# Quality of `{Path(report['model']).name}` ({report['style_image']})", "",
-             f"{len(report['photos'])} held-out photos (never trained on), {report['crop']}x{report['crop']} centre "
+             f"{len(report['photos'])} held-out photos ({_heldout_note(report.get('excluded_photos'))}), "
+             f"{report['crop']}x{report['crop']} centre "
              f"crops. Ratio: the model's total loss over the best that Gatys L-BFGS from the photo reaches in "
              f"{report['gatys_steps']} iterations on the same loss (1.0 = as good as the converged optimisation); "
              "matches after: the fewest Gatys iterations that do as well. Border: mean gradient magnitude in the "
