@@ -73,3 +73,29 @@ def test_vgg_rejects_unknown_layer(tiny_vgg):
 
     with pytest.raises(StylecastError, match="relu9_9"):
         VGGFeatures("vgg16", ["relu9_9"], tiny_vgg)
+
+
+def test_fp16_model_files_are_half_the_size_and_load_as_fp32(tmp_path):
+    """The shipped model files store fp16 weights: half the bytes, loaded back as fp32, outputs within a grey level."""
+    from stylecast.runtime.errors import StylecastError
+    from stylecast.train.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    net = TransformerNet(ArchConfig(width=8, res_blocks=1)).eval()
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_model(full, net, {"style": "tiny"})
+    save_model(half, net, {"style": "tiny", "weights_dtype": "fp32"}, "fp16")  # the argument wins over meta
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    assert loaded.meta["weights_dtype"] == "fp16" and load_model(full).meta["weights_dtype"] == "fp32"
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    image = torch.rand(1, 3, 40, 40) * 255
+    with torch.no_grad():
+        assert (loaded.model(image).round() - net(image).round()).abs().max() <= 1
+    with pytest.raises(StylecastError, match="choose fp32 or fp16"):
+        save_model(tmp_path / "x.safetensors", net, {}, "int4")
+    with torch.no_grad():
+        net.decoder[-1][1].bias.fill_(1e6)  # beyond fp16's 65504
+    with pytest.raises(StylecastError, match="--model-weights fp32"):
+        save_model(tmp_path / "big.safetensors", net, {}, "fp16")
+    assert not (tmp_path / "big.safetensors").exists()

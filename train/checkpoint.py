@@ -25,11 +25,23 @@ class LoadedModel:
     path: Path
 
 
-def save_model(path: Path, model: TransformerNet, meta: dict[str, str]) -> None:
-    """The shippable checkpoint: weights plus the metadata export and the runtime check."""
+WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def save_model(path: Path, model: TransformerNet, meta: dict[str, str], weights: str = "fp32") -> None:
+    """The shippable checkpoint: weights plus the metadata export and the runtime check.
+
+    ``weights="fp16"`` stores them at half the size (four styles must fit the repository); loading widens them back
+    to fp32, and the style nets' outputs then move by at most one grey level (README, "Model files")."""
+    if weights not in WEIGHT_DTYPES:
+        raise StylecastError(f"--model-weights {weights}: choose {' or '.join(WEIGHT_DTYPES)}")
+    tensors = {k: (v.detach().to(WEIGHT_DTYPES[weights]) if v.is_floating_point() else v.detach()).contiguous()
+               for k, v in model.state_dict().items()}
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise StylecastError(f"{path}: weights outside the {weights} range (or not finite); keep them with "
+                             "--model-weights fp32")
     full = {FORMAT_KEY: MODEL_FORMAT, "arch": model.config.to_json(), "precision": "fp32",
-            "versions": tool_versions("torch", "safetensors"), **meta}
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+            "versions": tool_versions("torch", "safetensors"), **meta, "weights_dtype": weights}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=full))
 
 

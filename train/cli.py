@@ -64,6 +64,8 @@ def train(
     log_every: Annotated[int | None, typer.Option(help="Log losses every N steps.")] = None,
     snapshot_every: Annotated[int | None, typer.Option(help="Keep the model every N steps in <run-dir>/snapshots, "
                                                             "for `stylecast quality-curve`; 0: off.")] = None,
+    model_weights: Annotated[str | None, typer.Option(help="How the model file stores its weights: fp16 (half the "
+                                                           "size; outputs move by at most 1 grey level) or fp32.")] = None,
     workers: Annotated[int | None, typer.Option(help="Data-loading worker processes.")] = None,
     cpu_budget_s: Annotated[float | None, typer.Option(help="Stop and write the model once the run has used this "
                                                             "much process CPU time (over all sittings); 0: off.")] = None,

@@ -22,7 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "stability_weight": 0.0, "stability_sigma": 4.0,
     "width": 32, "res_blocks": 5, "input_pad": 0,
     "device": "auto", "precision": "auto", "channels_last": False, "compile": False, "workers": 0,
-    "checkpoint_every": 200, "log_every": 10, "snapshot_every": 0, "cpu_budget_s": 0.0,
+    "checkpoint_every": 200, "log_every": 10, "snapshot_every": 0, "model_weights": "fp16",
+    "cpu_budget_s": 0.0,
     "loss_net": "vgg16",
     # Photos never trained on, by content hash (relative to the styles folder); "" trains on every photo.
     "exclude": "heldout.sha256",
@@ -110,7 +111,7 @@ def train_config(style: str, data: Path, styles_dir: Path, settings: dict[str, A
         run_dir=run_dir or Path("runs") / style, steps=s["steps"], batch=s["batch"], crop=s["crop"],
         scale=tuple(s["scale"]), style_size=s["style_size"], lr=s["lr"], seed=s["seed"],
         checkpoint_every=s["checkpoint_every"], log_every=s["log_every"],
-        snapshot_every=s["snapshot_every"], device=s["device"], precision=s["precision"],
+        snapshot_every=s["snapshot_every"], model_weights=s["model_weights"], device=s["device"], precision=s["precision"],
         workers=s["workers"], arch=ArchConfig(width=s["width"], res_blocks=s["res_blocks"], input_pad=s["input_pad"]),
         loss=loss_weights(s), loss_net=s["loss_net"], loss_net_weights=loss_net_weights,
         stability_weight=s["stability_weight"], stability_sigma=s["stability_sigma"], lr_schedule=s["lr_schedule"],

@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader
 
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
-from stylecast.train.checkpoint import load_state, read_metadata, save_model, save_state, snapshot_path
+from stylecast.train.checkpoint import (
+    WEIGHT_DTYPES,
+    load_state,
+    read_metadata,
+    save_model,
+    save_state,
+    snapshot_path,
+)
 from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image, read_hash_list, step_noise
 from stylecast.train.data import without as without_photos
 from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
@@ -46,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     snapshot_every: int = 0  # keep the model every N steps in run_dir/snapshots (the quality curve); 0: off
+    model_weights: str = "fp16"  # how the model file stores its weights (fp16: half the size; see save_model)
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     workers: int = 0
@@ -69,6 +77,8 @@ class TrainConfig:
                 raise StylecastError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
         if self.lr_schedule not in LR_SCHEDULES:
             raise StylecastError(f"--lr-schedule {self.lr_schedule}: choose {' or '.join(LR_SCHEDULES)}")
+        if self.model_weights not in WEIGHT_DTYPES:
+            raise StylecastError(f"--model-weights {self.model_weights}: choose {' or '.join(WEIGHT_DTYPES)}")
         if self.snapshot_every < 0:
             raise StylecastError(f"--snapshot-every {self.snapshot_every}: must be 0 (off) or at least 1")
         if self.stability_weight < 0 or self.stability_sigma <= 0:
@@ -236,7 +246,7 @@ class Trainer:
             save_state(state_path, model, optimizer, step, self._meta(step))
             plot_losses(log_path, cfg.run_dir / "loss.png", title=self.curve_title(), series=self.terms)
             if not self.interrupted:
-                save_model(cfg.out, model, self._meta(step))
+                save_model(cfg.out, model, self._meta(step), cfg.model_weights)
                 # The log and curve travel with the checkpoint (models/<style>.log.csv, .loss.png).
                 shutil.copyfile(log_path, cfg.out.with_suffix(".log.csv"))
                 shutil.copyfile(cfg.run_dir / "loss.png", cfg.out.with_suffix(".loss.png"))
@@ -286,7 +296,7 @@ class Trainer:
                 if self.main and step % cfg.checkpoint_every == 0:
                     save_state(cfg.run_dir / "state.safetensors", model, optimizer, step, self._meta(step))
                 if self.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                    save_model(snapshot_path(cfg.run_dir, step), model, self._meta(step))
+                    save_model(snapshot_path(cfg.run_dir, step), model, self._meta(step), cfg.model_weights)
                 if self.interrupted or (cfg.cpu_budget_s and self.cpu_seconds >= cfg.cpu_budget_s):
                     break
         return step

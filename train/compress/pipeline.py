@@ -238,7 +238,7 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
     meta = {k: v for k, v in source.meta.items() if k not in ("arch", "versions", "stylecast.format", "precision")}
     meta.update(student=chosen, selected_from=",".join(specs), teacher_sha256=sha256_file(plan.teacher),
                 report=str(plan.report_dir / "report.md"), arch_spec=source.model.config.to_spec())
-    save_model(plan.out, source.model, meta)
+    save_model(plan.out, source.model, meta, source.meta.get("weights_dtype", "fp32"))
     for suffix in (".log.csv", ".loss.png"):  # its distillation log and curve travel with it, as a teacher's do
         trail = checkpoints[chosen].with_suffix(suffix)
         if trail.is_file():
