@@ -28,14 +28,20 @@ class LoadedModel:
 WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
+def weights_dtype(name: str) -> torch.dtype:
+    """The dtype a model file stores its weights in; checked when a run starts, not after hours of training."""
+    if name not in WEIGHT_DTYPES:
+        raise StylecastError(f"--model-weights {name}: choose {' or '.join(WEIGHT_DTYPES)}")
+    return WEIGHT_DTYPES[name]
+
+
 def save_model(path: Path, model: TransformerNet, meta: dict[str, str], weights: str = "fp32") -> None:
     """The shippable checkpoint: weights plus the metadata export and the runtime check.
 
     ``weights="fp16"`` stores them at half the size (four styles must fit the repository); loading widens them back
     to fp32, and the style nets' outputs then move by at most one grey level (README, "Model files")."""
-    if weights not in WEIGHT_DTYPES:
-        raise StylecastError(f"--model-weights {weights}: choose {' or '.join(WEIGHT_DTYPES)}")
-    tensors = {k: (v.detach().to(WEIGHT_DTYPES[weights]) if v.is_floating_point() else v.detach()).contiguous()
+    dtype = weights_dtype(weights)
+    tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
                for k, v in model.state_dict().items()}
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise StylecastError(f"{path}: weights outside the {weights} range (or not finite); keep them with "

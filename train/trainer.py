@@ -20,12 +20,12 @@ from torch.utils.data import DataLoader
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
 from stylecast.train.checkpoint import (
-    WEIGHT_DTYPES,
     load_state,
     read_metadata,
     save_model,
     save_state,
     snapshot_path,
+    weights_dtype,
 )
 from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image, read_hash_list, step_noise
 from stylecast.train.data import without as without_photos
@@ -77,8 +77,7 @@ class TrainConfig:
                 raise StylecastError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
         if self.lr_schedule not in LR_SCHEDULES:
             raise StylecastError(f"--lr-schedule {self.lr_schedule}: choose {' or '.join(LR_SCHEDULES)}")
-        if self.model_weights not in WEIGHT_DTYPES:
-            raise StylecastError(f"--model-weights {self.model_weights}: choose {' or '.join(WEIGHT_DTYPES)}")
+        weights_dtype(self.model_weights)
         if self.snapshot_every < 0:
             raise StylecastError(f"--snapshot-every {self.snapshot_every}: must be 0 (off) or at least 1")
         if self.stability_weight < 0 or self.stability_sigma <= 0:

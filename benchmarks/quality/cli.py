@@ -91,6 +91,11 @@ def _yardstick(style: str, styles_dir: Path, photos: Path, heldout: Path | None,
                      tuple(name.strip() for name in losses.split(",") if name.strip()))
 
 
+def _need_project(losses: str, why: str) -> None:
+    if "project" not in losses.split(","):
+        raise StylecastError(f"--losses {losses}: include project ({why})")
+
+
 def quality_reference(
     style: Annotated[str, typer.Option(help="Style name (styles/<style>.toml and its painting).")],
     photos: HeldoutPhotos = PHOTOS,
@@ -183,8 +188,7 @@ def quality_curve(
 
     from stylecast.benchmarks.quality import curve
 
-    if "project" not in losses.split(","):
-        raise StylecastError(f"--losses {losses}: the curve's target is under the project loss; include it")
+    _need_project(losses, "the curve's target is under it")
     ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
     with Progress(TextColumn("[bold]score snapshots"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("score", total=None)
@@ -246,8 +250,7 @@ def recipe_ab(
         plan.budget_cpu_s = budget_cpu_min * 60
     plan.variants.update(ab.parse_variant(spec) for spec in variant or [])
     ab.check(plan)
-    if "project" not in losses.split(","):
-        raise StylecastError(f"--losses {losses}: the A/B ranks by the project loss; include it")
+    _need_project(losses, "the A/B ranks by it")
     chosen = only or list(plan.variants)
     unknown = sorted(set(chosen) - set(plan.variants))
     if unknown:
