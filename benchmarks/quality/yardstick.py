@@ -29,7 +29,8 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write, fit, load_image, save_image
 from stylecast.runtime.metrics import border_ratio
 from stylecast.train.data import load_style_image, read_hash_list
-from stylecast.train.gatys.optimize import pixel_optimizer, pixel_step, to_rgb, to_tensor
+from stylecast.train.gatys import pixels
+from stylecast.train.gatys.optimize import to_rgb, to_tensor
 from stylecast.train.losses import LossWeights, PerceptualLoss
 from stylecast.train.presets import loss_weights, resolve
 from stylecast.train.vgg import VGGFeatures, load_loss_net
@@ -101,7 +102,8 @@ class Yardstick:
     def key(self, convention: Convention) -> str:
         """Names the reference: anything that changes the optimised loss or the iterations makes a new one."""
         what = {"convention": convention.settings(), "style_sha256": self.style_sha, "crop": self.crop,
-                "steps": self.steps, "checkpoints": self.checkpoints, "loss_net": getattr(self.vgg, "net_id", "")}
+                "steps": self.steps, "checkpoints": self.checkpoints, "loss_net": getattr(self.vgg, "net_id", ""),
+                "optimizer": pixels.settings()}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
     def reference_path(self, convention: Convention, photo: Path) -> Path:
@@ -133,15 +135,14 @@ def compute_reference(ys: Yardstick, convention: Convention, photo: Path,
     atomically (one file per photo: an interrupted computation resumes with the next missing photo)."""
     loss, content = ys.losses[convention.name], ys.tensor(ys.crops[photo])
     image = content.clone().requires_grad_(True)
-    optimizer = pixel_optimizer(image)
     marks = {"0": ys.terms(convention, photo, ys.crops[photo])}
-    # Relative to the photo's loss: the same minimum at the O(1) scale of Gatys' relative losses. At the raw scale
-    # (about 1e6 x pixels) L-BFGS's first curvature pairs fail and on some photos it never moves.
+    # Relative to the photo's loss: the same minimum at the O(1) scale of Gatys' relative losses, where L-BFGS's
+    # fixed thresholds (its first step, the curvature test y.s > 1e-10) mean the same on every photo.
     scale = marks["0"]["total"]
+    optimizer = pixels.PixelOptimizer(image, lambda x: {"total": loss(x, content)["total"] / scale})
     curve, cpu_start, tic = [], time.process_time(), time.perf_counter()
     for step in range(1, ys.steps + 1):
-        relative = pixel_step(optimizer, image, lambda pixels: {"total": loss(pixels, content)["total"] / scale})
-        curve.append(relative["total"] * scale)
+        curve.append(optimizer.step()["total"] * scale)  # the float loss after each iteration
         if step in ys.checkpoints:
             marks[str(step)] = ys.terms(convention, photo, to_rgb(image))
         on_step(step)
@@ -151,6 +152,7 @@ def compute_reference(ys: Yardstick, convention: Convention, photo: Path,
         "photo": photo.name, "photo_sha256": ys.photo_sha[photo], "style_image": ys.style_image.name,
         "style_sha256": ys.style_sha, "loss_net": getattr(ys.vgg, "net_id", ""), "crop": ys.crop, "steps": ys.steps,
         "checkpoints": marks, "curve": [round(v, 2) for v in curve], "border_ratio": border_ratio(result, BAND),
+        "optimizer": pixels.settings(), "evaluations": optimizer.evaluations, "restarts": optimizer.restarts,
         "cpu_seconds": round(time.process_time() - cpu_start, 1), "seconds": round(time.perf_counter() - tic, 1),
         "device": ys.device, "threads": torch.get_num_threads(), "versions": json.loads(tool_versions("torch")),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -20,10 +20,10 @@ from PIL import Image
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import resize_long_side, resize_to
 from stylecast.train.gatys.color import grey_luminance, match_colour, match_luminance, with_chroma_of
+from stylecast.train.gatys.pixels import KINDS, PixelOptimizer
 from stylecast.train.losses import GATYS_CONTENT_LAYER, GATYS_STYLE_LAYERS, RelativeStyleLoss
 from stylecast.train.vgg import VGGFeatures
 
-OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "style", "noise")
 COLOUR_MODES = ("luminance", "histogram")
 
@@ -58,8 +58,8 @@ class GatysConfig:
             problems.append("scales must be >= 16 pixels and steps >= 1")
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
             problems.append(f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"--optimizer {self.optimizer}: choose {' or '.join(OPTIMIZERS)}")
+        if self.optimizer not in KINDS:
+            problems.append(f"--optimizer {self.optimizer}: choose {' or '.join(KINDS)}")
         if self.init not in INITS:
             problems.append(f"--init {self.init}: choose from {', '.join(INITS)}")
         if self.preserve_color not in (None, *COLOUR_MODES):
@@ -101,51 +101,6 @@ def _initial(config: GatysConfig, content: torch.Tensor, style: np.ndarray) -> t
     return (torch.randn(content.shape, generator=generator) * 48.0 + 128.0).clamp(0, 255)
 
 
-LBFGS_FIRST_STEP = 10.0
-
-
-def pixel_optimizer(image: torch.Tensor, kind: str = "lbfgs", lr: float | None = None) -> torch.optim.Optimizer:
-    """The optimiser of an image's pixels, stepped by :func:`pixel_step` (Gatys here, the quality reference too)."""
-    if kind == "adam":
-        return torch.optim.Adam([image], lr=lr or 5.0)
-    # One L-BFGS iteration per .step() so progress, logging and snapshots see every iteration;
-    # the curvature history lives in the optimizer state and carries over between calls. The first
-    # iteration's step is lr/|g|_1 (torch's rule), which moves each of n pixels by about 1/n of its
-    # gradient: its curvature pair then differs from fp32 rounding noise by little, and on a Zen 3 CPU
-    # it pointed uphill and L-BFGS stood still from the second scale on. lr is FIRST_STEP for that
-    # iteration only (``pixel_step`` sets it back to 1, the full quasi-Newton step).
-    return torch.optim.LBFGS([image], lr=LBFGS_FIRST_STEP, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
-                             tolerance_grad=0.0, tolerance_change=0.0)
-
-
-def pixel_step(optimizer: torch.optim.Optimizer, image: torch.Tensor,
-               terms: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-               autocast: AbstractContextManager | None = None) -> dict[str, float]:
-    """One iteration on the pixels of ``image`` minimising ``terms(image)["total"]``; returns the terms seen.
-
-    The losses are means, so each pixel's gradient shrinks as the image grows; at 320 px L-BFGS's
-    curvature test (y.s > 1e-10) then never passes and it stops moving. Summing over pixels instead
-    (the same minimum) keeps the gradients' scale independent of size."""
-    seen: dict[str, float] = {}
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast or nullcontext():
-            values = terms(image)
-        objective = values["total"] * image.numel()
-        objective.backward()
-        seen.update({k: float(v.detach()) for k, v in values.items()})
-        return objective
-
-    optimizer.step(closure)
-    if isinstance(optimizer, torch.optim.LBFGS):
-        optimizer.param_groups[0]["lr"] = 1.0  # after the first step (see pixel_optimizer)
-    else:  # projected steps suit Adam; they would corrupt L-BFGS's curvature pairs
-        with torch.no_grad():
-            image.clamp_(0, 255)
-    return seen
-
-
 class GatysOptimizer:
     """Optimise one photo towards one or more weighted style images (multi-scale, colour-preserving)."""
 
@@ -185,9 +140,9 @@ class GatysOptimizer:
             else:
                 image = F.interpolate(image.detach(), size=target.shape[-2:], mode="bicubic", align_corners=False)
             image = image.clamp(0, 255).requires_grad_(True)
-            optimizer = pixel_optimizer(image, cfg.optimizer, cfg.lr)
+            pixels = PixelOptimizer(image, self._weighted(loss), cfg.optimizer, cfg.lr, self._autocast())
             for _ in range(steps):
-                terms = self._step(optimizer, image, loss)
+                terms = pixels.step()
                 done += 1
                 now = elapsed + time.perf_counter() - tic
                 on_step(StepReport(done, side, terms, now, time.process_time() - cpu_start,
@@ -206,9 +161,13 @@ class GatysOptimizer:
             return rgb
         return finish
 
-    def _step(self, optimizer: torch.optim.Optimizer, image: torch.Tensor, loss: RelativeStyleLoss) -> dict[str, float]:
+    def _autocast(self) -> AbstractContextManager:
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _weighted(self, loss: RelativeStyleLoss) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
         cfg = self.config
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
 
         def weighted(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
             raw = loss(pixels)
@@ -217,4 +176,4 @@ class GatysOptimizer:
             terms["total"] = terms["content"] + terms["style"] + terms["tv"]
             return terms
 
-        return pixel_step(optimizer, image, weighted, autocast)
+        return weighted

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, tool_versions
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write, load_image, save_image
+from stylecast.train.gatys import pixels
 from stylecast.train.gatys.optimize import GatysConfig, GatysOptimizer, StepReport
 from stylecast.train.plots import plot_losses
 from stylecast.train.vgg import load_loss_net
@@ -82,6 +83,7 @@ def _metadata(job: OptimizeJob, net_id: str, net_input: str) -> dict:
         "content": job.content.name, "content_sha256": sha256_file(job.content),
         "styles": [{"file": p.name, "sha256": sha256_file(p), "weight": w} for p, w in job.styles],
         "loss_net": net_id, "loss_net_input": net_input, "config": cfg.as_dict(),
+        "optimizer": pixels.settings(cfg.optimizer, cfg.lr),
         "versions": json.loads(tool_versions("torch")), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
