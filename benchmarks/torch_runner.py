@@ -12,6 +12,7 @@ import torch
 from stylecast.benchmarks.cuda_stages import CudaStages
 from stylecast.benchmarks.runner import Runner, Sample
 from stylecast.runtime.timing import elapsed_ms
+from stylecast.train.compiled import compiler_missing
 from stylecast.train.precision import autocast_for, measured_verdict
 
 BASELINE = "eager"
@@ -46,6 +47,8 @@ def unavailable(mode: TorchMode, device: torch.device) -> str | None:
     """Why ``mode`` cannot be measured here, or None."""
     if (mode.cuda_graph or mode.precision == "fp16") and device.type != "cuda":
         return f"skipped: {mode.name} needs a CUDA GPU"
+    if mode.compile and (why := compiler_missing(device)):
+        return f"skipped: {why}"
     if mode.precision == "bf16" and device.type == "cpu":
         verdict = measured_verdict(device)
         if verdict.emulated:  # a single 1080p call would take many minutes

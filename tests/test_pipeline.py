@@ -56,6 +56,28 @@ def test_resume_refuses_changed_settings(tmp_path, photos, style_image, tiny_vgg
     assert changed.returncode == 2 and "hyperparameters differs" in changed.stderr
 
 
+def test_compile_without_a_compiler_is_one_line_before_any_training(tmp_path, photos, style_image, tiny_vgg):
+    args = train_args(photos, style_image, tiny_vgg, tmp_path / "m.safetensors", tmp_path / "run", 2)
+    failed = run_cli(*args, "--compile", env={"CXX": str(tmp_path / "no-such-c++")})
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "needs a C++ compiler" in failed.stderr and "--no-compile" in failed.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m.safetensors").exists()
+
+
+def test_compiler_check_names_what_each_device_needs(monkeypatch, tmp_path):
+    import torch
+
+    from stylecast.benchmarks.torch_runner import MODES, unavailable
+    from stylecast.train.compiled import compiler_missing
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+    assert "a C compiler" in compiler_missing(torch.device("cuda"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-c++"))
+    assert unavailable(MODES["compile"], torch.device("cpu")).startswith("skipped: torch.compile on cpu needs a C++")
+    monkeypatch.setenv("CXX", sys.executable)  # any executable on the path stands for a compiler
+    assert compiler_missing(torch.device("cpu")) is None
+
+
 def test_export_writes_parity_report_and_metadata(tiny_onnx, tiny_checkpoint):
     report = json.loads((tiny_onnx.parent / "report.json").read_text())
     entry = report["exports"][0]

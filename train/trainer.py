@@ -27,6 +27,7 @@ from stylecast.train.checkpoint import (
     snapshot_path,
     weights_dtype,
 )
+from stylecast.train.compiled import compiler_missing
 from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image, read_hash_list, step_noise
 from stylecast.train.data import without as without_photos
 from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
@@ -224,6 +225,8 @@ class Trainer:
             raise StylecastError(f"{cfg.run_dir}: holds an earlier run; pass --resume or another --run-dir")
         train_model = model
         if cfg.compile:
+            if why := compiler_missing(self.device):
+                raise StylecastError(f"{why}; install one (e.g. apt install g++) or train with --no-compile")
             train_model, criterion = torch.compile(model), torch.compile(criterion)
         if self.distributed:
             train_model = torch.nn.parallel.DistributedDataParallel(
