@@ -36,7 +36,7 @@
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
 #                           (docs/examples/styles.jpg and the table between the styles markers)
 #   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
-#                           -> benchmarks/results/recipe-ab/$(STYLE).{md,json} (resumable)
+#                           -> benchmarks/results/recipe-ab/$(STYLE).{md,json} and the README (resumable)
 #   make step-speed         training-step speed of fp32 / channels_last / torch.compile / bf16 on this machine
 STYLE ?= wave
 DATA ?= ../shared/photos
@@ -49,6 +49,8 @@ ART := artifacts/$(STYLE)
 SAMPLES := benchmarks/photos
 # int8 calibration photos (the parity photos in $(SAMPLES) are excluded by content).
 CALIB ?= $(DATA)
+# The README whose recipe-ab-$(STYLE) markers get the A/B table (empty: the report files alone).
+RECIPE_README ?= README.md
 # Precisions kept (marked below_target in report.json) when they miss their parity floor; empty: fail loudly.
 ALLOW_BELOW_FLOOR ?=
 # A folder (the baseline of this machine's class is picked from it) or one baseline file, checked on purpose.
@@ -247,7 +249,8 @@ ship: export demo quality
 	$(MAKE) --no-print-directory styles-sheet
 
 recipe-ab: weights
-	$(SC) recipe-ab --variants benchmarks/recipes/$(STYLE).toml --data $(DATA) --photos $(DATA) $(ARGS)
+	$(SC) recipe-ab --variants benchmarks/recipes/$(STYLE).toml --data $(DATA) --photos $(DATA) \
+		$(if $(RECIPE_README),--readme $(RECIPE_README)) $(ARGS)
 
 step-speed: weights
 	$(PY) -m stylecast.benchmarks.quality.step_speed --style $(STYLE) --data $(DATA) $(ARGS)

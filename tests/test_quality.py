@@ -212,12 +212,19 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     variants = tmp_path / "tiny-ab.toml"
     variants.write_text('style = "tiny"\nbudget_cpu_min = 0.03\n[base]\nsteps = 1000\n[variants.plain]\n'
                         '[variants.stable]\nstability_weight = 1e3\ninput_pad = 4\n')
+    readme = tmp_path / "README.md"
     ab = ["recipe-ab", "--variants", str(variants), "--data", str(photos), "--runs", str(tmp_path / "runs"),
-          "--out", str(tmp_path / "ab"), "--reference-steps", "2", *common[2:]]
+          "--out", str(tmp_path / "ab"), "--reference-steps", "2", "--readme", str(readme), *common[2:]]
+    readme.write_text("# x\n")
+    unmarked = run_cli(*ab)
+    assert unmarked.returncode != 0 and "<!-- recipe-ab-tiny:start -->" in unmarked.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any training
+    readme.write_text("# x\n<!-- recipe-ab-tiny:start -->\n<!-- recipe-ab-tiny:end -->\ntail\n")
     done = run_cli(*ab)
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "ab" / "tiny.md").read_text()
     assert "| plain |" in table and "| stable |" in table
+    assert table.split("\n", 2)[2].rstrip() in readme.read_text() and readme.read_text().endswith("end -->\ntail\n")
     model = tmp_path / "runs" / "tiny" / "stable" / "model.safetensors"
     log = (model.parent / "run" / "log.csv").read_text()
     assert "stability" in log.splitlines()[0]

@@ -237,10 +237,12 @@ def recipe_ab(
     losses: Losses = "project,examples",
     reference_steps: Annotated[int, typer.Option(help="Iterations of the Gatys reference.")] = 300,
     loss_net_weights: Vgg16Weights = None,
+    readme: Annotated[Path | None, typer.Option(help="A README whose recipe-ab-<style> markers get the table too.")] = None,
 ) -> None:
     """Train recipe variants at an equal CPU budget, score each with the yardstick, write the A/B table."""
     need_torch()
     from stylecast.benchmarks.quality import recipe_ab as ab
+    from stylecast.benchmarks.report import readme_parts, splice_block
 
     plan = ab.load_plan(variants) if variants else ab.Plan(style or "", 0.0)
     plan.style = style or plan.style
@@ -250,6 +252,8 @@ def recipe_ab(
         plan.budget_cpu_s = budget_cpu_min * 60
     plan.variants.update(ab.parse_variant(spec) for spec in variant or [])
     ab.check(plan)
+    if readme:
+        readme_parts(readme, ab.readme_block(plan.style))  # checked before hours of training, not after
     _need_project(losses, "the A/B ranks by it")
     chosen = only or list(plan.variants)
     unknown = sorted(set(chosen) - set(plan.variants))
@@ -268,3 +272,6 @@ def recipe_ab(
     ab.write(out, plan.style, result, text)
     typer.echo(text)
     typer.echo(f"wrote {out / (plan.style + '.md')} and .json")
+    if readme:
+        splice_block(readme, ab.readme_block(plan.style), text.split("\n", 2)[2])  # the table without its title
+        typer.echo(f"and the table in {readme}")
