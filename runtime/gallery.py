@@ -17,9 +17,9 @@ def _fit_height(rgb: np.ndarray, height: int) -> Image.Image:
 
 def make_gallery(rows: list[tuple[np.ndarray, ...]], dest: Path, title: str = "",
                  style: np.ndarray | None = None, height: int = 256, pad: int = 8,
-                 labels: list[str] | None = None) -> None:
-    """Write a PNG with one row per (photo, stylized, ...) tuple, the style image on top, and
-    optional column labels (e.g. the methods an evaluation compares)."""
+                 labels: list[str] | None = None, jpeg_quality: int = 88) -> None:
+    """Write a PNG (or a JPEG at ``jpeg_quality``, by the name) with one row per (photo, stylized, ...) tuple, the
+    style image on top, and optional column labels (e.g. the methods an evaluation compares)."""
     tiles = [[_fit_height(image, height) for image in row] for row in rows]
     # Columns as wide as their widest tile, so every row lines up under the labels.
     columns = [max(row[c].width for row in tiles if c < len(row)) for c in range(max(map(len, tiles)))]
@@ -43,4 +43,5 @@ def make_gallery(rows: list[tuple[np.ndarray, ...]], dest: Path, title: str = ""
         y += height + pad
     # JPEG where the name asks for it: a 10-row contact sheet of photos is 4.5 MB as PNG, ~10x less as JPEG.
     jpeg = Path(dest).suffix.lower() in (".jpg", ".jpeg")
-    atomic_write(dest, lambda tmp: sheet.save(tmp, format="JPEG", quality=88) if jpeg else sheet.save(tmp, format="PNG"))
+    options = {"format": "JPEG", "quality": jpeg_quality} if jpeg else {"format": "PNG"}
+    atomic_write(dest, lambda tmp: sheet.save(tmp, **options))
