@@ -351,3 +351,38 @@ def test_styles_sheet_and_readme_table(tmp_path, photos, style_image):
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit, match="styles:start"):
         main(args)
+
+
+def test_compile_warm_up_is_kept_out_of_the_cpu_budget(tmp_path, photos, style_image, tiny_vgg, monkeypatch):
+    """A sitting's first compiled step builds kernels (minutes when the compiler's cache is cold): it is counted
+    apart, so every A/B variant's budget buys training steps alone. torch.compile is swapped for a wrapper that burns
+    4 CPU-seconds at its first call, standing for a cold build."""
+    import time
+
+    import torch
+
+    from stylecast.runtime.artifacts import read_metadata
+    from stylecast.train.model import ArchConfig
+    from stylecast.train.trainer import TrainConfig, Trainer
+
+    def lazy_build(module):  # like torch.compile, the build happens at the first call
+        built = []
+
+        def forward(*args):
+            if not built:
+                deadline = time.process_time() + 4.0  # a cold build costs CPU time, in this process
+                while time.process_time() < deadline:
+                    pass
+                built.append(True)
+            return module(*args)
+        return forward
+
+    monkeypatch.setattr(torch, "compile", lazy_build)
+    config = TrainConfig(style="tiny", style_image=style_image, data=photos, out=tmp_path / "m.safetensors",
+                         run_dir=tmp_path / "run", steps=3, batch=2, crop=32, style_size=48, log_every=1,
+                         checkpoint_every=3, arch=ArchConfig(width=4, res_blocks=1), loss_net_weights=tiny_vgg,
+                         compile=True)
+    Trainer(config).run()
+    meta = read_metadata(tmp_path / "m.safetensors")
+    assert float(meta["compile_cpu_seconds"]) >= 8.0  # the net's and the loss's builds, with the first step
+    assert float(meta["cpu_seconds"]) < 8.0  # two tiny steps, without either build

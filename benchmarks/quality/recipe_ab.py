@@ -136,7 +136,8 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
              f"threads) on {result['machine']}, on top of `styles/{plan.style}.toml` and {plan.base or 'nothing else'}; "
              "scored on the held-out photos by `stylecast quality` (ratio: total loss over converged Gatys; "
              "lower is better; border: 1.0 = no edge artefact, photos about 0.9; flicker: still-camera clip, "
-             f"target ≤2.0). Regenerate: `make recipe-ab STYLE={plan.style}`.", "",
+             "target ≤2.0). The compile warm-up (each sitting's first step) is not part of the budget. "
+             f"Regenerate: `make recipe-ab STYLE={plan.style}`.", "",
              "| variant | settings | steps | ratio (project loss) | ratio (pytorch/examples) | Gatys matches after "
              "| border | flicker |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]

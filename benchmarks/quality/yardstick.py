@@ -221,7 +221,8 @@ def report_dict(ys: Yardstick, scored: dict, model: Path, model_meta: dict, extr
     return {
         "model": str(model), "model_sha256": sha256_file(model), "trained_steps": model_meta.get("steps"),
         "excluded_photos": model_meta.get("excluded_photos"),
-        "train_cpu_seconds": model_meta.get("cpu_seconds"), "style_image": ys.style_image.name,
+        "train_cpu_seconds": model_meta.get("cpu_seconds"),
+        "train_compile_cpu_seconds": model_meta.get("compile_cpu_seconds"), "style_image": ys.style_image.name,
         "style_sha256": ys.style_sha, "crop": ys.crop, "gatys_steps": ys.steps, "band_px": BAND,
         "loss_net": getattr(ys.vgg, "net_id", ""), "conventions": [c.settings() for c in ys.conventions],
         "reference_keys": {c.name: ys.key(c) for c in ys.conventions}, **extra,
