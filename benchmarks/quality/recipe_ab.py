@@ -27,7 +27,6 @@ else:  # Python 3.10 (JetPack 6's): the same parser, from PyPI
     import tomli as tomllib  # novermin
 
 
-
 def readme_block(style: str) -> str:
     """The README markers that hold ``style``'s A/B table (``<!-- recipe-ab-wave:start -->``)."""
     return f"recipe-ab-{style}"
