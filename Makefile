@@ -1,7 +1,7 @@
 # Short paths to the stylecast pipeline. Every target runs the `stylecast` CLI in .venv.
 #   make demo               fresh machine -> exported wave model -> stylized gallery
 #   make test               the test suite (what CI runs); make test-fast: the unit tests alone
-#   make train STYLE=wave   train models/$(STYLE).safetensors on $(DATA)
+#   make train STYLE=wave   train models/$(STYLE).safetensors on $(DATA) (on a GPU: the preset's [cuda] recipe)
 #   make export STYLE=wave  artifacts/$(STYLE)/$(STYLE).{fp32,fp16,int8}.onnx + report.json
 #                           (+ TensorRT engines where TensorRT is installed)
 #   make precision-latency  the benchmark of $(STYLE) alone at 512², 1 thread: every precision in one run

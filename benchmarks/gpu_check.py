@@ -205,6 +205,7 @@ def tensorrt_engines(ctx: Context) -> tuple[str, dict]:
 
 
 def training_steps(ctx: Context) -> tuple[str, dict]:
+    from stylecast.train.presets import resolve
     from stylecast.train.vgg import save_random_loss_net
     from stylecast.train.weights import weights_path
 
@@ -213,15 +214,19 @@ def training_steps(ctx: Context) -> tuple[str, dict]:
     if not weights.is_file():  # the real weights are 59 MB: past what a device call carries with the repo
         weights = save_random_loss_net(ctx.scratch / "vgg16-random.safetensors")
         loss_net = "random VGG16 (real weights not on this machine): times the step, not the learning"
+    # The recipe `make train` uses on a GPU: styles/wave.toml with its [cuda] table (compile included).
+    recipe = resolve("wave", Path("styles"), {}, cuda=True)
     steps = 300
-    result = _cli("train", "--style", "wave", "--data", str(PHOTOS), "--steps", str(steps), "--batch", "4",
-                  "--crop", "256", "--device", "cuda", "--loss-net-weights", str(weights), "--out",
-                  str(ctx.scratch / "wave-gpu.safetensors"), "--run-dir", str(ctx.scratch / "run"),
-                  "--checkpoint-every", str(steps), "--log-every", "50", timeout=ctx.seconds_left(180))
+    result = _cli("train", "--style", "wave", "--data", str(PHOTOS), "--steps", str(steps), "--device", "cuda",
+                  "--loss-net-weights", str(weights), "--out", str(ctx.scratch / "wave-gpu.safetensors"),
+                  "--run-dir", str(ctx.scratch / "run"), "--checkpoint-every", str(steps), "--log-every", "50",
+                  timeout=ctx.seconds_left(240))
     (ctx.out / "gpu-train.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise RuntimeError(f"stylecast train --device cuda: {_last_line(result.stderr)} (gpu-train.log)")
-    return f"{steps} steps at batch 4, 256²; loss net {loss_net}", {"steps": steps, "loss_net": loss_net}
+    shape = f"batch {recipe['batch']}, {recipe['crop']}², compile {recipe['compile']}"
+    return (f"{steps} steps of styles/wave.toml's [cuda] recipe ({shape}); loss net {loss_net}",
+            {"steps": steps, "loss_net": loss_net, "recipe": {k: recipe[k] for k in ("batch", "crop", "compile")}})
 
 
 STEPS: list[Callable[[Context], tuple[str, dict]]] = [

@@ -120,6 +120,27 @@ def test_presets_check_keys_and_types_and_options_win(tmp_path):
         exclusion_list({**settings, "exclude": "mine.sha256"}, tmp_path)
 
 
+def test_preset_cuda_table_applies_to_gpu_runs_only_and_keeps_the_loss(tmp_path):
+    (tmp_path / "s.toml").write_text("crop = 128\nsteps = 3000\n[cuda]\ncrop = 256\nsteps = 40000\nbatch = 8\n")
+    cpu = resolve("s", tmp_path, {"steps": None})
+    assert (cpu["crop"], cpu["steps"], cpu["batch"]) == (128, 3000, 4)
+    gpu = resolve("s", tmp_path, {"steps": 100}, cuda=True)
+    assert (gpu["crop"], gpu["steps"], gpu["batch"]) == (256, 100, 8)  # the table over the preset, options over both
+    (tmp_path / "typo.toml").write_text("[cuda]\ncrop_size = 256\n")
+    with pytest.raises(StylecastError, match=r"cuda\.crop_size"):
+        resolve("typo", tmp_path, {})
+    (tmp_path / "loss.toml").write_text("[cuda]\nstyle_weight = 3e10\n")
+    with pytest.raises(StylecastError, match="the loss is the style's"):
+        resolve("loss", tmp_path, {})
+    (tmp_path / "bad.toml").write_text("[cuda]\nbatch = \"many\"\n")
+    with pytest.raises(StylecastError, match="batch"):
+        resolve("bad", tmp_path, {}, cuda=True)
+    shipped = Path(__file__).parents[1] / "styles"
+    for preset in sorted(shipped.glob("*.toml")):  # every shipped style has a GPU recipe, and it parses
+        on_cpu, on_gpu = resolve(preset.stem, shipped, {}), resolve(preset.stem, shipped, {}, cuda=True)
+        assert on_gpu["steps"] > on_cpu["steps"] and on_gpu["crop"] >= on_cpu["crop"], preset
+
+
 def test_heldout_photos_are_chosen_by_content_and_excluded(photos, tmp_path):
     files = sorted(photos.iterdir())
     chosen = pick_heldout(files, 2)

@@ -76,16 +76,18 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly where it stopped.")] = False,
 ) -> None:
     """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos."""
-    need_torch()
-    from stylecast.train.trainer import Trainer
-
     given = {k: v for k, v in locals().items() if k not in ("style", "data", "style_image", "out", "run_dir",
-                                                            "styles_dir", "loss_net_weights", "resume", "Trainer")}
+                                                            "styles_dir", "loss_net_weights", "resume")}
+    need_torch()
+    from stylecast.train.trainer import Trainer, pick_device
+
     if scale is not None:
         given["scale"] = parse_scale(scale)
     if exclude is not None:
         given["exclude"] = str(exclude.resolve())  # as given, not relative to the styles folder
     settings = resolve(style, styles_dir, given)
+    if pick_device(settings["device"]).type == "cuda":
+        settings = resolve(style, styles_dir, given, cuda=True)
     config = train_config(style, data, styles_dir, settings, style_image=style_image, out=out, run_dir=run_dir,
                           loss_net_weights=loss_net_weights)
     written = Trainer(config).run(resume=resume)

@@ -29,6 +29,11 @@ DEFAULTS: dict[str, Any] = {
     "exclude": "heldout.sha256",
 }
 PRESET_ONLY = ("image",)  # the painting's file name in the styles folder
+# A preset's [cuda] table: the settings of a run whose device is a CUDA GPU, over the preset's own (a GPU buys
+# in minutes what the CPU recipe rations: larger crops and batches, many more steps). It changes how a style is
+# trained, not what it is: the loss stays the preset's, because `make quality` scores every model under it.
+CUDA_TABLE = "cuda"
+LOSS_KEYS = ("content_weight", "style_weight", "tv_weight", "content_layer", "style_size", "loss_net")
 
 
 def style_preset(style: str, styles_dir: Path) -> dict:
@@ -40,9 +45,17 @@ def style_preset(style: str, styles_dir: Path) -> dict:
         data = tomllib.loads(preset.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise StylecastError(f"{preset}: invalid TOML ({exc}); fix the file or delete it") from exc
-    unknown = sorted(set(data) - set(DEFAULTS) - set(PRESET_ONLY))
+    cuda = data.get(CUDA_TABLE, {})
+    if not isinstance(cuda, dict):
+        raise StylecastError(f"{preset}: {CUDA_TABLE} should be a table ([{CUDA_TABLE}]) of training settings")
+    unknown = sorted(set(data) - set(DEFAULTS) - set(PRESET_ONLY) - {CUDA_TABLE})
+    unknown += [f"{CUDA_TABLE}.{key}" for key in sorted(set(cuda) - set(DEFAULTS))]
     if unknown:
         raise StylecastError(f"{preset}: unknown key(s) {unknown}; known: {sorted([*DEFAULTS, *PRESET_ONLY])}")
+    loss = sorted(set(cuda) & set(LOSS_KEYS))
+    if loss:
+        raise StylecastError(f"{preset}: [{CUDA_TABLE}] sets {loss}; the loss is the style's on every device "
+                             "(its quality report scores under it): set them above the table")
     return data
 
 
@@ -64,11 +77,16 @@ def _checked(key: str, value: Any, source: str) -> Any:
     return value
 
 
-def resolve(style: str, styles_dir: Path, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then the style's preset, then ``given`` (the command line; None: not given)."""
+def resolve(style: str, styles_dir: Path, given: dict[str, Any], *, cuda: bool = False) -> dict[str, Any]:
+    """Defaults, then the style's preset (and its [cuda] table for a run on a CUDA GPU), then ``given`` (the
+    command line; None: not given)."""
     preset = style_preset(style, styles_dir)
+    path = str(styles_dir / f"{style}.toml")
+    layers = [(path, {k: v for k, v in preset.items() if k != CUDA_TABLE})]
+    if cuda:
+        layers.append((f"{path} [{CUDA_TABLE}]", preset.get(CUDA_TABLE, {})))
     merged = dict(DEFAULTS)
-    for source, values in ((str(styles_dir / f"{style}.toml"), preset), ("options", given)):
+    for source, values in (*layers, ("options", given)):
         for key, value in values.items():
             if key in DEFAULTS and value is not None:
                 merged[key] = _checked(key, value, source)

@@ -270,10 +270,17 @@ class Trainer:
 
         cfg = self.config
         step = start
-        columns = [TextColumn("[bold]train {task.fields[style]}"), BarColumn(), MofNCompleteColumn(),
+        # A CPU budget, when set, is what ends the run (its step count is only an upper bound): the bar and its
+        # time estimate then follow CPU-seconds against the budget.
+        by_budget = bool(cfg.cpu_budget_s)
+        done = TextColumn("step {task.fields[step]}  CPU {task.completed:.0f}/{task.total:.0f} s") if by_budget \
+            else MofNCompleteColumn()
+        columns = [TextColumn("[bold]train {task.fields[style]}"), BarColumn(), done,
                    TextColumn("{task.fields[losses]}"), TimeRemainingColumn()]
         with Progress(*columns, disable=not self.main) as bar:
-            task = bar.add_task("train", total=cfg.steps, completed=start, style=cfg.style, losses="")
+            task = bar.add_task("train", total=cfg.cpu_budget_s if by_budget else cfg.steps,
+                                completed=self.cpu_seconds if by_budget else start, style=cfg.style, losses="",
+                                step=start)
             # fp16 needs loss scaling against gradient underflow; bf16 and fp32 do not.
             scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
             tic, cpu_mark = time.perf_counter(), time.process_time()
@@ -306,7 +313,7 @@ class Trainer:
                     self._append_log(log_path, row)
                     bar.update(task, losses=f"content {row['content']:.3g} style {row['style']:.3g}")
                     tic = time.perf_counter()
-                bar.update(task, completed=step)
+                bar.update(task, completed=self.cpu_seconds if by_budget else step, step=step)
                 if self.main and step % cfg.checkpoint_every == 0:
                     save_state(cfg.run_dir / "state.safetensors", model, optimizer, step, self._meta(step))
                 if self.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
