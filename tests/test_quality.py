@@ -244,7 +244,8 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     done = run_cli(*ab)
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "ab" / "tiny.md").read_text()
-    assert "| plain |" in table and "| stable |" in table
+    assert "| plain | preset |" in table and "| stable | stability_weight=1000, input_pad=4 |" in table
+    assert "`styles/tiny.toml` and steps=1000;" in table
     assert table.split("\n", 2)[2].rstrip() in readme.read_text() and readme.read_text().endswith("end -->\ntail\n")
     model = tmp_path / "runs" / "tiny" / "stable" / "model.safetensors"
     log = (model.parent / "run" / "log.csv").read_text()

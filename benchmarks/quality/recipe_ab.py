@@ -116,6 +116,11 @@ def run_variant(plan: Plan, name: str, ys: Yardstick, data: Path, styles_dir: Pa
     return report
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """``crop=192, content_weight=2e+05`` (floats in the shortest form, as a preset would say them)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+
+
 def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str]:
     """The A/B report (JSON and Markdown), best project-loss ratio first."""
     rows = []
@@ -132,7 +137,8 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
               "machine": describe_class(machine), "rows": rows, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     lines = [f"# Recipe A/B for `{plan.style}`", "",
              f"Each variant trained for {plan.budget_cpu_s / 60:.3g} CPU-minutes (process CPU time, {threads} "
-             f"threads) on {result['machine']}, on top of `styles/{plan.style}.toml` and {plan.base or 'nothing else'}; "
+             f"threads) on {result['machine']}, on top of `styles/{plan.style}.toml` and "
+             f"{settings_text(plan.base) or 'nothing else'}; "
              "scored on the held-out photos by `stylecast quality` (ratio: total loss over converged Gatys; "
              "lower is better; border: 1.0 = no edge artefact, photos about 0.9; flicker: still-camera clip, "
              "target ≤2.0). The compile warm-up (each sitting's first step) is not part of the budget. "
@@ -141,7 +147,7 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
              "| border | flicker |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "preset"
+        settings = settings_text(r["settings"]) or "preset"
         p, e, b = r["project_ratio"], r["examples_ratio"], r["border_ratio"]
         examples = f"{e['median']:.2f} ({e['min']:.2f}–{e['max']:.2f})" if e else "not computed"
         flicker = "–" if r["flicker_ratio"] is None else f"{r['flicker_ratio']:.2f}"
