@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
@@ -246,6 +247,8 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     table = (tmp_path / "ab" / "tiny.md").read_text()
     assert "| plain | preset |" in table and "| stable | stability_weight=1000, input_pad=4 |" in table
     assert "`styles/tiny.toml` and steps=1000;" in table
+    with Image.open(tmp_path / "ab" / "tiny.jpg") as sheet:  # the photo and the two variants, side by side
+        assert sheet.format == "JPEG" and sheet.width > 3 * 128
     assert table.split("\n", 2)[2].rstrip() in readme.read_text() and readme.read_text().endswith("end -->\ntail\n")
     model = tmp_path / "runs" / "tiny" / "stable" / "model.safetensors"
     log = (model.parent / "run" / "log.csv").read_text()

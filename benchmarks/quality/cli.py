@@ -270,8 +270,9 @@ def recipe_ab(
             reports[name] = ab.run_variant(plan, name, ys, data, styles_dir, runs / plan.style, loss_net_weights)
     result, text = ab.table(plan, reports, threads)
     ab.write(out, plan.style, result, text)
+    ab.sheet(plan, result["rows"], ys, runs / plan.style, out / f"{plan.style}.jpg")
     typer.echo(text)
-    typer.echo(f"wrote {out / (plan.style + '.md')} and .json")
+    typer.echo(f"wrote {out / (plan.style + '.md')}, .json and .jpg (the variants side by side)")
     if readme:
         splice_block(readme, ab.readme_block(plan.style), text.split("\n", 2)[2])  # the table without its title
         typer.echo(f"and the table in {readme}")

@@ -17,7 +17,8 @@ from typing import Any
 
 from stylecast.benchmarks.quality.yardstick import Yardstick, compute_reference, model_stylizer, report_dict, score
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write
+from stylecast.runtime.gallery import make_gallery
+from stylecast.runtime.images import atomic_write, load_image
 from stylecast.runtime.machine import describe_class, fingerprint
 from stylecast.train.presets import DEFAULTS, resolve, train_config
 
@@ -157,6 +158,17 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
     if missing:
         lines += ["", f"Not yet run: {', '.join(missing)}."]
     return result, "\n".join(lines) + "\n"
+
+
+def sheet(plan: Plan, rows: list[dict], ys: Yardstick, root: Path, dest: Path, photos: int = 3) -> None:
+    """The variants side by side on the first held-out photos, in the table's order: a choice between losses (the
+    style target's size changes which yardstick a model is best on) has to be made on the pictures."""
+    crops = [ys.crops[p] for p in ys.photos[:photos]]
+    outputs = [model_stylizer(root / r["variant"] / "model.safetensors")[0] for r in rows]
+    tiles = [(crop, *(stylize(crop) for stylize in outputs)) for crop in crops]
+    make_gallery(tiles, dest, title=f"recipe A/B for {plan.style}: {plan.budget_cpu_s / 60:.3g} CPU-minutes each, "
+                 "best project ratio first", style=load_image(ys.style_image).rgb, height=128,
+                 labels=["photo", *(r["variant"] for r in rows)], jpeg_quality=80)
 
 
 def ensure_reference(ys: Yardstick) -> None:
