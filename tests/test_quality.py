@@ -245,7 +245,7 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     done = run_cli(*ab)
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "ab" / "tiny.md").read_text()
-    assert "| plain | preset |" in table and "| stable | stability_weight=1000, input_pad=4 |" in table
+    assert "| plain | preset |" in table and "| stable | stability_weight=1e+03, input_pad=4 |" in table
     assert "`styles/tiny.toml` and steps=1000;" in table
     with Image.open(tmp_path / "ab" / "tiny.jpg") as sheet:  # the photo and the two variants, side by side
         assert sheet.format == "JPEG" and sheet.width > 3 * 128

@@ -119,7 +119,7 @@ def run_variant(plan: Plan, name: str, ys: Yardstick, data: Path, styles_dir: Pa
 
 def settings_text(settings: dict[str, Any]) -> str:
     """``crop=192, content_weight=2e+05`` (floats in the shortest form, as a preset would say them)."""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
 
 
 def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str]:
