@@ -136,6 +136,9 @@ def test_preset_cuda_table_applies_to_gpu_runs_only_and_keeps_the_loss(tmp_path)
     (tmp_path / "bad.toml").write_text("[cuda]\nbatch = \"many\"\n")
     with pytest.raises(StylecastError, match="batch"):
         resolve("bad", tmp_path, {}, cuda=True)
+    (tmp_path / "flat.toml").write_text("cuda = 1\n")
+    with pytest.raises(StylecastError, match=r"should be a table"):
+        resolve("flat", tmp_path, {})
     shipped = Path(__file__).parents[1] / "styles"
     for preset in sorted(shipped.glob("*.toml")):  # every shipped style has a GPU recipe, and it parses
         on_cpu, on_gpu = resolve(preset.stem, shipped, {}), resolve(preset.stem, shipped, {}, cuda=True)
