@@ -111,6 +111,11 @@ def _export_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
             if not ov_reason:
                 runner = OpenVinoRunner(item.path, item.precision, config.threads) if item.status == "ok" else None
                 plans.append(Planned("OpenVINO", item.precision, openvino_runner.DEVICE, runner, item.status, item.path))
+            if not ov_reason and item.precision in ("fp32", "int8"):  # the same file, its float ops in bf16
+                status = openvino_runner.why_no_bf16() or item.status
+                runner = OpenVinoRunner(item.path, item.precision, config.threads, bf16=True)
+                plans.append(Planned("OpenVINO", runner.precision, runner.engine, runner if status == "ok" else None,
+                                     status, item.path))
         elif not trt_reason:
             runner = TensorRTRunner(item.path, item.precision) if item.status == "ok" else None
             plans.append(Planned("TensorRT", item.precision, "engine", runner, item.status, item.path))
@@ -253,7 +258,7 @@ def run(config: BenchConfig, progress: Progress = lambda *_: None, log: Callable
             "onnxruntime": "the runtime's sessions (memory arena on), intra_op_num_threads = threads, thread spinning "
                            "off; opened per model and resolution, freed before the next",
             "openvino": "the runtime's backend: compiled per input shape, PERFORMANCE_HINT LATENCY, "
-                        "INFERENCE_NUM_THREADS = threads, f32/bf16 precision hint by a cached probe",
+                        "INFERENCE_NUM_THREADS = threads, INFERENCE_PRECISION_HINT f32 (engine 'CPU bf16': bf16)",
             "quoted": "speedup = median of same-round ratios; min ms and speedup of the minima shown beside it",
             "baseline": f"PyTorch {BASELINE} fp32",
         },

@@ -157,6 +157,9 @@ def stylize(
     provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order; with --backend "
                                                             "openvino its device (CPU, GPU, NPU, AUTO).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
+    openvino_precision: Annotated[str, typer.Option(help="--backend openvino on a CPU: f32 (the graph's own "
+                                                         "precision), bf16, or auto (bf16 where measured faster; "
+                                                         "lower parity).")] = "f32",
     gallery: Annotated[Path | None, typer.Option(help="Also write a side-by-side PNG of inputs and outputs.")] = None,
     gallery_style: Annotated[Path | None, typer.Option(help="Style image to show atop the gallery.")] = None,
     allow_huge: Annotated[bool, typer.Option(help="Lift Pillow's decompression-bomb limit.")] = False,
@@ -174,7 +177,8 @@ def stylize(
     if tile:
         check_tiling(tile, overlap)
     check_blend(temporal_blend)
-    stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads, strength=strength)
+    stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads, strength=strength,
+                        openvino_precision=openvino_precision)
     jobs = plan_outputs(expand_inputs(inputs), out, stylizer.style)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     failures: list[tuple[Path, str]] = []

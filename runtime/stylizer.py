@@ -23,13 +23,15 @@ class Stylizer:
     """
 
     def __init__(self, model: Path | str | list[Path | str], backend: str = "auto",
-                 providers: list[str] | None = None, threads: int | None = None, strength: float = 1.0) -> None:
+                 providers: list[str] | None = None, threads: int | None = None, strength: float = 1.0,
+                 openvino_precision: str = "f32") -> None:
         models = model if isinstance(model, list) else [model]
         if not models:
             raise StylecastError("no model given; pass --model PATH (repeat it to chain models)")
         if not 0.0 <= strength <= 1.0:
             raise StylecastError(f"--strength {strength}: must be between 0 (the photo) and 1 (full style)")
-        self.backends: list[Backend] = [load_backend(Path(m), backend, providers, threads) for m in models]
+        self.backends: list[Backend] = [load_backend(Path(m), backend, providers, threads, openvino_precision)
+                                        for m in models]
         self.backend = self.backends[0]
         self.strength = strength
         self.min_side = max(min_side(b.metadata) for b in self.backends)

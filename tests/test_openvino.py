@@ -88,7 +88,7 @@ def test_openvino_agrees_with_onnxruntime_within_the_floor(tiny_exports, precisi
     assert got.min() >= 0.0 and got.max() <= 255.0
     assert psnr(want[0].transpose(1, 2, 0), got[0].transpose(1, 2, 0)) >= PRECISIONS[precision].psnr_floor_db
     assert ov.metadata == ort.metadata and ov.metadata["precision"] == precision
-    assert ov.describe() == f"openvino CPU, {ov.hint}" and ov.hint in ("f32", "bf16") and ov.name == "openvino"
+    assert ov.describe() == "openvino CPU, f32" and ov.name == "openvino"  # the graph's precision, by default
 
 
 def test_onnx_files_have_two_backends_and_ort_stays_default(tiny_exports):
@@ -133,16 +133,42 @@ def test_foreign_and_broken_files_are_one_line_errors(tiny_exports, tmp_path):
         load_backend(broken, backend="openvino")
 
 
+class _Core:
+    """Stands in for ov.Core where only the CPU's capability list matters."""
+
+    def __init__(self, capabilities: list[str]) -> None:
+        self.capabilities = capabilities
+
+    def get_property(self, device: str, name: str) -> list[str]:
+        assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+        return self.capabilities
+
+
+def test_cpu_precision_is_the_graphs_unless_bf16_is_asked_for(tmp_path, monkeypatch):
+    """OpenVINO's own default lowers f32 to bf16 wherever the CPU has bf16 instructions (an fp32 export then fails
+    its 60 dB floor): the backend asks for f32 unless told otherwise, and bf16 is refused where it would not run."""
+    ov = ovb.import_openvino()
+    hint, reason = ovb.cpu_precision(ov, _Core(["FP32", "BF16"]), "f32", 1)
+    assert hint == "f32" and "the graph's own precision" in reason
+    assert ovb.cpu_precision(ov, _Core(["FP32", "BF16"]), "bf16", 1)[0] == "bf16"
+    with pytest.raises(StylecastError, match="no bf16 kernels on this CPU.*use f32"):
+        ovb.cpu_precision(ov, _Core(["FP32", "INT8"]), "bf16", 1)
+    with pytest.raises(StylecastError, match="--openvino-precision fp8: choose from f32, bf16, auto"):
+        ovb.cpu_precision(ov, _Core(["FP32"]), "fp8", 1)
+    monkeypatch.setenv("STYLECAST_CACHE", str(tmp_path))
+    assert ovb.cpu_precision(ov, _Core(["FP32"]), "auto", 1)[0] == "f32"  # no kernels: nothing to time
+
+
 def test_precision_hint_is_measured_once_per_machine_and_cached(tiny_exports, tmp_path, monkeypatch):
     monkeypatch.setenv("STYLECAST_CACHE", str(tmp_path))
-    first = load_backend(tiny_exports["fp32"], backend="openvino", threads=1)
+    first = load_backend(tiny_exports["fp32"], backend="openvino", threads=1, openvino_precision="auto")
     assert first.hint in ("f32", "bf16") and "(cached probe)" not in first.hint_reason
     stored = json.loads((tmp_path / "precision-probe.json").read_text())
     (key,) = stored
     assert key.startswith("openvino-cpu-") and stored[key]["fingerprint"]["cores"] >= 1
     stored[key].update(hint="bf16", reason="bf16 ran at 1.50x the speed of f32")  # as on a CPU where it is faster
     (tmp_path / "precision-probe.json").write_text(json.dumps(stored))
-    again = load_backend(tiny_exports["fp32"], backend="openvino", threads=1)
+    again = load_backend(tiny_exports["fp32"], backend="openvino", threads=1, openvino_precision="auto")
     assert again.hint == "bf16" and again.hint_reason.endswith("(cached probe)")
     assert ovb.compile_config("CPU", 2, "f32") == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "2",
                                                    "INFERENCE_PRECISION_HINT": "f32"}
@@ -159,7 +185,7 @@ def test_export_report_gets_openvino_parity(tiny_exports):
         entry = openvino_parity(reference, tiny_exports[precision], precision, ((48, 48), (37, 53)), lambda _: None)
         assert entry["openvino"]["passed"], entry
         assert [row["height"] for row in entry["openvino"]["parity"]] == [48, 37]
-        assert entry["openvino"]["precision_hint"] in ("f32", "bf16")
+        assert entry["openvino"]["precision_hint"] == "f32"
 
 
 def test_bench_has_openvino_rows_for_every_precision(tiny_exports):
@@ -171,13 +197,18 @@ def test_bench_has_openvino_rows_for_every_precision(tiny_exports):
                                resolutions=[suite.Resolution(48, 48)], threads=1, peak_seconds=0.05,
                                policy=Policy(warmup_calls=1, warmup_s=0.0, min_rounds=3, max_rounds=3, budget_s=0.0))
     result = suite.run(config, log=lambda _: None)
-    rows = {(r["format"], r["precision"]): r for r in result["rows"]}
+    rows = {(r["format"], r["precision"], r["engine"]): r for r in result["rows"]}
     for precision in ("fp32", "fp16", "int8"):
-        row = rows["OpenVINO", precision]
-        assert row["status"] == "ok" and row["engine"] == "CPU" and row["samples"] == 3, row
+        row = rows["OpenVINO", precision, "CPU"]
+        assert row["status"] == "ok" and row["samples"] == 3, row
         assert row["speedup"] > 0 and row["speedup_min"] > 0 and row["min_ms"] <= row["p50_ms"]
         assert row["psnr_min"] >= PRECISIONS[precision].psnr_floor_db and row["peak"] in result["peaks_gflops"]
-        assert rows["ONNX Runtime", precision]["status"] == "ok"
+        assert rows["ONNX Runtime", precision, "CPU"]["status"] == "ok"
+    lowered = {(r["precision"], r["status"]) for r in result["rows"] if r["engine"] == "CPU bf16"}
+    no_kernels = "skipped: OpenVINO runs no bf16 kernels on this CPU"  # else the files' float ops in bf16, own rows:
+    assert lowered in ({("bf16", "ok"), ("int8", "ok")}, {("bf16", no_kernels), ("int8", no_kernels)}), lowered
+    for row in (r for r in result["rows"] if r["engine"] == "CPU bf16" and r["status"] == "ok"):
+        assert row["psnr_min"] >= PRECISIONS[row["precision"]].psnr_floor_db  # an fp32 file's: the bf16 floor
     assert "openvino" in result["settings"] and "memory arena on" in result["settings"]["onnxruntime"]
     text = report.markdown(result)
     assert "| tiny | 48x48 | OpenVINO | int8 | CPU | ok |" in text and "fastest within the parity floor:" in text

@@ -12,10 +12,11 @@ from stylecast.runtime.formats import kind_of
 
 
 def load_backend(path: Path, backend: str = "auto", providers: list[str] | None = None,
-                 threads: int | None = None) -> Backend:
+                 threads: int | None = None, openvino_precision: str = "f32") -> Backend:
     """Open ``path`` with the backend its type calls for (``backend`` may choose another that runs it).
 
-    With OpenVINO, ``providers`` names its device (CPU, GPU, NPU, AUTO); with ONNX Runtime, its providers."""
+    With OpenVINO, ``providers`` names its device (CPU, GPU, NPU, AUTO) and ``openvino_precision`` its CPU
+    inference precision (f32, bf16 or auto); with ONNX Runtime, ``providers`` are its providers."""
     path = Path(path)
     if not path.is_file():
         raise StylecastError(f"{path}: model not found; run `make export` or pass --model PATH")
@@ -33,7 +34,8 @@ def load_backend(path: Path, backend: str = "auto", providers: list[str] | None 
     if chosen == "openvino":
         from stylecast.runtime.backends.openvino import OpenVinoBackend
 
-        return OpenVinoBackend(path, device=providers[0] if providers else "CPU", threads=threads)
+        return OpenVinoBackend(path, device=providers[0] if providers else "CPU", threads=threads,
+                               precision=openvino_precision)
     raise StylecastError(f"{path}: no backend for '{path.suffix}' files with --backend {backend}; "
                          "give an .onnx model exported by `stylecast export` "
                          "or an .engine built by `stylecast build-engine`")

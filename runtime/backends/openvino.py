@@ -26,6 +26,7 @@ SHAPE_CACHE = 4
 PROBE_VERSION = 2  # 2: no timing where the plugin has no bf16 kernels
 PROBE_SHAPE = (1, 32, 96, 96)  # three 3x3 32->32 convs: the shape of the transform net's outer layers
 PROBE_ROUNDS = 5
+CPU_PRECISIONS = ("f32", "bf16", "auto")  # the CPU plugin's inference precision: see cpu_precision
 
 
 def import_openvino() -> ModuleType:
@@ -77,11 +78,27 @@ def probe_precision(ov: ModuleType, core: object, threads: int | None) -> dict:
 
 
 def cpu_precision_hint(ov: ModuleType, core: object, threads: int | None) -> tuple[str, str]:
-    """The CPU's inference precision (f32 or bf16) by a probe cached per machine class, threads and OpenVINO
-    version. OpenVINO defaults to bf16 wherever the CPU has bf16 instructions, even where that is slower."""
+    """f32 or bf16, whichever a probe cached per machine class, threads and OpenVINO version found faster."""
     key = f"openvino-cpu-{class_id(fingerprint())}-{threads or 'auto'}t-ov{package_version('openvino')}"
     entry, cached = cached_probe(key, PROBE_VERSION, lambda: probe_precision(ov, core, threads), fingerprint)
     return entry["hint"], entry["reason"] + (" (cached probe)" if cached else "")
+
+
+def cpu_precision(ov: ModuleType, core: object, requested: str, threads: int | None) -> tuple[str, str]:
+    """The CPU plugin's inference precision and why. ``f32`` runs the graph at its own precision (fp32, fp16 and
+    int8 parts as exported, as ONNX Runtime runs them): left to itself OpenVINO lowers every f32 op to bf16 on CPUs
+    with bf16 instructions, which took an fp32 export from 116 dB to 41 dB against PyTorch on Zen 4. ``bf16`` and
+    ``auto`` (bf16 where a probe measures it faster) trade that parity for speed, on request only."""
+    if requested == "f32":
+        return "f32", "the graph's own precision (bf16 only on request: --openvino-precision bf16 or auto)"
+    if requested == "auto":
+        return cpu_precision_hint(ov, core, threads)
+    if requested == "bf16":
+        if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise StylecastError("--openvino-precision bf16: OpenVINO runs no bf16 kernels on this CPU (its "
+                                 "OPTIMIZATION_CAPABILITIES list no BF16); use f32")
+        return "bf16", "requested (--openvino-precision bf16)"
+    raise StylecastError(f"--openvino-precision {requested}: choose from {', '.join(CPU_PRECISIONS)}")
 
 
 def compile_config(device: str, threads: int | None, hint: str | None) -> dict[str, str]:
@@ -98,7 +115,7 @@ def compile_config(device: str, threads: int | None, hint: str | None) -> dict[s
 class OpenVinoBackend(Backend):
     name = "openvino"
 
-    def __init__(self, path: Path, device: str = "CPU", threads: int | None = None) -> None:
+    def __init__(self, path: Path, device: str = "CPU", threads: int | None = None, precision: str = "f32") -> None:
         super().__init__(path)
         ov = import_openvino()
         self._meta = onnx_metadata(self.path)  # checked before OpenVINO parses a foreign file
@@ -115,7 +132,7 @@ class OpenVinoBackend(Backend):
         if len(self.model.inputs) != 1 or len(self.model.inputs[0].partial_shape) != 4:
             raise StylecastError(f"{path}: expected one NCHW image input, found "
                                  f"{[str(i.partial_shape) for i in self.model.inputs]}")
-        self.hint, self.hint_reason = cpu_precision_hint(ov, self.core, threads) if device == "CPU" else (None, "")
+        self.hint, self.hint_reason = cpu_precision(ov, self.core, precision, threads) if device == "CPU" else (None, "")
         self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
 
     @property
