@@ -36,7 +36,7 @@
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
 #                           (docs/examples/styles.jpg and the table between the styles markers)
 #   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
-#                           -> benchmarks/results/recipe-ab/$(STYLE).{md,json} and the README (resumable)
+#                           -> benchmarks/results/recipe-ab/$(STYLE)-<machine class>.{md,json,jpg}, README (resumable)
 #   make step-speed         training-step speed of fp32 / channels_last / torch.compile / bf16 on this machine
 STYLE ?= wave
 DATA ?= ../shared/photos

@@ -247,17 +247,20 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     readme.write_text("# x\n<!-- recipe-ab-tiny:start -->\n<!-- recipe-ab-tiny:end -->\ntail\n")
     done = run_cli(*ab)
     assert done.returncode == 0, done.stderr
-    table = (tmp_path / "ab" / "tiny.md").read_text()
+    [report] = (tmp_path / "ab").glob("tiny-*.md")  # one table per machine class: this one's
+    table = report.read_text()
     assert "| plain | preset |" in table and "| stable | stability_weight=1e+03, input_pad=4 |" in table
     assert "`styles/tiny.toml` and steps=1000;" in table
-    with Image.open(tmp_path / "ab" / "tiny.jpg") as sheet:  # the photo and the two variants, side by side
+    with Image.open(report.with_suffix(".jpg")) as sheet:  # the photo and the two variants, side by side
         assert sheet.format == "JPEG" and sheet.width > 3 * 128
     assert table.split("\n", 2)[2].rstrip() in readme.read_text() and readme.read_text().endswith("end -->\ntail\n")
-    model = tmp_path / "runs" / "tiny" / "stable" / "model.safetensors"
+    model = tmp_path / "runs" / report.stem / "stable" / "model.safetensors"
     log = (model.parent / "run" / "log.csv").read_text()
     assert "stability" in log.splitlines()[0]
+    (tmp_path / "ab" / "tiny-0a0a0a0a.md").write_text("# Recipe A/B for `tiny`\n\nOn another CPU.\n")
     again = run_cli(*ab)
     assert again.returncode == 0 and again.stdout.count("scored already") == 2
+    assert "On another CPU." in readme.read_text() and table.split("\n", 2)[2].rstrip() in readme.read_text()
     variants.write_text(variants.read_text().replace("1e3", "2e3"))
     changed = run_cli(*ab)
     assert changed.returncode != 0 and "variant stable changed" in changed.stderr

@@ -229,8 +229,10 @@ def recipe_ab(
     data: Annotated[Path, typer.Option(help="Training photos (the held-out ones are excluded).")] = PHOTOS,
     photos: HeldoutPhotos = PHOTOS,
     styles_dir: StylesDir = STYLES,
-    runs: Annotated[Path, typer.Option(help="Where each variant's run and model go.")] = Path("runs/recipe-ab"),
-    out: Annotated[Path, typer.Option(help="Report folder (<style>.md and .json).")] = Path("benchmarks/results/recipe-ab"),
+    runs: Annotated[Path, typer.Option(help="Where each variant's run and model go (a folder per machine class)."
+                                       )] = Path("runs/recipe-ab"),
+    out: Annotated[Path, typer.Option(help="Report folder (<style>-<machine class>.md, .json, .jpg)."
+                                      )] = Path("benchmarks/results/recipe-ab"),
     reference: Annotated[Path | None, typer.Option(help="Gatys reference folder (computed first where missing).")] = None,
     threads: Annotated[int, typer.Option(help="torch threads, equal for every variant.")] = 2,
     crop: Crop = 256,
@@ -262,17 +264,17 @@ def recipe_ab(
     ys = _yardstick(plan.style, styles_dir, photos, None, reference, reference_steps, loss_net_weights, threads, crop,
                     losses)
     ab.ensure_reference(ys)
-    reports = {}
+    reports, name_here = {}, ab.stem(plan.style)
     for name in plan.variants:
-        finished = (runs / plan.style / name / "quality" / "report.json").is_file()
+        finished = (runs / name_here / name / "quality" / "report.json").is_file()
         if name in chosen or finished:
             typer.echo(f"variant {name}: {'scored already' if finished else 'training'}")
-            reports[name] = ab.run_variant(plan, name, ys, data, styles_dir, runs / plan.style, loss_net_weights)
+            reports[name] = ab.run_variant(plan, name, ys, data, styles_dir, runs / name_here, loss_net_weights)
     result, text = ab.table(plan, reports, threads)
-    ab.write(out, plan.style, result, text)
-    ab.sheet(plan, result["rows"], ys, runs / plan.style, out / f"{plan.style}.jpg")
+    ab.write(out, name_here, result, text)
+    ab.sheet(plan, result["rows"], ys, runs / name_here, out / f"{name_here}.jpg")
     typer.echo(text)
-    typer.echo(f"wrote {out / (plan.style + '.md')}, .json and .jpg (the variants side by side)")
+    typer.echo(f"wrote {out / (name_here + '.md')}, .json and .jpg (the variants side by side)")
     if readme:
-        splice_block(readme, ab.readme_block(plan.style), text.split("\n", 2)[2])  # the table without its title
-        typer.echo(f"and the table in {readme}")
+        splice_block(readme, ab.readme_block(plan.style), ab.readme_tables(out, plan.style))
+        typer.echo(f"and every machine class's table in {readme}")

@@ -19,7 +19,7 @@ from stylecast.benchmarks.quality.yardstick import Yardstick, compute_reference,
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import atomic_write, load_image
-from stylecast.runtime.machine import describe_class, fingerprint
+from stylecast.runtime.machine import class_id, describe_class, fingerprint
 from stylecast.train.presets import DEFAULTS, resolve, train_config
 
 if sys.version_info >= (3, 11):
@@ -29,8 +29,19 @@ else:  # Python 3.10 (JetPack 6's): the same parser, from PyPI
 
 
 def readme_block(style: str) -> str:
-    """The README markers that hold ``style``'s A/B table (``<!-- recipe-ab-wave:start -->``)."""
+    """The README markers that hold ``style``'s A/B tables (``<!-- recipe-ab-wave:start -->``)."""
     return f"recipe-ab-{style}"
+
+
+def stem(style: str) -> str:
+    """``wave-707400d1``: one table, sheet and runs folder per machine class. A CPU-second buys different training
+    on different CPUs, so rows measured on two classes are not compared, and a variant never resumes on another."""
+    return f"{style}-{class_id(fingerprint())}"
+
+
+def readme_tables(out: Path, style: str) -> str:
+    """Every machine class's table for ``style`` (without titles), for the README block."""
+    return "\n\n".join(path.read_text().split("\n", 2)[2].rstrip() for path in sorted(out.glob(f"{style}-*.md")))
 
 
 @dataclass
@@ -178,6 +189,6 @@ def ensure_reference(ys: Yardstick) -> None:
         compute_reference(ys, convention, photo)
 
 
-def write(out: Path, style: str, result: dict, text: str) -> None:
-    atomic_write(out / f"{style}.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
-    atomic_write(out / f"{style}.md", lambda tmp: tmp.write_text(text))
+def write(out: Path, name: str, result: dict, text: str) -> None:
+    atomic_write(out / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"))
+    atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(text))
