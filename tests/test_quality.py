@@ -4,6 +4,7 @@ photos, the learning-rate schedule and the recipe A/B harness, on tiny nets and 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -250,7 +251,8 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     [report] = (tmp_path / "ab").glob("tiny-*.md")  # one table per machine class: this one's
     table = report.read_text()
     assert "| plain | preset |" in table and "| stable | stability_weight=1e+03, input_pad=4 |" in table
-    assert "`styles/tiny.toml` and steps=1000;" in table
+    assert re.search(r"\| plain \| preset \| \d+ \| (fp32|bf16) \|", table)  # what auto picked, per row
+    assert "`styles/tiny.toml` and steps=1000 (precision: " in table
     with Image.open(report.with_suffix(".jpg")) as sheet:  # the photo and the two variants, side by side
         assert sheet.format == "JPEG" and sheet.width > 3 * 128
     assert table.split("\n", 2)[2].rstrip() in readme.read_text() and readme.read_text().endswith("end -->\ntail\n")

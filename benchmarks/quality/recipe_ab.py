@@ -139,6 +139,7 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
     for name, report in reports.items():
         s = report["summary"]
         rows.append({"variant": name, "settings": plan.variants[name], "steps": int(report["trained_steps"] or 0),
+                     "precision": report.get("train_precision") or "unrecorded",
                      "train_cpu_min": round(float(report["train_cpu_seconds"] or 0) / 60, 1),
                      "project_ratio": s["project"]["ratio"], "examples_ratio": s.get("examples", {}).get("ratio"),
                      "matches_after": s["project"]["matches_after_median"], "border_ratio": s["border_ratio"],
@@ -150,20 +151,21 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
     lines = [f"# Recipe A/B for `{plan.style}`", "",
              f"Each variant trained for {plan.budget_cpu_s / 60:.3g} CPU-minutes (process CPU time, {threads} "
              f"threads) on {result['machine']}, on top of `styles/{plan.style}.toml` and "
-             f"{settings_text(plan.base) or 'nothing else'}; "
+             f"{settings_text(plan.base) or 'nothing else'} (precision: what `auto` measured fastest, unless set); "
              "scored on the held-out photos by `stylecast quality` (ratio: total loss over converged Gatys; "
              "lower is better; border: 1.0 = no edge artefact, photos about 0.9; flicker: still-camera clip, "
              "target ≤2.0). The compile warm-up (each sitting's first step) is not part of the budget. "
              f"Regenerate: `make recipe-ab STYLE={plan.style}`.", "",
-             "| variant | settings | steps | ratio (project loss) | ratio (pytorch/examples) | Gatys matches after "
-             "| border | flicker |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| variant | settings | steps | precision | ratio (project loss) | ratio (pytorch/examples) "
+             "| Gatys matches after | border | flicker |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         settings = settings_text(r["settings"]) or "preset"
         p, e, b = r["project_ratio"], r["examples_ratio"], r["border_ratio"]
         examples = f"{e['median']:.2f} ({e['min']:.2f}–{e['max']:.2f})" if e else "not computed"
         flicker = "–" if r["flicker_ratio"] is None else f"{r['flicker_ratio']:.2f}"
-        lines.append(f"| {r['variant']} | {settings} | {r['steps']} | {p['median']:.2f} ({p['min']:.2f}–{p['max']:.2f}) "
+        lines.append(f"| {r['variant']} | {settings} | {r['steps']} | {r['precision']} "
+                     f"| {p['median']:.2f} ({p['min']:.2f}–{p['max']:.2f}) "
                      f"| {examples} | {r['matches_after']} | {b['median']:.2f} | {flicker} |")
     missing = sorted(set(plan.variants) - set(reports))
     if missing:
