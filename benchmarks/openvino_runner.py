@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from stylecast.benchmarks.runner import Runner, Sample
-from stylecast.runtime.backends.openvino import import_openvino
+from stylecast.runtime.backends.openvino import has_bf16_kernels, import_openvino
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.timing import elapsed_ms
 
@@ -25,7 +25,7 @@ def why_unavailable() -> str | None:
 
 def why_no_bf16() -> str | None:
     """Why this CPU gets no OpenVINO bf16 rows (the fp32 and int8 files at the bf16 inference precision), or None."""
-    if "BF16" not in import_openvino().Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"):
+    if not has_bf16_kernels(import_openvino().Core()):
         return "skipped: OpenVINO runs no bf16 kernels on this CPU"
     return None
 

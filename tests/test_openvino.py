@@ -98,6 +98,8 @@ def test_onnx_files_have_two_backends_and_ort_stays_default(tiny_exports):
         load_backend(tiny_exports["checkpoint"], backend="openvino")
     with pytest.raises(StylecastError, match="OpenVINO device 'NOPE' not available here; available: CPU"):
         load_backend(tiny_exports["fp32"], backend="openvino", providers=["NOPE"])
+    with pytest.raises(StylecastError, match="--openvino-precision bf16: sets the CPU's inference precision; the AUTO"):
+        load_backend(tiny_exports["fp32"], backend="openvino", providers=["AUTO"], openvino_precision="bf16")
 
 
 def test_stylizer_runs_on_openvino(tiny_exports):

@@ -58,12 +58,17 @@ def _probe_ms(ov: ModuleType, core: object, hint: str, threads: int | None) -> l
     return [timed_ms(lambda: request.infer({0: feed}))[1] for _ in range(PROBE_ROUNDS)]
 
 
+def has_bf16_kernels(core: object) -> bool:
+    """Whether the CPU plugin runs bf16 natively; without, it runs a bf16 hint as f32."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def probe_precision(ov: ModuleType, core: object, threads: int | None) -> dict:
     """f32 vs bf16 inference-precision hint on a small conv stack; bf16 only where measured faster.
 
     Where the CPU plugin lists no BF16 among its OPTIMIZATION_CAPABILITIES it runs the bf16 hint as f32, so
     there is nothing to measure: timing two identical runs would let noise pick."""
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if not has_bf16_kernels(core):
         return {"hint": "f32", "reason": "OpenVINO runs no bf16 kernels on this CPU (its OPTIMIZATION_CAPABILITIES "
                                          "list no BF16): the bf16 hint would run as f32"}
     try:
@@ -94,7 +99,7 @@ def cpu_precision(ov: ModuleType, core: object, requested: str, threads: int | N
     if requested == "auto":
         return cpu_precision_hint(ov, core, threads)
     if requested == "bf16":
-        if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if not has_bf16_kernels(core):
             raise StylecastError("--openvino-precision bf16: OpenVINO runs no bf16 kernels on this CPU (its "
                                  "OPTIMIZATION_CAPABILITIES list no BF16); use f32")
         return "bf16", "requested (--openvino-precision bf16)"
@@ -132,6 +137,9 @@ class OpenVinoBackend(Backend):
         if len(self.model.inputs) != 1 or len(self.model.inputs[0].partial_shape) != 4:
             raise StylecastError(f"{path}: expected one NCHW image input, found "
                                  f"{[str(i.partial_shape) for i in self.model.inputs]}")
+        if device != "CPU" and precision != "f32":
+            raise StylecastError(f"--openvino-precision {precision}: sets the CPU's inference precision; the "
+                                 f"{device} device runs at its own (drop the option)")
         self.hint, self.hint_reason = cpu_precision(ov, self.core, precision, threads) if device == "CPU" else (None, "")
         self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
 
