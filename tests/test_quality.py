@@ -146,6 +146,23 @@ def test_preset_cuda_table_applies_to_gpu_runs_only_and_keeps_the_loss(tmp_path)
         assert on_gpu["steps"] > on_cpu["steps"] and on_gpu["crop"] >= on_cpu["crop"], preset
 
 
+def test_preset_yardstick_table_is_the_scoring_loss_not_the_training_one(tmp_path):
+    (tmp_path / "s.toml").write_text("content_weight = 2e5\nwidth = 16\n[yardstick]\ncontent_weight = 1e5\n")
+    trained, scored = resolve("s", tmp_path, {}), resolve("s", tmp_path, {}, yardstick=True)
+    assert (trained["content_weight"], scored["content_weight"], scored["width"]) == (2e5, 1e5, 16)
+    (tmp_path / "steps.toml").write_text("[yardstick]\nsteps = 10\n")
+    with pytest.raises(StylecastError, match=r"yardstick\.steps.*\[yardstick\] only"):
+        resolve("steps", tmp_path, {})
+    from stylecast.benchmarks.quality.yardstick import conventions
+
+    project = conventions(scored)[0]
+    assert project.name == "project" and project.weights.content == 1e5
+    shipped = Path(__file__).parents[1] / "styles"
+    for preset in sorted(shipped.glob("*.toml")):  # the shipped styles: scored under the loss of their references
+        weights = conventions(resolve(preset.stem, shipped, {}, yardstick=True))[0].weights
+        assert (weights.content, weights.style, weights.tv) == (1e5, 1e10, 1e3), preset
+
+
 def test_heldout_photos_are_chosen_by_content_and_excluded(photos, tmp_path):
     files = sorted(photos.iterdir())
     chosen = pick_heldout(files, 2)
@@ -250,8 +267,8 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     assert done.returncode == 0, done.stderr
     [report] = (tmp_path / "ab").glob("tiny-*.md")  # one table per machine class: this one's
     table = report.read_text()
-    assert "| plain | preset |" in table and "| stable | stability_weight=1e+03, input_pad=4 |" in table
-    assert re.search(r"\| plain \| preset \| \d+ \| (fp32|bf16) \|", table)  # what auto picked, per row
+    assert "| plain | [base] alone |" in table and "| stable | stability_weight=1e+03, input_pad=4 |" in table
+    assert re.search(r"\| plain \| \[base\] alone \| \d+ \| (fp32|bf16) \|", table)  # what auto picked, per row
     assert "`styles/tiny.toml` and steps=1000 (precision: " in table
     with Image.open(report.with_suffix(".jpg")) as sheet:  # the photo and the two variants, side by side
         assert sheet.format == "JPEG" and sheet.width > 3 * 128

@@ -34,6 +34,12 @@ PRESET_ONLY = ("image",)  # the painting's file name in the styles folder
 # trained, not what it is: the loss stays the preset's, because `make quality` scores every model under it.
 CUDA_TABLE = "cuda"
 LOSS_KEYS = ("content_weight", "style_weight", "tv_weight", "content_layer", "style_size", "loss_net")
+# A preset's [yardstick] table: the loss that `stylecast quality` scores every model of the style under, where it
+# differs from the training loss above. Training may weigh the terms otherwise to do better under it (the recipe
+# A/B found content 2e5 best under the 1e5 loss), and the ratios stay comparable across recipes and Gatys
+# references stay valid.
+YARDSTICK_TABLE = "yardstick"
+TABLES = (CUDA_TABLE, YARDSTICK_TABLE)
 
 
 def style_preset(style: str, styles_dir: Path) -> dict:
@@ -45,13 +51,16 @@ def style_preset(style: str, styles_dir: Path) -> dict:
         data = tomllib.loads(preset.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise StylecastError(f"{preset}: invalid TOML ({exc}); fix the file or delete it") from exc
-    cuda = data.get(CUDA_TABLE, {})
-    if not isinstance(cuda, dict):
-        raise StylecastError(f"{preset}: {CUDA_TABLE} should be a table ([{CUDA_TABLE}]) of training settings")
-    unknown = sorted(set(data) - set(DEFAULTS) - set(PRESET_ONLY) - {CUDA_TABLE})
+    for table in TABLES:
+        if not isinstance(data.get(table, {}), dict):
+            raise StylecastError(f"{preset}: {table} should be a table ([{table}]) of settings")
+    cuda, yardstick = data.get(CUDA_TABLE, {}), data.get(YARDSTICK_TABLE, {})
+    unknown = sorted(set(data) - set(DEFAULTS) - set(PRESET_ONLY) - set(TABLES))
     unknown += [f"{CUDA_TABLE}.{key}" for key in sorted(set(cuda) - set(DEFAULTS))]
+    unknown += [f"{YARDSTICK_TABLE}.{key}" for key in sorted(set(yardstick) - set(LOSS_KEYS))]
     if unknown:
-        raise StylecastError(f"{preset}: unknown key(s) {unknown}; known: {sorted([*DEFAULTS, *PRESET_ONLY])}")
+        raise StylecastError(f"{preset}: unknown key(s) {unknown}; known: {sorted([*DEFAULTS, *PRESET_ONLY])}, "
+                             f"[{YARDSTICK_TABLE}] only {list(LOSS_KEYS)}")
     loss = sorted(set(cuda) & set(LOSS_KEYS))
     if loss:
         raise StylecastError(f"{preset}: [{CUDA_TABLE}] sets {loss}; the loss is the style's on every device "
@@ -77,14 +86,16 @@ def _checked(key: str, value: Any, source: str) -> Any:
     return value
 
 
-def resolve(style: str, styles_dir: Path, given: dict[str, Any], *, cuda: bool = False) -> dict[str, Any]:
-    """Defaults, then the style's preset (and its [cuda] table for a run on a CUDA GPU), then ``given`` (the
-    command line; None: not given)."""
+def resolve(style: str, styles_dir: Path, given: dict[str, Any], *, cuda: bool = False,
+            yardstick: bool = False) -> dict[str, Any]:
+    """Defaults, then the style's preset (and its [cuda] table for a run on a CUDA GPU, or its [yardstick] table for
+    the loss models are scored under), then ``given`` (the command line; None: not given)."""
     preset = style_preset(style, styles_dir)
     path = str(styles_dir / f"{style}.toml")
-    layers = [(path, {k: v for k, v in preset.items() if k != CUDA_TABLE})]
-    if cuda:
-        layers.append((f"{path} [{CUDA_TABLE}]", preset.get(CUDA_TABLE, {})))
+    layers = [(path, {k: v for k, v in preset.items() if k not in TABLES})]
+    for table, wanted in ((CUDA_TABLE, cuda), (YARDSTICK_TABLE, yardstick)):
+        if wanted:
+            layers.append((f"{path} [{table}]", preset.get(table, {})))
     merged = dict(DEFAULTS)
     for source, values in (*layers, ("options", given)):
         for key, value in values.items():

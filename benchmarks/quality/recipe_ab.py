@@ -160,7 +160,7 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
              "| Gatys matches after | border | flicker |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        settings = settings_text(r["settings"]) or "preset"
+        settings = settings_text(r["settings"]) or "[base] alone"
         p, e, b = r["project_ratio"], r["examples_ratio"], r["border_ratio"]
         examples = f"{e['median']:.2f} ({e['min']:.2f}–{e['max']:.2f})" if e else "not computed"
         flicker = "–" if r["flicker_ratio"] is None else f"{r['flicker_ratio']:.2f}"
@@ -169,7 +169,7 @@ def table(plan: Plan, reports: dict[str, dict], threads: int) -> tuple[dict, str
                      f"| {examples} | {r['matches_after']} | {b['median']:.2f} | {flicker} |")
     missing = sorted(set(plan.variants) - set(reports))
     if missing:
-        lines += ["", f"Not yet run: {', '.join(missing)}."]
+        lines += ["", f"Not yet run on this machine class: {', '.join(missing)}."]
     return result, "\n".join(lines) + "\n"
 
 

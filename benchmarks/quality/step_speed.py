@@ -24,13 +24,13 @@ from stylecast.runtime.machine import class_id, describe_class, fingerprint
 from stylecast.train.precision import measured_verdict
 from stylecast.train.presets import resolve, train_config
 
-OPTIONS = {
-    "fp32": {"precision": "fp32"},
-    "channels_last": {"precision": "fp32", "channels_last": True},
-    "compile": {"precision": "fp32", "compile": True},
+OPTIONS = {  # every key set, so a preset's own channels_last or compile does not leak into another option
+    "fp32": {"precision": "fp32", "channels_last": False, "compile": False},
+    "channels_last": {"precision": "fp32", "channels_last": True, "compile": False},
+    "compile": {"precision": "fp32", "channels_last": False, "compile": True},
     "channels_last+compile": {"precision": "fp32", "channels_last": True, "compile": True},
-    "bf16": {"precision": "bf16"},
-    "bf16+compile": {"precision": "bf16", "compile": True},
+    "bf16": {"precision": "bf16", "channels_last": False, "compile": False},
+    "bf16+compile": {"precision": "bf16", "channels_last": False, "compile": True},
 }
 
 

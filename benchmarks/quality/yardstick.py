@@ -336,8 +336,9 @@ def write_report(ys: Yardstick, scored: dict, report: dict, out: Path, style_rgb
 def for_style(style: str, styles_dir: Path, photos: Path, heldout: Path, reference_dir: Path | None = None,
               steps: int = STEPS, loss_net_weights: Path | None = None, crop: int = CROP,
               device: str = "cpu", losses: tuple[str, ...] = ("project", "examples")) -> Yardstick:
-    """The yardstick of ``style``: its preset's loss and painting, the held-out photos, VGG16 from the cache."""
-    settings = resolve(style, styles_dir, {})
+    """The yardstick of ``style``: its preset's loss (its [yardstick] table where it has one) and painting, the
+    held-out photos, VGG16 from the cache."""
+    settings = resolve(style, styles_dir, {}, yardstick=True)
     known = conventions(settings)
     chosen = [c for c in known if c.name in losses]
     if not chosen or len(chosen) != len(set(losses)):
