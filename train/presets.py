@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
 PRESET_ONLY = ("image",)  # the painting's file name in the styles folder
 # A preset's [cuda] table: the settings of a run whose device is a CUDA GPU, over the preset's own (a GPU buys
 # in minutes what the CPU recipe rations: larger crops and batches, many more steps). It changes how a style is
-# trained, not what it is: the loss stays the preset's, because `make quality` scores every model under it.
+# trained, not what it is: the training loss stays the preset's, the same on every device.
 CUDA_TABLE = "cuda"
 LOSS_KEYS = ("content_weight", "style_weight", "tv_weight", "content_layer", "style_size", "loss_net")
 # A preset's [yardstick] table: the loss that `stylecast quality` scores every model of the style under, where it
