@@ -102,6 +102,7 @@ def _export_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
     artifacts, variant.foreign = discover.artifacts_for(variant.checkpoint, config.artifacts)
     chosen = config.providers or providers()
     trt_reason, ov_reason = why_unavailable(), openvino_runner.why_unavailable()
+    bf16_reason = None if ov_reason else openvino_runner.why_no_bf16()  # asked once, not per file
     plans = []
     for item in artifacts:
         if item.kind == "onnx":
@@ -112,7 +113,7 @@ def _export_plans(variant: Variant, config: BenchConfig) -> list[Planned]:
                 runner = OpenVinoRunner(item.path, item.precision, config.threads) if item.status == "ok" else None
                 plans.append(Planned("OpenVINO", item.precision, openvino_runner.DEVICE, runner, item.status, item.path))
             if not ov_reason and item.precision in ("fp32", "int8"):  # the same file, its float ops in bf16
-                status = openvino_runner.why_no_bf16() or item.status
+                status = bf16_reason or item.status
                 runner = OpenVinoRunner(item.path, item.precision, config.threads, bf16=True)
                 plans.append(Planned("OpenVINO", runner.precision, runner.engine, runner if status == "ok" else None,
                                      status, item.path))
