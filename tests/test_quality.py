@@ -96,6 +96,20 @@ def test_noise_stability_and_step_noise_are_pure_functions():
     assert 2.0 < float(a.std()) < 6.0
 
 
+def test_block_noise_shifts_scattered_whole_blocks():
+    noise = step_noise((2, 3, 64, 62), 4.0, seed=0, step=7, kind="blocks")
+    assert noise.shape == (2, 3, 64, 62) and torch.equal(noise, step_noise((2, 3, 64, 62), 4.0, 0, 7, "blocks"))
+    blocks = noise[..., :60].reshape(2, 3, 16, 4, 15, 4)
+    assert torch.equal(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))  # constant on each 4x4 block
+    moved = blocks[:, :, :, 0, :, 0] != 0
+    assert torch.equal(moved[:, 0], moved[:, 1]) and torch.equal(moved[:, 0], moved[:, 2])  # in every channel
+    assert 0.15 < float(moved.float().mean()) < 0.35
+    assert 2.0 < float(noise[:, :, :, :60].reshape(2, 3, 16, 4, 15, 4)[moved[:, :, :, None, :, None]
+                                                                         .expand_as(blocks)].std()) < 6.0
+    with pytest.raises(StylecastError, match="stability-noise"):
+        step_noise((1, 3, 8, 8), 4.0, 0, 0, kind="pink")
+
+
 def test_learning_rate_schedules():
     assert learning_rate(1e-3, "constant", 500, 100) == 1e-3
     values = [learning_rate(1e-3, "cosine", step, 100) for step in (0, 25, 50, 100, 400)]
@@ -319,8 +333,8 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
 
     from tests.conftest import train_args
 
-    extra = ["--stability-weight", "1e3", "--lr-schedule", "cosine", "--lr-horizon", "4", "--input-pad", "4",
-             "--edge-margin", "2", "--channels-last", "--snapshot-every", "2"]
+    extra = ["--stability-weight", "1e3", "--stability-noise", "blocks", "--lr-schedule", "cosine", "--lr-horizon", "4",
+             "--input-pad", "4", "--edge-margin", "2", "--channels-last", "--snapshot-every", "2"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
     assert done.returncode == 0, done.stderr
@@ -329,6 +343,12 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+    other = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 6),
+                    *[a.replace("blocks", "white") for a in extra], "--resume")
+    assert other.returncode != 0 and "Traceback" not in other.stderr  # another noise is another run
+    odd = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "o.safetensors", tmp_path / "o", 1),
+                  "--stability-noise", "pink")
+    assert odd.returncode != 0 and "--stability-noise pink: choose white or blocks" in odd.stderr
     kept = [p.name for p in snapshots(straight)]
     assert kept == ["step-0000002.safetensors", "step-0000004.safetensors"] == [p.name for p in snapshots(split)]
     last = load_file(str(snapshots(split)[-1]))  # the resumed run's last snapshot is its model
@@ -436,3 +456,34 @@ def test_compile_warm_up_is_kept_out_of_the_cpu_budget(tmp_path, photos, style_i
     meta = read_metadata(tmp_path / "m.safetensors")
     assert float(meta["compile_cpu_seconds"]) >= 8.0  # the net's and the loss's builds, with the first step
     assert float(meta["cpu_seconds"]) < 8.0  # two tiny steps, without either build
+
+
+def test_init_fine_tunes_a_model_under_new_settings(tmp_path, photos, style_image, tiny_vgg):
+    """--init: the steps, CPU time and batch stream carry on from the model; another architecture, or a model
+    that has trained the steps already, is refused in one line."""
+    from safetensors import safe_open
+
+    from tests.conftest import train_args
+
+    first = tmp_path / "first.safetensors"
+    assert run_cli(*train_args(photos, style_image, tiny_vgg, first, tmp_path / "a", 2)).returncode == 0
+    tuned, run = tmp_path / "tuned.safetensors", tmp_path / "b"
+    done = run_cli(*train_args(photos, style_image, tiny_vgg, tuned, run, 4), "--init", str(first),
+                   "--stability-weight", "1e3", "--stability-noise", "blocks")
+    assert done.returncode == 0, done.stderr
+    with safe_open(str(tuned), "pt") as f:
+        meta = f.metadata()
+    with safe_open(str(first), "pt") as f:
+        before = f.metadata()
+    assert meta["steps"] == "4" and meta["init"].startswith("first.safetensors (sha256 ")
+    assert float(meta["cpu_seconds"]) > float(before["cpu_seconds"])
+    assert [row.split(",")[0] for row in (run / "log.csv").read_text().splitlines()[1:]] == ["3", "4"]
+    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, tuned, run, 5), "--init", str(first),
+                      "--stability-weight", "1e3", "--stability-noise", "blocks", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    wide = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "w.safetensors", tmp_path / "w", 4),
+                   "--init", str(first), "--width", "8")
+    assert wide.returncode != 0 and "--init's architecture" in wide.stderr and "Traceback" not in wide.stderr
+    short = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "s.safetensors", tmp_path / "s", 2),
+                    "--init", str(first))
+    assert short.returncode != 0 and "pass --steps above that" in short.stderr

@@ -50,6 +50,8 @@ def train(
     stability_weight: Annotated[float | None, typer.Option(help="Noise-stability term (Gupta et al. 2017; 0: off): "
                                                                 "output(photo + noise) should match output(photo).")] = None,
     stability_sigma: Annotated[float | None, typer.Option(help="Its noise, grey levels (std).")] = None,
+    stability_noise: Annotated[str | None, typer.Option(help="white (per pixel, a sensor's) or blocks (scattered "
+                                                            "4x4 blocks, a video codec's).")] = None,
     width: Annotated[int | None, typer.Option(help="Channels of the first conv (32 = Johnson).")] = None,
     res_blocks: Annotated[int | None, typer.Option(help="Residual blocks (5 = Johnson).")] = None,
     input_pad: Annotated[int | None, typer.Option(help="Reflect-pad the input by N px inside the net and crop the "
@@ -74,10 +76,13 @@ def train(
     loss_net: Annotated[str | None, typer.Option(help="Loss network: vgg16 (Johnson) or vgg19.")] = None,
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG safetensors (default: the cache).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly where it stopped.")] = False,
+    init: Annotated[Path | None, typer.Option(help="Start from this model's weights under the settings above (a "
+                                                   "fine-tune): steps, CPU time and batches carry on from it, the "
+                                                   "optimizer starts afresh.")] = None,
 ) -> None:
     """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos."""
     given = {k: v for k, v in locals().items() if k not in ("style", "data", "style_image", "out", "run_dir",
-                                                            "styles_dir", "loss_net_weights", "resume")}
+                                                            "styles_dir", "loss_net_weights", "resume", "init")}
     need_torch()
     from stylecast.train.trainer import Trainer, pick_device
 
@@ -89,7 +94,7 @@ def train(
     if pick_device(settings["device"]).type == "cuda":
         settings = resolve(style, styles_dir, given, cuda=True)
     config = train_config(style, data, styles_dir, settings, style_image=style_image, out=out, run_dir=run_dir,
-                          loss_net_weights=loss_net_weights)
+                          loss_net_weights=loss_net_weights, init=init)
     written = Trainer(config).run(resume=resume)
     typer.echo(f"wrote {written} (log and loss curve in {config.run_dir})")
 

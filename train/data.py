@@ -60,11 +60,28 @@ def without(files: list[Path], excluded: set[str]) -> list[Path]:
     return kept
 
 
-def step_noise(shape: tuple[int, ...], sigma: float, seed: int, step: int) -> torch.Tensor:
-    """Gaussian noise (grey levels) for training step ``step``: a pure function of (seed, step), like the batches,
-    so a resumed run draws the same noise on any device."""
+NOISE_KINDS = ("white", "blocks")
+BLOCK, BLOCK_SHARE = 4, 0.25  # the `blocks` noise: a quarter of the 4x4 blocks, each shifted by a constant
+
+
+def step_noise(shape: tuple[int, ...], sigma: float, seed: int, step: int, kind: str = "white") -> torch.Tensor:
+    """Noise (grey levels, std ``sigma``) for training step ``step``: a pure function of (seed, step), like the
+    batches, so a resumed run draws the same noise on any device.
+
+    ``white``: independent per pixel, like a sensor's. ``blocks``: what a still camera's H.264 video changes
+    between frames once the codec has removed that noise: scattered 4x4 blocks re-coded a level or two up or down.
+    A net that shrugs off white noise can still multiply such local changes (the quality report's flicker)."""
     generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
-    return torch.randn(shape, generator=generator) * sigma
+    if kind == "white":
+        return torch.randn(shape, generator=generator) * sigma
+    if kind != "blocks":
+        raise StylecastError(f"--stability-noise {kind}: choose {' or '.join(NOISE_KINDS)}")
+    batch, channels, height, width = shape
+    rows, cols = -(-height // BLOCK), -(-width // BLOCK)
+    offsets = torch.randn((batch, channels, rows, cols), generator=generator) * sigma
+    kept = torch.rand((batch, 1, rows, cols), generator=generator) < BLOCK_SHARE  # a block is re-coded whole
+    blocks = (offsets * kept).repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1)
+    return blocks[..., :height, :width].contiguous()
 
 
 def random_crop(rgb: np.ndarray, crop: int, rng: np.random.Generator,

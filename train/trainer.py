@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import Interrupted, StylecastError
 from stylecast.train.checkpoint import (
+    load_model,
     load_state,
     read_metadata,
     save_model,
@@ -28,7 +30,15 @@ from stylecast.train.checkpoint import (
     weights_dtype,
 )
 from stylecast.train.compiled import compiler_missing
-from stylecast.train.data import StepBatches, StepSampler, list_images, load_style_image, read_hash_list, step_noise
+from stylecast.train.data import (
+    NOISE_KINDS,
+    StepBatches,
+    StepSampler,
+    list_images,
+    load_style_image,
+    read_hash_list,
+    step_noise,
+)
 from stylecast.train.data import without as without_photos
 from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
 from stylecast.train.model import ArchConfig, TransformerNet
@@ -65,12 +75,16 @@ class TrainConfig:
     # Noise-stability term (Gupta et al. 2017): weight, and the noise's standard deviation in grey levels.
     stability_weight: float = 0.0
     stability_sigma: float = 4.0
+    stability_noise: str = "white"  # white (a sensor's) | blocks (a video codec's; see data.step_noise)
     lr_schedule: str = "constant"  # constant | cosine (to 1% of lr at lr_horizon steps, then flat)
     lr_horizon: int = 0  # 0: --steps; set it to the planned total when a long run is trained in pieces
     channels_last: bool = False  # NHWC activations for the net and the loss network
     compile: bool = False  # torch.compile the net and the loss
     cpu_budget_s: float = 0.0  # stop (and write the model) once the run's process CPU time reaches this; 0: off
     exclude: Path | None = None  # a sha256 list of photos never to train on (the held-out evaluation photos)
+    # Start from this model's weights under these settings (a fine-tune, e.g. a new stability noise): the step
+    # count, CPU time and batch stream carry on from the model's; the optimizer starts afresh.
+    init: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "crop", "checkpoint_every", "log_every"):
@@ -83,6 +97,8 @@ class TrainConfig:
             raise StylecastError(f"--snapshot-every {self.snapshot_every}: must be 0 (off) or at least 1")
         if self.stability_weight < 0 or self.stability_sigma <= 0:
             raise StylecastError("--stability-weight must be >= 0 and --stability-sigma > 0")
+        if self.stability_noise not in NOISE_KINDS:
+            raise StylecastError(f"--stability-noise {self.stability_noise}: choose {' or '.join(NOISE_KINDS)}")
 
     def resume_key(self) -> dict[str, str]:
         """Settings that must match for a resume to continue the same run; ones added later only when set, so
@@ -91,10 +107,18 @@ class TrainConfig:
         hyper = {k: getattr(self, k) for k in keys}
         if self.stability_weight:
             hyper.update(stability_weight=self.stability_weight, stability_sigma=self.stability_sigma)
+            if self.stability_noise != "white":
+                hyper.update(stability_noise=self.stability_noise)
         if self.lr_schedule != "constant":
             hyper.update(lr_schedule=self.lr_schedule, lr_horizon=self.horizon)
         hyper["loss"] = self.loss.as_dict()
+        if self.init:
+            hyper["init_sha256"] = self.init_sha256
         return {"arch": self.arch.to_json(), "hyperparameters": json.dumps(hyper, sort_keys=True)}
+
+    @functools.cached_property
+    def init_sha256(self) -> str:
+        return sha256_file(self.init)
 
     @property
     def horizon(self) -> int:
@@ -204,8 +228,23 @@ class Trainer:
             "cpu_seconds": f"{self.cpu_seconds:.1f}",
             "compile_cpu_seconds": f"{self.compile_cpu_seconds:.1f}",
             "excluded_photos": f"{len(read_hash_list(cfg.exclude))} in {cfg.exclude.name}" if cfg.exclude else "none",
+            **({"init": f"{cfg.init.name} (sha256 {cfg.init_sha256[:16]})"} if cfg.init else {}),
             **self.config.resume_key(),
         }
+
+    def _start_from(self, path: Path, model: TransformerNet) -> int:
+        """Load ``--init``'s weights into ``model``; returns its step count, where this run carries on."""
+        loaded = load_model(path)
+        if loaded.model.config != self.config.arch:
+            raise StylecastError(f"{path}: --init's architecture {loaded.model.config.to_json()} differs from this "
+                                 f"run's {self.config.arch.to_json()}; set --width etc. to match it")
+        steps = int(loaded.meta.get("steps", "0"))
+        if steps >= self.config.steps:
+            raise StylecastError(f"{path}: --init has trained {steps} steps already; pass --steps above that")
+        model.load_state_dict(loaded.model.state_dict())
+        self.cpu_seconds = float(loaded.meta.get("cpu_seconds", "0"))
+        self.compile_cpu_seconds = float(loaded.meta.get("compile_cpu_seconds", "0"))
+        return steps
 
     def _on_sigint(self, *_: object) -> None:
         self.interrupted = True
@@ -229,6 +268,8 @@ class Trainer:
             self.compile_cpu_seconds = float(saved.get("compile_cpu_seconds", "0"))
         elif state_path.exists():  # every rank checks, so none is left waiting in DDP
             raise StylecastError(f"{cfg.run_dir}: holds an earlier run; pass --resume or another --run-dir")
+        elif cfg.init:
+            start = self._start_from(cfg.init, model)
         train_model = model
         if cfg.compile:
             if why := compiler_missing(self.device):
@@ -328,7 +369,8 @@ class Trainer:
         cfg = self.config
         if not cfg.stability_weight:
             return criterion(train_model(images), images)
-        noise = step_noise(tuple(images.shape), cfg.stability_sigma, cfg.seed, step).to(images.device)
+        noise = step_noise(tuple(images.shape), cfg.stability_sigma, cfg.seed, step, cfg.stability_noise)
+        noise = noise.to(images.device)
         clean, noisy = train_model(torch.cat([images, (images + noise).clamp(0, 255)])).chunk(2)
         losses = criterion(clean, images)
         losses["stability"] = cfg.stability_weight * noise_stability(clean, noisy)
