@@ -91,6 +91,7 @@ def test_noise_stability_and_step_noise_are_pure_functions():
     x = torch.rand(2, 3, 8, 8) * 255
     assert float(noise_stability(x, x)) == 0.0
     assert float(noise_stability(x, x + 25.5)) == pytest.approx(0.01, rel=1e-4)
+    assert float(noise_stability(x, x + 25.5, "l1")) == pytest.approx(0.1, rel=1e-4)
     a, b = step_noise((2, 3, 8, 8), 4.0, seed=0, step=7), step_noise((2, 3, 8, 8), 4.0, seed=0, step=7)
     assert torch.equal(a, b) and not torch.equal(a, step_noise((2, 3, 8, 8), 4.0, seed=0, step=8))
     assert 2.0 < float(a.std()) < 6.0
@@ -258,6 +259,8 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     assert "| project |" in markdown(written) and "Still-camera flicker ratio: " in markdown(written)
     assert "may have trained on them" in markdown(written)  # its metadata records no exclusion list
     assert "never trained on: its training excluded 2 in" in markdown({**written, "excluded_photos": "2 in h.sha256"})
+    assert "CPU-s, fine-tuned from m.safetensors (sha256 0123)" in markdown({**written, "init": "m.safetensors (sha256 "
+                                                                                         "0123)"})
     assert written["summary"]["flicker"]["ratio"] > 0
 
 
@@ -333,8 +336,9 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
 
     from tests.conftest import train_args
 
-    extra = ["--stability-weight", "1e3", "--stability-noise", "blocks", "--lr-schedule", "cosine", "--lr-horizon", "4",
-             "--input-pad", "4", "--edge-margin", "2", "--channels-last", "--snapshot-every", "2"]
+    extra = ["--stability-weight", "1e3", "--stability-noise", "blocks", "--stability-loss", "l1", "--lr-schedule",
+             "cosine", "--lr-horizon", "4", "--input-pad", "4", "--edge-margin", "2", "--channels-last",
+             "--snapshot-every", "2"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
     assert done.returncode == 0, done.stderr
@@ -346,9 +350,11 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     other = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 6),
                     *[a.replace("blocks", "white") for a in extra], "--resume")
     assert other.returncode != 0 and "Traceback" not in other.stderr  # another noise is another run
-    odd = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "o.safetensors", tmp_path / "o", 1),
-                  "--stability-noise", "pink")
-    assert odd.returncode != 0 and "--stability-noise pink: choose white or blocks" in odd.stderr
+    for option, value, hint in (("--stability-noise", "pink", "choose white or blocks"),
+                                ("--stability-loss", "l3", "choose mse or l1")):
+        odd = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "o.safetensors", tmp_path / "o", 1),
+                      option, value)
+        assert odd.returncode != 0 and f"{option} {value}: {hint}" in odd.stderr
     kept = [p.name for p in snapshots(straight)]
     assert kept == ["step-0000002.safetensors", "step-0000004.safetensors"] == [p.name for p in snapshots(split)]
     last = load_file(str(snapshots(split)[-1]))  # the resumed run's last snapshot is its model

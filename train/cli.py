@@ -52,6 +52,8 @@ def train(
     stability_sigma: Annotated[float | None, typer.Option(help="Its noise, grey levels (std).")] = None,
     stability_noise: Annotated[str | None, typer.Option(help="white (per pixel, a sensor's) or blocks (scattered "
                                                             "4x4 blocks, a video codec's).")] = None,
+    stability_loss: Annotated[str | None, typer.Option(help="mse (Gupta et al.) or l1 (what the flicker ratio "
+                                                           "measures).")] = None,
     width: Annotated[int | None, typer.Option(help="Channels of the first conv (32 = Johnson).")] = None,
     res_blocks: Annotated[int | None, typer.Option(help="Residual blocks (5 = Johnson).")] = None,
     input_pad: Annotated[int | None, typer.Option(help="Reflect-pad the input by N px inside the net and crop the "

@@ -34,10 +34,16 @@ def crop_edges(image: torch.Tensor, margin: int) -> torch.Tensor:
     return image[..., margin:-margin, margin:-margin]
 
 
-def noise_stability(clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+STABILITY_LOSSES = ("mse", "l1")
+
+
+def noise_stability(clean: torch.Tensor, noisy: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Gupta et al. (2017): the outputs for a photo and for the photo plus small noise should agree, so that
-    sensor noise between video frames is not amplified into flicker. Mean squared difference on [0, 1]."""
-    return F.mse_loss(noisy.float() / 255.0, clean.float() / 255.0)
+    sensor noise between video frames is not amplified into flicker. Mean squared difference on [0, 1] (Gupta's);
+    ``l1``, the mean absolute one, is what the flicker ratio measures: it charges a small change spread over many
+    pixels as much as the same total in a few."""
+    loss = F.l1_loss if kind == "l1" else F.mse_loss
+    return loss(noisy.float() / 255.0, clean.float() / 255.0)
 
 
 @dataclass

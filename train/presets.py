@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "constant", "lr_horizon": 0,
     "content_weight": 1e5, "style_weight": 1e10, "tv_weight": 1e3, "content_layer": "relu2_2", "edge_margin": 0,
     "stability_weight": 0.0, "stability_sigma": 4.0, "stability_noise": "white",
+    "stability_loss": "mse",
     "width": 32, "res_blocks": 5, "input_pad": 0,
     "device": "auto", "precision": "auto", "channels_last": False, "compile": False, "workers": 0,
     "checkpoint_every": 200, "log_every": 10, "snapshot_every": 0, "model_weights": "fp16",
@@ -145,7 +146,7 @@ def train_config(style: str, data: Path, styles_dir: Path, settings: dict[str, A
         workers=s["workers"], arch=ArchConfig(width=s["width"], res_blocks=s["res_blocks"], input_pad=s["input_pad"]),
         loss=loss_weights(s), loss_net=s["loss_net"], loss_net_weights=loss_net_weights,
         stability_weight=s["stability_weight"], stability_sigma=s["stability_sigma"],
-        stability_noise=s["stability_noise"], lr_schedule=s["lr_schedule"],
+        stability_noise=s["stability_noise"], stability_loss=s["stability_loss"], lr_schedule=s["lr_schedule"],
         lr_horizon=s["lr_horizon"], channels_last=s["channels_last"], compile=s["compile"],
         cpu_budget_s=s["cpu_budget_s"], exclude=exclusion_list(s, styles_dir), init=init,
     )

@@ -40,7 +40,7 @@ from stylecast.train.data import (
     step_noise,
 )
 from stylecast.train.data import without as without_photos
-from stylecast.train.losses import LossWeights, PerceptualLoss, noise_stability
+from stylecast.train.losses import STABILITY_LOSSES, LossWeights, PerceptualLoss, noise_stability
 from stylecast.train.model import ArchConfig, TransformerNet
 from stylecast.train.plots import plot_losses
 from stylecast.train.precision import autocast_for, resolve_precision
@@ -76,6 +76,7 @@ class TrainConfig:
     stability_weight: float = 0.0
     stability_sigma: float = 4.0
     stability_noise: str = "white"  # white (a sensor's) | blocks (a video codec's; see data.step_noise)
+    stability_loss: str = "mse"  # mse (Gupta et al.) | l1 (what the flicker ratio measures)
     lr_schedule: str = "constant"  # constant | cosine (to 1% of lr at lr_horizon steps, then flat)
     lr_horizon: int = 0  # 0: --steps; set it to the planned total when a long run is trained in pieces
     channels_last: bool = False  # NHWC activations for the net and the loss network
@@ -99,6 +100,8 @@ class TrainConfig:
             raise StylecastError("--stability-weight must be >= 0 and --stability-sigma > 0")
         if self.stability_noise not in NOISE_KINDS:
             raise StylecastError(f"--stability-noise {self.stability_noise}: choose {' or '.join(NOISE_KINDS)}")
+        if self.stability_loss not in STABILITY_LOSSES:
+            raise StylecastError(f"--stability-loss {self.stability_loss}: choose {' or '.join(STABILITY_LOSSES)}")
 
     def resume_key(self) -> dict[str, str]:
         """Settings that must match for a resume to continue the same run; ones added later only when set, so
@@ -109,6 +112,8 @@ class TrainConfig:
             hyper.update(stability_weight=self.stability_weight, stability_sigma=self.stability_sigma)
             if self.stability_noise != "white":
                 hyper.update(stability_noise=self.stability_noise)
+            if self.stability_loss != "mse":
+                hyper.update(stability_loss=self.stability_loss)
         if self.lr_schedule != "constant":
             hyper.update(lr_schedule=self.lr_schedule, lr_horizon=self.horizon)
         hyper["loss"] = self.loss.as_dict()
@@ -373,7 +378,7 @@ class Trainer:
         noise = noise.to(images.device)
         clean, noisy = train_model(torch.cat([images, (images + noise).clamp(0, 255)])).chunk(2)
         losses = criterion(clean, images)
-        losses["stability"] = cfg.stability_weight * noise_stability(clean, noisy)
+        losses["stability"] = cfg.stability_weight * noise_stability(clean, noisy, cfg.stability_loss)
         losses["total"] = losses["total"] + losses["stability"]
         return losses
 

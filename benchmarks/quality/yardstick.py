@@ -220,7 +220,7 @@ def score(ys: Yardstick, stylize: Stylize) -> dict:
 def report_dict(ys: Yardstick, scored: dict, model: Path, model_meta: dict, extra: dict) -> dict:
     return {
         "model": str(model), "model_sha256": sha256_file(model), "trained_steps": model_meta.get("steps"),
-        "excluded_photos": model_meta.get("excluded_photos"),
+        "excluded_photos": model_meta.get("excluded_photos"), "init": model_meta.get("init"),
         "train_cpu_seconds": model_meta.get("cpu_seconds"),
         "train_compile_cpu_seconds": model_meta.get("compile_cpu_seconds"),
         "train_precision": model_meta.get("train_precision"), "style_image": ys.style_image.name,
@@ -284,7 +284,8 @@ def markdown(report: dict) -> str:
                  for c in report["conventions"]]
         lines.append(f"| {row['photo']} | {row['border_ratio']:.2f} | " + " | ".join(cells) + " |")
     lines += ["", f"Model sha256 {report['model_sha256'][:16]}…, trained {report['trained_steps']} steps "
-              f"({report['train_cpu_seconds'] or 'unrecorded'} CPU-s); loss net {report['loss_net']}; "
+              f"({report['train_cpu_seconds'] or 'unrecorded'} CPU-s"
+              f"{', fine-tuned from ' + report['init'] if report.get('init') else ''}); loss net {report['loss_net']}; "
               f"references {report['reference_keys']}.", ""]
     return "\n".join(lines)
 
