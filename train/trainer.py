@@ -117,9 +117,10 @@ class TrainConfig:
         if self.lr_schedule != "constant":
             hyper.update(lr_schedule=self.lr_schedule, lr_horizon=self.horizon)
         hyper["loss"] = self.loss.as_dict()
+        key = {"arch": self.arch.to_json(), "hyperparameters": json.dumps(hyper, sort_keys=True)}
         if self.init:
-            hyper["init_sha256"] = self.init_sha256
-        return {"arch": self.arch.to_json(), "hyperparameters": json.dumps(hyper, sort_keys=True)}
+            key["init_sha256"] = self.init_sha256
+        return key
 
     @functools.cached_property
     def init_sha256(self) -> str:

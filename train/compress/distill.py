@@ -136,6 +136,10 @@ class DistillTrainer(Trainer):
             student.load_state_dict(start.model.state_dict())
         return student
 
+    def _start_from(self, path: Path, model: TransformerNet) -> int:
+        """``init`` is loaded by _student (it may be another architecture); a distillation counts its own steps."""
+        return 0
+
     def _criterion(self, model: TransformerNet) -> nn.Module:
         cfg = self.config
         teacher = load_model(cfg.teacher)
