@@ -71,6 +71,13 @@ def _gate(result: dict, check: Path, config, confirm: int, progress, console: Co
                           "gated anyway because it was named", markup=False, soft_wrap=True)
     for note in gate.version_notes(baseline, fingerprint):
         console.print(f"note: {path.name} was measured with {note}", markup=False, soft_wrap=True)
+    baseline, changed = gate.comparable(baseline, result)
+    for line in changed:
+        console.print(f"  not gated {line}", markup=False, soft_wrap=True)
+    if not baseline["rows"]:
+        console.print(f"latency not gated: {path.name} timed other architectures; record a new baseline with "
+                      "`make bench-baseline`", markup=False, soft_wrap=True)
+        return result, gate.check_floors(result)
     problems = gate.check(result, baseline)
     for attempt in range(1, confirm + 1):
         slow = [p.key for p in problems if p.kind == "speedup"]

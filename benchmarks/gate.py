@@ -104,6 +104,25 @@ def version_notes(baseline: dict, fingerprint: dict) -> list[str]:
     return mismatches(baseline.get("machine_class") or {}, fingerprint, VERSION_KEYS)
 
 
+def comparable(baseline: dict, result: dict) -> tuple[dict, list[str]]:
+    """The baseline without the models whose architecture changed since it was timed, and a line for each.
+
+    A retrained model of another width has other speedups by design, not by regression: its rows wait for a
+    new baseline (``make bench-baseline``) instead of failing or passing against another net's figures.
+    """
+    timed = {v["name"]: v.get("arch") for v in baseline.get("measured_on", {}).get("variants", [])}
+    changed = {v["name"]: (timed[v["name"]], v.get("arch")) for v in result.get("variants", [])
+               if v["name"] in timed and timed[v["name"]] != v.get("arch")}
+    rows = {key: want for key, want in baseline["rows"].items() if key.split("/")[0] not in changed}
+    lines = [f"{name}: the baseline timed architecture {_arch_text(was)}, this run {_arch_text(now)}"
+             for name, (was, now) in changed.items()]
+    return {**baseline, "rows": rows}, lines
+
+
+def _arch_text(arch: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((arch or {}).items())) or "unrecorded"
+
+
 def _capped(psnr: float | None) -> float:
     return min(psnr if psnr is not None else 0.0, PSNR_CEILING_DB)
 

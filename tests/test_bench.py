@@ -88,6 +88,21 @@ def test_gate_compares_same_run_ratios_with_tolerance():
     assert "not measured" in str(gate.check({"rows": [_row(EAGER, 1.0)]}, baseline)[0])
 
 
+def test_a_retrained_model_of_another_architecture_waits_for_a_new_baseline():
+    """Speedups of a width-16 net are not a regression of the width-32 net the baseline timed."""
+    other = "n/256x256/ONNX Runtime/fp32/CPU"
+    timed = {"machine": {"cpu": "x", "versions": {}, "fingerprint": MACHINE}, "settings": {"resolutions": ["256x256"]},
+             "variants": [{"name": "m", "arch": {"width": 32}}, {"name": "n", "arch": {"width": 16}}],
+             "rows": [_row(EAGER, 1.0), _row(ORT, 2.0), _row(other, 2.0)]}
+    baseline = gate.make_baseline(timed, {"speedup_rel": 0.3, "psnr_db": 6.0, "ssim": 0.01})
+    now = {**timed, "variants": [{"name": "m", "arch": {"width": 16}}, {"name": "n", "arch": {"width": 16}}],
+           "rows": [_row(EAGER, 1.0), _row(ORT, 1.0), _row(other, 1.0)]}
+    kept, lines = gate.comparable(baseline, now)
+    assert lines == ["m: the baseline timed architecture width=32, this run width=16"]
+    assert [p.key for p in gate.check(now, kept)] == [other]  # the unchanged model is still gated
+    assert gate.comparable(baseline, timed) == (baseline, [])
+
+
 def test_floors_hold_on_any_machine():
     """Without a baseline: failing rows and parity under the precision's floor are still regressions."""
     int8 = "m/256x256/ONNX Runtime/int8/CPU"

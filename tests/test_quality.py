@@ -483,7 +483,8 @@ def test_init_fine_tunes_a_model_under_new_settings(tmp_path, photos, style_imag
         before = f.metadata()
     assert meta["steps"] == "4" and meta["init"].startswith("first.safetensors (sha256 ")
     assert float(meta["cpu_seconds"]) > float(before["cpu_seconds"])
-    assert [row.split(",")[0] for row in (run / "log.csv").read_text().splitlines()[1:]] == ["3", "4"]
+    # The log carries on from the init's (first.log.csv beside it): the curve covers both sittings.
+    assert [row.split(",")[0] for row in (run / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3", "4"]
     resumed = run_cli(*train_args(photos, style_image, tiny_vgg, tuned, run, 5), "--init", str(first),
                       "--stability-weight", "1e3", "--stability-noise", "blocks", "--resume")
     assert resumed.returncode == 0, resumed.stderr

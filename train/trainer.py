@@ -289,7 +289,7 @@ class Trainer:
                             num_workers=cfg.workers, persistent_workers=False)
         if self.main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
-            self._truncate_log(log_path, start)
+            self._truncate_log(log_path, start, cfg.init.with_suffix(".log.csv") if cfg.init and not resume else None)
             print(f"precision {cfg.precision} -> {self.precision} on {self.device}: {self.precision_choice.reason}",
                   flush=True)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -383,14 +383,17 @@ class Trainer:
         losses["total"] = losses["total"] + losses["stability"]
         return losses
 
-    def _truncate_log(self, path: Path, start: int) -> None:
-        """On resume, drop rows logged after the checkpoint so the log has no duplicated steps."""
+    def _truncate_log(self, path: Path, start: int, earlier: Path | None = None) -> None:
+        """Start the log with the rows up to ``start``: on resume this run's own (rows logged after the
+        checkpoint dropped, so no step is there twice), on ``--init`` the init model's ``.log.csv`` where it
+        has one, so a fine-tuned model's log and curve cover every sitting."""
+        source = earlier or path
         rows = []
-        if path.is_file() and start > 0:
-            with open(path, newline="") as handle:
+        if source.is_file() and start > 0:
+            with open(source, newline="") as handle:
                 rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start]
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.log_fields)
+            writer = csv.DictWriter(handle, self.log_fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
 

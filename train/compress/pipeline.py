@@ -17,7 +17,7 @@ import numpy as np
 
 from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
 from stylecast.export.precisions import Int8Settings
-from stylecast.runtime.artifacts import sha256_file
+from stylecast.runtime.artifacts import read_metadata, sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import atomic_write, fit, load_image
@@ -212,6 +212,18 @@ def warm_source(plan: CompressPlan, checkpoints: dict[str, Path]) -> Path | None
     return Path(plan.warm_start)
 
 
+def teacher_facts(plan: CompressPlan) -> dict[str, str]:
+    """The teacher as the report names it: file, sha256, and the photos its own training left out."""
+    return {"teacher": str(plan.teacher), "teacher_sha256": sha256_file(plan.teacher),
+            "teacher_excluded": read_metadata(plan.teacher).get("excluded_photos", "none")}
+
+
+def write_report(plan: CompressPlan, report: dict) -> None:
+    plan.report_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(plan.report_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+    atomic_write(plan.report_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(report)))
+
+
 def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
                  tick: Callable[[], None] = lambda: None) -> dict:
     train_dir, held = split(plan, log)
@@ -231,7 +243,9 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
     done = manifest.completed(stage, checkpoints, settings)
     if done:
         log("evaluate: up to date")
-        return json.loads((plan.report_dir / "report.json").read_text())
+        report = {**json.loads((plan.report_dir / "report.json").read_text()), **teacher_facts(plan)}
+        write_report(plan, report)  # what the renderer says now, from the measured figures
+        return report
     rows, outputs, photos = evaluate(plan, checkpoints, held, train_dir, log, tick)
     chosen = select(rows, "teacher")
     source = load_model(checkpoints[chosen])
@@ -243,14 +257,12 @@ def run_compress(plan: CompressPlan, log: Callable[[str], None] = print,
         trail = checkpoints[chosen].with_suffix(suffix)
         if trail.is_file():
             atomic_write(plan.out.with_suffix(suffix), lambda tmp, src=trail: shutil.copyfile(src, tmp))
-    report = {"teacher": str(plan.teacher), "teacher_sha256": sha256_file(plan.teacher), "slim": str(plan.out),
+    report = {**teacher_facts(plan), "slim": str(plan.out),
               "slim_sha256": sha256_file(plan.out), "selected": chosen, "target": TARGET,
               "held_out": [p.name for p in held], "eval_size": plan.eval_size,
               "plan": json.loads(json.dumps(asdict(plan), default=str)),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "models": rows}
-    plan.report_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(plan.report_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
-    atomic_write(plan.report_dir / "report.md", lambda tmp: tmp.write_text(render_markdown(report)))
+    write_report(plan, report)
     pairs = [(np.hstack([photo, t]), s)
              for photo, t, s in zip(photos, outputs["teacher"], outputs[chosen], strict=True)]
     gallery = plan.report_dir / "side-by-side.jpg"
