@@ -29,9 +29,10 @@
 #   make serve-load         load test of the server (fp32/int8, batching on/off, 1-64 clients) -> benchmarks/results/
 #   make quality STYLE=wave the yardstick: models/$(STYLE).safetensors vs the style's Gatys reference (computed
 #                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.jpg
+#   make quality-slim STYLE=wave   the same for models/$(STYLE)-slim.safetensors -> .../quality/$(STYLE)-slim/
 #   make quality-curve STYLE=wave  every snapshot of runs/$(STYLE) (RUN=...) scored: quality against training
 #                           CPU-hours and the hours a fit says 1.4x Gatys needs -> .../quality/$(STYLE)/curve.*
-#   make ship STYLE=...     what a trained style ships: exports at every precision, models/$(STYLE).gallery.png,
+#   make ship STYLE=...     what a trained style ships: exports at every precision, models/$(STYLE).gallery.jpg,
 #                           its quality report, then the styles sheet
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
 #                           (docs/examples/styles.jpg and the table between the styles markers)
@@ -58,7 +59,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-curve styles-sheet ship recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -105,8 +106,8 @@ $(ART)/$(STYLE).int8.onnx: models/$(STYLE).safetensors $(VENV)/.installed
 
 demo: $(ART)/$(STYLE).fp32.onnx
 	$(SC) stylize $(SAMPLES) --model $(ART)/$(STYLE).fp32.onnx --out $(ART)/demo \
-		--gallery $(ART)/gallery.png --gallery-style styles/$(STYLE).jpg
-	@echo "open $(ART)/gallery.png"
+		--gallery $(ART)/gallery.jpg --gallery-style styles/$(STYLE).jpg
+	@echo "open $(ART)/gallery.jpg"
 
 precision-latency: export
 	$(SC) bench --models models/$(STYLE).safetensors --resolution 512 --threads 1 --out $(ART)/bench $(ARGS)
@@ -135,7 +136,7 @@ bench: setup
 
 # The gate's own exports (fp32 and int8, so the int8 engines are gated too), apart from artifacts/$(STYLE)/.
 # A fresh clone has no calibration photos: the int8 one calibrates on crops and mirrors of $(SAMPLES), with the
-# int8 choices fixed (4 leading convs and the last fp32, as the wave export's search chose; Percentile), so
+# int8 choices fixed (4 leading convs and the last fp32, as the width-32 wave export chose; Percentile), so
 # every run of the gate times the same graph.
 GATE_ART := artifacts/gate
 $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx: models/$(STYLE).safetensors $(VENV)/.installed
@@ -237,6 +238,11 @@ quality-reference: weights
 quality: quality-reference
 	$(SC) quality $(QUALITY_MODEL) --style $(STYLE) --photos $(DATA) $(ARGS)
 
+# The slim model (make compress) on the same yardstick as its teacher.
+quality-slim: quality-reference
+	$(SC) quality models/$(STYLE)-slim.safetensors --style $(STYLE) --photos $(DATA) \
+		--out benchmarks/results/quality/$(STYLE)-slim $(ARGS)
+
 RUN ?= runs/$(STYLE)
 quality-curve: quality-reference
 	$(SC) quality-curve $(RUN) --style $(STYLE) --photos $(DATA) $(ARGS)
@@ -245,7 +251,7 @@ styles-sheet: setup
 	$(PY) -m stylecast.benchmarks.quality.styles_sheet $(ARGS)
 
 ship: export demo quality
-	cp $(ART)/gallery.png models/$(STYLE).gallery.png.tmp && mv models/$(STYLE).gallery.png.tmp models/$(STYLE).gallery.png
+	cp $(ART)/gallery.jpg models/$(STYLE).gallery.jpg.tmp && mv models/$(STYLE).gallery.jpg.tmp models/$(STYLE).gallery.jpg
 	$(MAKE) --no-print-directory styles-sheet
 
 recipe-ab: weights
