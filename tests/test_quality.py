@@ -241,6 +241,8 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     # The still clip through the real video path: the photo itself adds no flicker, so the ratio is exactly 1.
     flicker = scored["summary"]["flicker"]
     assert flicker["ratio"] == 1.0 and flicker["input_mean_abs_diff"] > 0 and flicker["frames"] == 240
+    # Blending the frames of a still clip can only calm them: below the input's own change.
+    assert flicker["blended"]["temporal_blend"] == 0.5 and flicker["blended"]["ratio"] < 1.0
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 5.0) == 10
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 3.0) is None
     assert best_result({"checkpoints": {"0": {"total": 9.0}, "200": {"total": 3.9}, "300": {"total": 4.0}}}) == (

@@ -241,7 +241,14 @@ def flicker_line(flicker: dict) -> str:
     return (f"Still-camera flicker ratio: {shown}: output change {flicker['output_mean_abs_diff']} grey levels per "
             f"frame against {flicker['input_mean_abs_diff']} for the input, over {flicker['frames']} frames of a "
             f"{flicker['size']} H.264 clip of {flicker['photo']} where only sensor noise moves (as `make bench-video`'s "
-            "still clip).")
+            "still clip)." + _blended_text(flicker.get("blended")))
+
+
+def _blended_text(blended: dict | None) -> str:
+    """The same clip through ``stylize --temporal-blend``; reports made before it was measured have none."""
+    if not blended or blended["ratio"] is None:
+        return ""
+    return f" With the runtime's `--temporal-blend {blended['temporal_blend']:g}`: {blended['ratio']:.2f}."
 
 
 def _after(value: int | None, steps: int) -> str:
