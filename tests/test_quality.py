@@ -305,6 +305,7 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     result = run_cli("quality", str(model), "--out", str(tmp_path / "q"), "--steps", "2", *common)
     assert result.returncode == 0, result.stderr
     assert "border ratio" in result.stdout and (tmp_path / "q" / "report.md").is_file()
+    assert "(with --temporal-blend 0.5: " in result.stdout
     bad = run_cli("recipe-ab", "--variants", str(variants), "--variant", "oops:crop_size=3", *common[2:])
     assert bad.returncode != 0 and "unknown setting" in bad.stderr
 

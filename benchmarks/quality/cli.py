@@ -160,9 +160,10 @@ def quality(
         r = s[c.name]
         typer.echo(f"{c.name} loss: {r['ratio']['median']:.2f}x Gatys-{ys.steps} (range {r['ratio']['min']:.2f}–"
                    f"{r['ratio']['max']:.2f}), matches Gatys after {r['matches_after_median']} iterations (median)")
-    flicker = s["flicker"]["ratio"]
+    flicker = s["flicker"]
+    shown = ["n/a" if ratio is None else f"{ratio:.2f}" for ratio in (flicker["ratio"], flicker["blended"]["ratio"])]
     typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); still-camera "
-               f"flicker ratio {'n/a' if flicker is None else f'{flicker:.2f}'}; "
+               f"flicker ratio {shown[0]} (with --temporal-blend {flicker['blended']['temporal_blend']:g}: {shown[1]}); "
                f"wrote {folder / 'report.md'}, report.json, contact.jpg")
 
 
