@@ -110,7 +110,7 @@ def comparable(baseline: dict, result: dict) -> tuple[dict, list[str]]:
     A retrained model of another width has other speedups by design, not by regression: its rows wait for a
     new baseline (``make bench-baseline``) instead of failing or passing against another net's figures.
     """
-    timed = {v["name"]: v.get("arch") for v in baseline.get("measured_on", {}).get("variants", [])}
+    timed = {v.get("name"): v.get("arch") for v in baseline.get("measured_on", {}).get("variants", [])}
     changed = {v["name"]: (timed[v["name"]], v.get("arch")) for v in result.get("variants", [])
                if v["name"] in timed and timed[v["name"]] != v.get("arch")}
     rows = {key: want for key, want in baseline["rows"].items() if key.split("/")[0] not in changed}

@@ -497,3 +497,8 @@ def test_init_fine_tunes_a_model_under_new_settings(tmp_path, photos, style_imag
     short = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "s.safetensors", tmp_path / "s", 2),
                     "--init", str(first))
     assert short.returncode != 0 and "pass --steps above that" in short.stderr
+    first.with_suffix(".log.csv").write_text("not,a\nlog,at all\n")  # a foreign file beside the init model
+    foreign = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "f.safetensors", tmp_path / "f", 4),
+                      "--init", str(first))
+    assert foreign.returncode != 0 and "not a stylecast training log" in foreign.stderr
+    assert "Traceback" not in foreign.stderr and not (tmp_path / "f.safetensors").exists()

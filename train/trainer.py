@@ -390,8 +390,12 @@ class Trainer:
         source = earlier or path
         rows = []
         if source.is_file() and start > 0:
-            with open(source, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start]
+            try:
+                with open(source, newline="") as handle:
+                    rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StylecastError(f"{source}: not a stylecast training log ({exc!r}); move it aside and run "
+                                     "again") from exc
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, self.log_fields, extrasaction="ignore")
             writer.writeheader()

@@ -106,7 +106,7 @@ class DistillConfig(TrainConfig):
     def resume_key(self) -> dict[str, str]:
         key = super().resume_key()
         key["teacher_sha256"] = sha256_file(self.teacher)
-        key["init_sha256"] = self.init_sha256 if self.init else ""  # hashed once, like the Trainer's
+        key.setdefault("init_sha256", "")  # the Trainer's key has the init's hash where there is one
         key["warm_start"] = str(self.warm_start)
         key["distill"] = json.dumps(self.distill.as_dict(), sort_keys=True)
         return key
