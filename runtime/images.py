@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import secrets
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -187,17 +188,20 @@ def fit(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def atomic_write(dest: Path, write) -> None:  # noqa: ANN001 - write(path) callback
-    """Run ``write(tmp_path)`` then rename over ``dest``: readers never see a partial file."""
+    """Run ``write(tmp_path)`` then rename over ``dest``: readers never see a partial file.
+
+    The temporary name is chosen before the file exists, so a Ctrl-C at any point (even the instant it is
+    created) lands inside the ``try`` that removes it: no ``.part`` file is ever left behind.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.part"
     try:
-        write(Path(tmp))
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -101,6 +101,19 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_write_creates_the_temporary_file_only_inside_its_cleanup(tmp_path):
+    """A Ctrl-C the instant the temporary file appears still removes it (the batch SIGINT test once found a
+    ``.part`` left when the file was created before the guarded block began)."""
+    def interrupted(path):
+        assert not path.exists() and list(tmp_path.iterdir()) == []  # nothing on disk until write() makes it
+        path.write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "out.png", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_resize_never_upscales():
     rgb = _gradient(20, 30)
     assert resize_max_side(rgb, 100) is rgb
