@@ -494,6 +494,12 @@ def test_init_fine_tunes_a_model_under_new_settings(tmp_path, photos, style_imag
     wide = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "w.safetensors", tmp_path / "w", 4),
                    "--init", str(first), "--width", "8")
     assert wide.returncode != 0 and "--init's architecture" in wide.stderr and "Traceback" not in wide.stderr
+    padded = tmp_path / "p.safetensors"  # the input padding holds no weights: a fine-tune may add it
+    pad = run_cli(*train_args(photos, style_image, tiny_vgg, padded, tmp_path / "p", 3), "--init", str(first),
+                  "--input-pad", "4")
+    assert pad.returncode == 0, pad.stderr
+    with safe_open(str(padded), "pt") as f:
+        assert json.loads(f.metadata()["arch"])["input_pad"] == 4
     short = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "s.safetensors", tmp_path / "s", 2),
                     "--init", str(first))
     assert short.returncode != 0 and "pass --steps above that" in short.stderr

@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -241,7 +241,8 @@ class Trainer:
     def _start_from(self, path: Path, model: TransformerNet) -> int:
         """Load ``--init``'s weights into ``model``; returns its step count, where this run carries on."""
         loaded = load_model(path)
-        if loaded.model.config != self.config.arch:
+        # The input padding holds no weights: a fine-tune may add it (the border remedy learnt inside the net).
+        if replace(loaded.model.config, input_pad=0) != replace(self.config.arch, input_pad=0):
             raise StylecastError(f"{path}: --init's architecture {loaded.model.config.to_json()} differs from this "
                                  f"run's {self.config.arch.to_json()}; set --width etc. to match it")
         steps = int(loaded.meta.get("steps", "0"))
