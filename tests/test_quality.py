@@ -373,6 +373,8 @@ def test_quality_curve_fit_finds_the_hours_of_a_power_law():
     assert fit["points"] == 3 and fit["from_hours"] == 2.0  # the later half only
     flat = fit_hours([(h, 2.0) for h in hours])
     assert flat["hours"] is None and "not falling" in flat["why"]
+    plateau = fit_hours([(h, 2.0 + 0.01 * (-1) ** i - 0.001 * i) for i, h in enumerate(hours)])  # noise on a plateau
+    assert plateau["exponent"] < 0 and plateau["r2"] < 0.5 and plateau["hours"] is None and "flat" in plateau["why"]
     assert "needs 3" in fit_hours([(1.0, 2.0), (2.0, 1.9)])["why"]
 
 

@@ -23,6 +23,9 @@ from stylecast.runtime.images import atomic_write
 from stylecast.train.checkpoint import read_metadata, snapshots
 
 TARGET_RATIO = 1.4  # the target: total loss at most 1.4x the converged Gatys loss (median)
+# Below this R² the later points are flat or scattered, and a slope through them extrapolates noise (a 0.02 fit
+# of a plateau once put the target at 5e20 CPU-hours): no estimate then.
+MIN_FIT_R2 = 0.5
 CURVE_FORMAT = "quality-curve"
 
 
@@ -61,6 +64,9 @@ def fit_hours(points: list[tuple[float, float]], target: float = TARGET_RATIO) -
            "from_hours": float(later[0][0])}
     if slope >= 0:
         return {**fit, "hours": None, "why": "the excess over Gatys is not falling over the later points"}
+    if r2 < MIN_FIT_R2:
+        return {**fit, "hours": None, "why": f"the later points are flat or scattered (R² {r2:.2f} < {MIN_FIT_R2:g}): "
+                                             "more hours of this schedule are not shown to help"}
     return {**fit, "hours": float(math.exp((math.log(target - 1.0) - intercept) / slope))}
 
 
