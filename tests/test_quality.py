@@ -243,6 +243,7 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     assert flicker["ratio"] == 1.0 and flicker["input_mean_abs_diff"] > 0 and flicker["frames"] == 240
     # Blending the frames of a still clip can only calm them: below the input's own change.
     assert flicker["blended"]["temporal_blend"] == 0.5 and flicker["blended"]["ratio"] < 1.0
+    assert flicker["noise_gains"] == {"white": 1.0, "blocks": 1.0}  # the photo itself passes every change on
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 5.0) == 10
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 3.0) is None
     assert best_result({"checkpoints": {"0": {"total": 9.0}, "200": {"total": 3.9}, "300": {"total": 4.0}}}) == (
@@ -259,11 +260,22 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.jpg").is_file()
     assert "| project |" in markdown(written) and "Still-camera flicker ratio: " in markdown(written)
+    assert "each `--stability-noise` kind): white " in markdown(written)
     assert "may have trained on them" in markdown(written)  # its metadata records no exclusion list
     assert "never trained on: its training excluded 2 in" in markdown({**written, "excluded_photos": "2 in h.sha256"})
     assert "CPU-s, fine-tuned from m.safetensors (sha256 0123)" in markdown({**written, "init": "m.safetensors (sha256 "
                                                                                          "0123)"})
     assert written["summary"]["flicker"]["ratio"] > 0
+
+
+def test_noise_gains_measure_how_much_a_net_multiplies_each_noise():
+    from stylecast.benchmarks.quality.flicker import noise_gains
+
+    grey = np.full((36, 64, 3), 128, np.uint8)
+    double = noise_gains(lambda rgb: np.clip(2.0 * rgb.astype(np.float64) - 128.0, 0, 255), grey)
+    assert double == {"white": pytest.approx(2.0), "blocks": pytest.approx(2.0)}
+    flat = noise_gains(lambda rgb: np.full_like(rgb, 7), grey)  # a net that ignores its input adds no flicker
+    assert flat == {"white": 0.0, "blocks": 0.0}
 
 
 def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg):

@@ -13,11 +13,28 @@ import numpy as np
 
 from stylecast.benchmarks.media.synthetic import still_frames, write_video
 from stylecast.runtime.video import stylize_video
+from stylecast.train.data import NOISE_KINDS, step_noise
 
 WIDTH, HEIGHT, FPS, SECONDS = 256, 144, 12, 20  # bench-video's still clip
 TARGET = 2.0
 # The runtime's mitigation as the README's video table shows it: what a user gets from `stylize --temporal-blend 0.5`.
 RUNTIME_BLEND = 0.5
+GAIN_SIGMA = 4.0  # the presets' stability_sigma
+
+
+def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> dict[str, float]:
+    """How much the net multiplies each kind of input change that the stability term can train against (`train
+    --stability-noise`): the mean output change over the mean input change, on one frame. The kind whose gain
+    matches the flicker ratio is the one the codec's frame-to-frame changes resemble, so the one to train on."""
+    height, width = frame.shape[:2]
+    clean = stylize(frame).astype(np.float64)
+    gains = {}
+    for kind in NOISE_KINDS:
+        noise = step_noise((1, 3, height, width), GAIN_SIGMA, 0, 0, kind)[0].permute(1, 2, 0).numpy()
+        noisy = np.clip(np.rint(frame + noise), 0, 255).astype(np.uint8)
+        change = float(np.abs(noisy.astype(np.float64) - frame).mean())
+        gains[kind] = round(float(np.abs(stylize(noisy).astype(np.float64) - clean).mean()) / change, 4)
+    return gains
 
 
 def still_flicker(stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, seconds: float = SECONDS) -> dict:
@@ -30,5 +47,7 @@ def still_flicker(stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray
         own, blended = (stylize_video(clip, Path(scratch) / f"still.{amount}.mp4",
                                       lambda batch: [stylize(f) for f in batch], temporal_blend=amount).flicker
                         for amount in (0.0, RUNTIME_BLEND))
+    first = next(iter(still_frames(photo, 1, HEIGHT, WIDTH)))
     return {**own, "frames": frames, "size": f"{WIDTH}x{HEIGHT}", "target": TARGET,
-            "blended": {"temporal_blend": RUNTIME_BLEND, "ratio": blended["ratio"]}}
+            "blended": {"temporal_blend": RUNTIME_BLEND, "ratio": blended["ratio"]},
+            "noise_gains": noise_gains(stylize, first)}

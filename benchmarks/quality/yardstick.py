@@ -241,7 +241,7 @@ def flicker_line(flicker: dict) -> str:
     return (f"Still-camera flicker ratio: {shown}: output change {flicker['output_mean_abs_diff']} grey levels per "
             f"frame against {flicker['input_mean_abs_diff']} for the input, over {flicker['frames']} frames of a "
             f"{flicker['size']} H.264 clip of {flicker['photo']} where only sensor noise moves (as `make bench-video`'s "
-            "still clip)." + _blended_text(flicker.get("blended")))
+            "still clip)." + _blended_text(flicker.get("blended")) + _gains_text(flicker.get("noise_gains")))
 
 
 def _blended_text(blended: dict | None) -> str:
@@ -249,6 +249,15 @@ def _blended_text(blended: dict | None) -> str:
     if not blended or blended["ratio"] is None:
         return ""
     return f" With the runtime's `--temporal-blend {blended['temporal_blend']:g}`: {blended['ratio']:.2f}."
+
+
+def _gains_text(gains: dict | None) -> str:
+    """The net's gain to each stability-term noise kind (reports made before it was measured have none)."""
+    if not gains:
+        return ""
+    shown = ", ".join(f"{kind} {gain:.2f}" for kind, gain in gains.items())
+    return (f" Gain to small input changes (mean output change over input change on the clip's first frame, for "
+            f"each `--stability-noise` kind): {shown}.")
 
 
 def _after(value: int | None, steps: int) -> str:
