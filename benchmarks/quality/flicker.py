@@ -25,7 +25,7 @@ GAIN_SIGMA = 4.0  # the presets' stability_sigma
 def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> dict[str, float]:
     """How much the net multiplies each kind of input change that the stability term can train against (`train
     --stability-noise`): the mean output change over the mean input change, on one frame. The kind whose gain
-    matches the flicker ratio is the one the codec's frame-to-frame changes resemble, so the one to train on."""
+    tracks the flicker ratio from model to model is the closer stand-in for the codec's frame-to-frame changes."""
     height, width = frame.shape[:2]
     clean = stylize(frame).astype(np.float64)
     gains = {}
