@@ -92,14 +92,15 @@ def test_noise_stability_and_step_noise_are_pure_functions():
     assert float(noise_stability(x, x)) == 0.0
     assert float(noise_stability(x, x + 25.5)) == pytest.approx(0.01, rel=1e-4)
     assert float(noise_stability(x, x + 25.5, "l1")) == pytest.approx(0.1, rel=1e-4)
-    a, b = step_noise((2, 3, 8, 8), 4.0, seed=0, step=7), step_noise((2, 3, 8, 8), 4.0, seed=0, step=7)
-    assert torch.equal(a, b) and not torch.equal(a, step_noise((2, 3, 8, 8), 4.0, seed=0, step=8))
+    a, b = step_noise(x, 4.0, seed=0, step=7), step_noise(x, 4.0, seed=0, step=7)
+    assert torch.equal(a, b) and not torch.equal(a, step_noise(x, 4.0, seed=0, step=8))
     assert 2.0 < float(a.std()) < 6.0
 
 
 def test_block_noise_shifts_scattered_whole_blocks():
-    noise = step_noise((2, 3, 64, 62), 4.0, seed=0, step=7, kind="blocks")
-    assert noise.shape == (2, 3, 64, 62) and torch.equal(noise, step_noise((2, 3, 64, 62), 4.0, 0, 7, "blocks"))
+    images = torch.zeros(2, 3, 64, 62)
+    noise = step_noise(images, 4.0, seed=0, step=7, kind="blocks")
+    assert noise.shape == (2, 3, 64, 62) and torch.equal(noise, step_noise(images, 4.0, 0, 7, "blocks"))
     blocks = noise[..., :60].reshape(2, 3, 16, 4, 15, 4)
     assert torch.equal(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))  # constant on each 4x4 block
     moved = blocks[:, :, :, 0, :, 0] != 0
@@ -108,7 +109,23 @@ def test_block_noise_shifts_scattered_whole_blocks():
     assert 2.0 < float(noise[:, :, :, :60].reshape(2, 3, 16, 4, 15, 4)[moved[:, :, :, None, :, None]
                                                                          .expand_as(blocks)].std()) < 6.0
     with pytest.raises(StylecastError, match="stability-noise"):
-        step_noise((1, 3, 8, 8), 4.0, 0, 0, kind="pink")
+        step_noise(torch.zeros(1, 3, 8, 8), 4.0, 0, 0, kind="pink")
+
+
+def test_codec_noise_is_the_encoders_sparse_frame_change(photos):
+    """`codec`: the change between two P frames of an x264 clip of each image, a pure function of (images, seed,
+    step) at any size, scaled over the batch to the sigma; most pixels do not change, as in a still camera's video."""
+    from stylecast.train.codec import codec_change
+
+    crops = [np.asarray(Image.open(path).convert("RGB").resize((143, 95))) for path in sorted(photos.iterdir())[:3]]
+    images = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+    noise = step_noise(images, 4.0, seed=0, step=3, kind="codec")
+    assert noise.shape == (3, 3, 95, 143) and torch.equal(noise, step_noise(images, 4.0, 0, 3, "codec"))
+    assert float(noise.std()) == pytest.approx(4.0, rel=1e-4)
+    assert not torch.equal(noise, step_noise(images, 4.0, 0, 4, "codec"))
+    assert float((noise == 0).float().mean()) > 0.5
+    flat = np.full((32, 32, 3), 128, np.uint8)  # nothing to re-code: x264 skips every block
+    assert not codec_change(flat, np.random.default_rng(0)).any()
 
 
 def test_learning_rate_schedules():
@@ -243,7 +260,7 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     assert flicker["ratio"] == 1.0 and flicker["input_mean_abs_diff"] > 0 and flicker["frames"] == 240
     # Blending the frames of a still clip can only calm them: below the input's own change.
     assert flicker["blended"]["temporal_blend"] == 0.5 and flicker["blended"]["ratio"] < 1.0
-    assert flicker["noise_gains"] == {"white": 1.0, "blocks": 1.0}  # the photo itself passes every change on
+    assert flicker["noise_gains"] == {"white": 1.0, "blocks": 1.0, "codec": 1.0}  # the photo itself passes every change on
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 5.0) == 10
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 3.0) is None
     assert best_result({"checkpoints": {"0": {"total": 9.0}, "200": {"total": 3.9}, "300": {"total": 4.0}}}) == (
@@ -260,7 +277,7 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["summary"]["border_ratio"]["median"] > 0 and (tmp_path / "out" / "contact.jpg").is_file()
     assert "| project |" in markdown(written) and "Still-camera flicker ratio: " in markdown(written)
-    assert "each `--stability-noise` kind): white " in markdown(written)
+    assert "each `--stability-noise` kind): white " in markdown(written) and ", codec " in markdown(written)
     assert "may have trained on them" in markdown(written)  # its metadata records no exclusion list
     assert "never trained on: its training excluded 2 in" in markdown({**written, "excluded_photos": "2 in h.sha256"})
     assert "CPU-s, fine-tuned from m.safetensors (sha256 0123)" in markdown({**written, "init": "m.safetensors (sha256 "
@@ -268,14 +285,18 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     assert written["summary"]["flicker"]["ratio"] > 0
 
 
-def test_noise_gains_measure_how_much_a_net_multiplies_each_noise():
+def test_noise_gains_measure_how_much_a_net_multiplies_each_noise(photos):
     from stylecast.benchmarks.quality.flicker import noise_gains
+    from stylecast.benchmarks.quality.yardstick import _gains_text
 
-    grey = np.full((36, 64, 3), 128, np.uint8)
-    double = noise_gains(lambda rgb: np.clip(2.0 * rgb.astype(np.float64) - 128.0, 0, 255), grey)
-    assert double == {"white": pytest.approx(2.0), "blocks": pytest.approx(2.0)}
-    flat = noise_gains(lambda rgb: np.full_like(rgb, 7), grey)  # a net that ignores its input adds no flicker
-    assert flat == {"white": 0.0, "blocks": 0.0}
+    frame = np.asarray(Image.open(sorted(photos.iterdir())[-1]).convert("RGB").resize((144, 96)))
+    half = noise_gains(lambda rgb: 0.5 * rgb.astype(np.float64) + 64.0, frame)
+    assert half == {"white": pytest.approx(0.5), "blocks": pytest.approx(0.5), "codec": pytest.approx(0.5)}
+    flat = noise_gains(lambda rgb: np.full_like(rgb, 7), frame)  # a net that ignores its input adds no flicker
+    assert flat == {"white": 0.0, "blocks": 0.0, "codec": 0.0}
+    grey = noise_gains(lambda rgb: rgb, np.full((32, 32, 3), 128, np.uint8))  # x264 re-codes nothing here
+    assert grey == {"white": 1.0, "blocks": 1.0, "codec": None}
+    assert _gains_text(grey).endswith("white 1.00, blocks 1.00, codec none (no change on this frame).")
 
 
 def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg):
@@ -365,7 +386,7 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     other = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 6),
                     *[a.replace("blocks", "white") for a in extra], "--resume")
     assert other.returncode != 0 and "Traceback" not in other.stderr  # another noise is another run
-    for option, value, hint in (("--stability-noise", "pink", "choose white or blocks"),
+    for option, value, hint in (("--stability-noise", "pink", "choose white or blocks or codec"),
                                 ("--stability-loss", "l3", "choose mse or l1")):
         odd = run_cli(*train_args(photos, style_image, tiny_vgg, tmp_path / "o.safetensors", tmp_path / "o", 1),
                       option, value)

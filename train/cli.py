@@ -50,8 +50,8 @@ def train(
     stability_weight: Annotated[float | None, typer.Option(help="Noise-stability term (Gupta et al. 2017; 0: off): "
                                                                 "output(photo + noise) should match output(photo).")] = None,
     stability_sigma: Annotated[float | None, typer.Option(help="Its noise, grey levels (std).")] = None,
-    stability_noise: Annotated[str | None, typer.Option(help="white (per pixel, a sensor's) or blocks (scattered "
-                                                            "4x4 blocks, a video codec's).")] = None,
+    stability_noise: Annotated[str | None, typer.Option(help="white (per pixel, a sensor's), blocks (scattered "
+                                                            "4x4 blocks) or codec (H.264's own frame changes).")] = None,
     stability_loss: Annotated[str | None, typer.Option(help="mse (Gupta et al.) or l1 (what the flicker ratio "
                                                            "measures).")] = None,
     width: Annotated[int | None, typer.Option(help="Channels of the first conv (32 = Johnson).")] = None,

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image
+from stylecast.train.codec import codec_change
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -60,20 +61,24 @@ def without(files: list[Path], excluded: set[str]) -> list[Path]:
     return kept
 
 
-NOISE_KINDS = ("white", "blocks")
+NOISE_KINDS = ("white", "blocks", "codec")
 BLOCK, BLOCK_SHARE = 4, 0.25  # the `blocks` noise: a quarter of the 4x4 blocks, each shifted by a constant
 
 
-def step_noise(shape: tuple[int, ...], sigma: float, seed: int, step: int, kind: str = "white") -> torch.Tensor:
-    """Noise (grey levels, std ``sigma``) for training step ``step``: a pure function of (seed, step), like the
-    batches, so a resumed run draws the same noise on any device.
+def step_noise(images: torch.Tensor, sigma: float, seed: int, step: int, kind: str = "white") -> torch.Tensor:
+    """Noise (grey levels, std ``sigma``) for training step ``step`` on ``images`` (NCHW, 0-255): a pure function
+    of (images, seed, step), like the batches, so a resumed run draws the same noise on any device.
 
-    ``white``: independent per pixel, like a sensor's. ``blocks``: what a still camera's H.264 video changes
-    between frames once the codec has removed that noise: scattered 4x4 blocks re-coded a level or two up or down.
-    A net that shrugs off white noise can still multiply such local changes (the quality report's flicker)."""
+    ``white``: independent per pixel, like a sensor's. ``blocks``: scattered 4x4 blocks shifted a level or two,
+    a rough model of what a still camera's H.264 video changes between frames. ``codec``: that change itself
+    (``train.codec``), scaled over the batch to std ``sigma``. A net that shrugs off white noise can still
+    multiply the codec's local changes (the quality report's flicker and its noise gains show it)."""
+    shape = tuple(images.shape)
     generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
     if kind == "white":
         return torch.randn(shape, generator=generator) * sigma
+    if kind == "codec":
+        return _codec_noise(images, sigma, np.random.default_rng([seed, step, 3]))
     if kind != "blocks":
         raise StylecastError(f"--stability-noise {kind}: choose {' or '.join(NOISE_KINDS)}")
     batch, channels, height, width = shape
@@ -82,6 +87,15 @@ def step_noise(shape: tuple[int, ...], sigma: float, seed: int, step: int, kind:
     kept = torch.rand((batch, 1, rows, cols), generator=generator) < BLOCK_SHARE  # a block is re-coded whole
     blocks = (offsets * kept).repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1)
     return blocks[..., :height, :width].contiguous()
+
+
+def _codec_noise(images: torch.Tensor, sigma: float, rng: np.random.Generator) -> torch.Tensor:
+    """Each image's codec change, the batch scaled as one: the real changes are a tenth of a grey level on
+    average and often none at all, too small for the term's weight to mean the same as with the other kinds."""
+    pixels = images.detach().round().clamp(0, 255).to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+    change = torch.from_numpy(np.stack([codec_change(rgb, rng) for rgb in pixels])).permute(0, 3, 1, 2)
+    spread = float(change.std())
+    return (change * (sigma / spread) if spread > 0 else change).contiguous()
 
 
 def random_crop(rgb: np.ndarray, crop: int, rng: np.random.Generator,

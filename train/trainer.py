@@ -75,7 +75,7 @@ class TrainConfig:
     # Noise-stability term (Gupta et al. 2017): weight, and the noise's standard deviation in grey levels.
     stability_weight: float = 0.0
     stability_sigma: float = 4.0
-    stability_noise: str = "white"  # white (a sensor's) | blocks (a video codec's; see data.step_noise)
+    stability_noise: str = "white"  # white (a sensor's) | blocks | codec (a video codec's; data.step_noise)
     stability_loss: str = "mse"  # mse (Gupta et al.) | l1 (what the flicker ratio measures)
     lr_schedule: str = "constant"  # constant | cosine (to 1% of lr at lr_horizon steps, then flat)
     lr_horizon: int = 0  # 0: --steps; set it to the planned total when a long run is trained in pieces
@@ -376,7 +376,7 @@ class Trainer:
         cfg = self.config
         if not cfg.stability_weight:
             return criterion(train_model(images), images)
-        noise = step_noise(tuple(images.shape), cfg.stability_sigma, cfg.seed, step, cfg.stability_noise)
+        noise = step_noise(images, cfg.stability_sigma, cfg.seed, step, cfg.stability_noise)
         noise = noise.to(images.device)
         clean, noisy = train_model(torch.cat([images, (images + noise).clamp(0, 255)])).chunk(2)
         losses = criterion(clean, images)

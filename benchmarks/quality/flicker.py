@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from stylecast.benchmarks.media.synthetic import still_frames, write_video
 from stylecast.runtime.video import stylize_video
@@ -23,7 +24,7 @@ RUNTIME_BLEND = 0.5
 GAIN_SIGMA = DEFAULTS["stability_sigma"]  # the noise the stability term trains on, unless a preset changes it
 
 
-def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> dict[str, float]:
+def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> dict[str, float | None]:
     """How much the net multiplies each kind of input change that the stability term can train against (`train
     --stability-noise`): the mean output change over the mean input change, on one frame. The kind whose gain
     tracks the flicker ratio from model to model is the closer stand-in for the codec's frame-to-frame changes."""
@@ -31,10 +32,11 @@ def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) 
     clean = stylize(frame).astype(np.float64)
     gains = {}
     for kind in NOISE_KINDS:
-        noise = step_noise((1, 3, height, width), GAIN_SIGMA, 0, 0, kind)[0].permute(1, 2, 0).numpy()
+        image = torch.tensor(frame).permute(2, 0, 1)[None].float()
+        noise = step_noise(image, GAIN_SIGMA, 0, 0, kind)[0].permute(1, 2, 0).numpy()
         noisy = np.clip(np.rint(frame + noise), 0, 255).astype(np.uint8)
-        change = float(np.abs(noisy.astype(np.float64) - frame).mean())
-        gains[kind] = round(float(np.abs(stylize(noisy).astype(np.float64) - clean).mean()) / change, 4)
+        change = float(np.abs(noisy.astype(np.float64) - frame).mean())  # 0 where x264 re-codes nothing (flat)
+        gains[kind] = round(float(np.abs(stylize(noisy).astype(np.float64) - clean).mean()) / change, 4) if change else None
     return gains
 
 

@@ -255,7 +255,8 @@ def _gains_text(gains: dict | None) -> str:
     """The net's gain to each stability-term noise kind (reports made before it was measured have none)."""
     if not gains:
         return ""
-    shown = ", ".join(f"{kind} {gain:.2f}" for kind, gain in gains.items())
+    shown = ", ".join(f"{kind} {gain:.2f}" if gain is not None else f"{kind} none (no change on this frame)"
+                      for kind, gain in gains.items())
     return (f" Gain to small input changes (mean output change over input change on the clip's first frame, for "
             f"each `--stability-noise` kind): {shown}.")
 
