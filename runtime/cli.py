@@ -21,7 +21,7 @@ from stylecast.runtime.errors import Interrupted, StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image, resize_max_side, save_image
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.temporal import check_blend
+from stylecast.runtime.temporal import check_blend, check_hold
 from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, stylize_tiled
 from stylecast.runtime.video import VIDEO_SUFFIXES, VideoReport, stylize_video
 
@@ -170,6 +170,9 @@ def stylize(
     overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles, blended smoothly.")] = DEFAULT_OVERLAP,
     temporal_blend: Annotated[float, typer.Option(help="Video: blend up to this share of the previous output "
                                                        "where the input did not change (0 = off).")] = 0.0,
+    input_hold: Annotated[float, typer.Option(help="Video: an input pixel passes to the net only once it moves "
+                                                   "more than this many grey levels (0 = off; 2 steadies a still "
+                                                   "camera's codec noise).")] = 0.0,
     video_batch: Annotated[int, typer.Option(min=1, help="Video: frames per inference call.")] = 1,
     strength: Annotated[float, typer.Option(help="Style strength: 1 full style, 0 the photo (a blend between).")] = 1.0,
 ) -> None:
@@ -177,6 +180,7 @@ def stylize(
     if tile:
         check_tiling(tile, overlap)
     check_blend(temporal_blend)
+    check_hold(input_hold)
     stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads, strength=strength,
                         openvino_precision=openvino_precision)
     jobs = plan_outputs(expand_inputs(inputs), out, stylizer.style)
@@ -191,7 +195,7 @@ def stylize(
             task = bar.add_task("stylize", total=len(jobs), detail="")
             run = Run(stylizer, model, console, lambda text: bar.update(task, detail=text), max_side=max_side,
                       allow_huge=allow_huge, quality=quality, tile=tile, overlap=overlap,
-                      temporal_blend=temporal_blend, video_batch=video_batch)
+                      temporal_blend=temporal_blend, input_hold=input_hold, video_batch=video_batch)
             for job in jobs:
                 try:
                     if job.is_video:
@@ -234,6 +238,7 @@ class Run:
     tile: int | None = None
     overlap: int = DEFAULT_OVERLAP
     temporal_blend: float = 0.0
+    input_hold: float = 0.0
     video_batch: int = 1
 
     def image(self, job: Job) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +261,8 @@ class Run:
             self.status(f"{job.source.name} frame {n}/{total or '?'} {fps:.1f} fps")
 
         report = stylize_video(job.source, job.dest, frame_runner(self.stylizer, self.tile, self.overlap),
-                               batch=self.video_batch, temporal_blend=self.temporal_blend, progress=frames_done,
+                               batch=self.video_batch, temporal_blend=self.temporal_blend,
+                               input_hold=self.input_hold, progress=frames_done,
                                model_meta=model_summary(self.stylizer, self.models))
         self.console.print(video_summary(report), markup=False)
         return report

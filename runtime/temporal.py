@@ -1,4 +1,4 @@
-"""Temporal stability of stylized video: a flicker figure, and a simple mitigation.
+"""Temporal stability of stylized video: a flicker figure, and two mitigations.
 
 Frame-by-frame style transfer amplifies small input changes (noise, compression) into visible
 flicker. The figure reported is the mean absolute frame-to-frame difference of the output divided
@@ -8,6 +8,10 @@ means the network adds flicker.
 The mitigation, ``--temporal-blend A``, blends each output with the previous (already blended)
 output by up to ``A`` where the input did not change, fading to no blending where it did, so static
 areas steady down and moving ones do not smear.
+
+The other, ``--input-hold T``, works before the net: an input pixel keeps the value last passed on until it moves
+more than ``T`` grey levels from it, so the net sees no change at all where a still camera's codec re-coded a
+block by a level or two.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from stylecast.runtime.errors import StylecastError
 
 MOTION_SCALE = 24.0  # per-pixel input change (0-255, mean over RGB) at which blending stops entirely
+MAX_HOLD = 16.0  # beyond this an input hold would freeze real, low-contrast motion
 
 
 def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,3 +75,31 @@ class TemporalBlend:
             blended = weight * self.previous[1] + (1.0 - weight) * stylized
         self.previous = (rgb.astype(np.float32), blended)
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def check_hold(levels: float) -> None:
+    if not 0.0 <= levels <= MAX_HOLD:
+        raise StylecastError(f"--input-hold {levels} must be in [0, {MAX_HOLD:g}] grey levels (0 = off, 2 = a good "
+                             "start)")
+
+
+class InputHold:
+    """A dead band on each input pixel: it passes a new value only when some channel moved more than ``levels``
+    from the value it last passed. A still camera's H.264 video changes by a level or two where a block is
+    re-coded, and the net multiplies that into flicker; motion moves pixels by tens of levels and passes at once.
+    The price is that a slow change (a fade) reaches the net in steps of ``levels``."""
+
+    def __init__(self, levels: float) -> None:
+        check_hold(levels)
+        self.levels = levels
+        self.held: np.ndarray | None = None
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if self.levels == 0.0:
+            return rgb
+        if self.held is None or self.held.shape != rgb.shape:
+            self.held = rgb.copy()
+        else:
+            moved = np.abs(rgb.astype(np.int16) - self.held).max(axis=2, keepdims=True) > self.levels
+            self.held = np.where(moved, rgb, self.held)
+        return self.held

@@ -25,7 +25,7 @@ import numpy as np
 from stylecast.runtime.artifacts import FORMAT_KEY, sidecar_path, tool_versions
 from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.runtime.images import atomic_write, refuse_special, write_error
-from stylecast.runtime.temporal import FlickerMeter, TemporalBlend
+from stylecast.runtime.temporal import FlickerMeter, InputHold, TemporalBlend
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # FFmpeg muxer and video encoder per output suffix; x264 where the wheel has it, else a fallback.
@@ -57,6 +57,7 @@ class VideoReport:
     rotation_applied: int = 0
     batch: int = 1
     temporal_blend: float = 0.0
+    input_hold: float = 0.0
     flicker: dict = field(default_factory=dict)
     processing_fps: float = 0.0
     backend_busy: float = 0.0  # share of the run the backend spent inferring: near 1.0 means I/O never held it up
@@ -147,7 +148,8 @@ _END = object()
 
 
 def stylize_video(source: Path, dest: Path, stylize_batch: Callable[[list[np.ndarray]], list[np.ndarray]],
-                  batch: int = 1, temporal_blend: float = 0.0, model_meta: dict | None = None,
+                  batch: int = 1, temporal_blend: float = 0.0, input_hold: float = 0.0,
+                  model_meta: dict | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> VideoReport:
     """Stylize every frame of ``source`` into ``dest`` (written atomically) plus ``dest``.json."""
     av = _import_av()
@@ -156,7 +158,8 @@ def stylize_video(source: Path, dest: Path, stylize_batch: Callable[[list[np.nda
         raise StylecastError(f"{dest}: unsupported video output type; use one of {sorted(_CONTAINER)}")
     src = _open_input(av, source)
     report = VideoReport(source=str(source), output=str(dest), batch=max(1, batch), temporal_blend=temporal_blend,
-                         model=dict(model_meta or {}), versions=json.loads(tool_versions("av", "onnxruntime")))
+                         input_hold=input_hold, model=dict(model_meta or {}),
+                         versions=json.loads(tool_versions("av", "onnxruntime")))
     try:
         atomic_write(dest, lambda tmp: _run(av, src, tmp, fmt, stylize_batch, report, progress))
     except (OSError, ValueError, av.FFmpegError) as exc:  # PyAV reports bad media as FFmpegError or ValueError
@@ -238,8 +241,9 @@ def _decode(src, vin, ain, pipe: _Pipeline, decoded: queue.Queue) -> None:  # no
 
 def _infer(pipe: _Pipeline, decoded: queue.Queue, styled: queue.Queue, stylize_batch, report: VideoReport,  # noqa: ANN001
            progress, total: int | None) -> None:  # noqa: ANN001
-    """Stage 2 (the calling thread): batch frames, stylize, smooth, measure flicker."""
-    meter, blend = FlickerMeter(), TemporalBlend(report.temporal_blend)
+    """Stage 2 (the calling thread): batch frames, stylize, smooth, measure flicker. The net sees each frame
+    through the input hold; the blend's motion gate and the flicker figure see the frame as decoded."""
+    meter, blend, hold = FlickerMeter(), TemporalBlend(report.temporal_blend), InputHold(report.input_hold)
     frames: list[tuple] = []
     tic = time.perf_counter()
     busy = 0.0
@@ -247,9 +251,9 @@ def _infer(pipe: _Pipeline, decoded: queue.Queue, styled: queue.Queue, stylize_b
     def flush() -> bool:
         nonlocal busy
         start = time.perf_counter()
-        outputs = stylize_batch([f[0] for f in frames])
+        outputs = stylize_batch([held for held, _ in frames])
         busy += time.perf_counter() - start
-        for (rgb, pts, time_base, rotation), result in zip(frames, outputs, strict=True):
+        for (_, (rgb, pts, time_base, rotation)), result in zip(frames, outputs, strict=True):
             result = blend(rgb, result)
             meter.add(rgb, result)
             report.frames += 1
@@ -267,7 +271,7 @@ def _infer(pipe: _Pipeline, decoded: queue.Queue, styled: queue.Queue, stylize_b
             if not pipe.put(styled, item):
                 return
             continue
-        frames.append(payload)
+        frames.append((hold(payload[0]), payload))
         if len(frames) >= report.batch and not flush():
             return
     if frames:

@@ -260,6 +260,8 @@ def test_yardstick_reference_is_keyed_resumable_and_scores_in_one_call(tmp_path,
     assert flicker["ratio"] == 1.0 and flicker["input_mean_abs_diff"] > 0 and flicker["frames"] == 240
     # Blending the frames of a still clip can only calm them: below the input's own change.
     assert flicker["blended"]["temporal_blend"] == 0.5 and flicker["blended"]["ratio"] < 1.0
+    assert flicker["held"] == {"input_hold": 2.0, "ratio": pytest.approx(flicker["held"]["ratio"])}
+    assert flicker["held"]["ratio"] < 1.0  # the photo itself, held, changes less than the clip
     assert flicker["noise_gains"] == {"white": 1.0, "blocks": 1.0, "codec": 1.0}  # the photo itself passes every change on
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 5.0) == 10
     assert matches_after({"checkpoints": {"0": {"total": 9.0}, "10": {"total": 4.0}}}, 3.0) is None
@@ -442,12 +444,12 @@ def test_styles_sheet_and_readme_table(tmp_path, photos, style_image):
     save_model(models / "tiny.safetensors", TransformerNet(ArchConfig(width=4, res_blocks=1)),
                {"style": "tiny", "steps": "40", "cpu_seconds": "7200"})
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- styles:start -->\nold\n<!-- styles:end -->\ntail\n")
+    readme.write_text("# x\n<!-- styles:start -->\nformer table\n<!-- styles:end -->\ntail\n")
     args = ["--styles-dir", str(styles), "--models", str(models), "--photos", str(photos), "--results",
             str(tmp_path / "results"), "--out", str(tmp_path / "styles.jpg"), "--readme", str(readme)]
     main(args)
     text = readme.read_text()
-    assert "not scored yet: `make quality STYLE=tiny`" in text and "unshipped" not in text and "old" not in text
+    assert "not scored yet: `make quality STYLE=tiny`" in text and "unshipped" not in text and "former" not in text
     assert text.endswith("<!-- styles:end -->\ntail\n") and (tmp_path / "styles.jpg").is_file()
     ratio = {"median": 1.9, "min": 1.5, "max": 2.5}
     summary = {"project": {"ratio": ratio}, "examples": {"ratio": ratio}, "border_ratio": {"median": 1.01},
@@ -457,8 +459,14 @@ def test_styles_sheet_and_readme_table(tmp_path, photos, style_image):
     report.write_text(json.dumps({"model_sha256": sha(models / "tiny.safetensors"), "summary": summary,
                                   "trained_steps": "40", "train_cpu_seconds": "7200"}))
     main(args)
-    assert "| tiny | 1.90 (1.50–2.50) | 1.90 | 1.01 | 1.80 | 40 steps, 2.0 CPU-h; held-out photos not excluded |" in (
-        readme.read_text())
+    assert "| tiny | 1.90 (1.50–2.50) | 1.90 | 1.01 | 1.80 | n/a | 40 steps, 2.0 CPU-h; held-out photos not excluded |" in (
+        readme.read_text())  # a report from before the input hold was measured
+    summary["flicker"]["held"] = {"input_hold": 2.0, "ratio": 0.9}
+    report.write_text(json.dumps({"model_sha256": sha(models / "tiny.safetensors"), "summary": summary,
+                                  "trained_steps": "40", "train_cpu_seconds": "7200", "excluded_photos": "8"}))
+    main(args)
+    assert "| flicker | with `--input-hold 2` | trained |" in readme.read_text()
+    assert "| tiny | 1.90 (1.50–2.50) | 1.90 | 1.01 | 1.80 | 0.90 | 40 steps, 2.0 CPU-h |" in readme.read_text()
     report.write_text(report.read_text().replace(sha(models / "tiny.safetensors"), "0" * 64))
     main(args)
     assert "stale: scored another tiny.safetensors" in readme.read_text()

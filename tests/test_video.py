@@ -6,10 +6,10 @@ import av
 import numpy as np
 import pytest
 
-from stylecast.benchmarks.media.synthetic import moving_frames, write_video
+from stylecast.benchmarks.media.synthetic import moving_frames, still_frames, write_video
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.temporal import FlickerMeter, TemporalBlend
+from stylecast.runtime.temporal import FlickerMeter, InputHold, TemporalBlend
 from stylecast.runtime.video import stylize_video
 
 from .conftest import run_cli
@@ -123,3 +123,53 @@ def test_temporal_blend_lowers_flicker_on_real_model(tiny_onnx, clip, tmp_path):
     smooth = stylize_video(clip, tmp_path / "b.mp4", stylizer.stylize_batch, temporal_blend=0.6)
     assert smooth.flicker["ratio"] < plain.flicker["ratio"]
     assert smooth.frames == plain.frames == 24
+
+
+def test_input_hold_passes_a_pixel_only_once_it_moves_past_the_band():
+    start = np.full((4, 6, 3), 100, np.uint8)
+    hold = InputHold(2.0)
+    assert np.array_equal(hold(start), start)
+    nudged = start.copy()
+    nudged[0, 0] = (102, 101, 100)  # within the band in every channel: held
+    nudged[1, 1] = (100, 103, 100)  # past it in one channel: the whole pixel passes
+    out = hold(nudged)
+    assert np.array_equal(out[0, 0], start[0, 0]) and np.array_equal(out[1, 1], nudged[1, 1])
+    drift = start.copy()
+    drift[0, 0] = (103, 100, 100)  # measured from the held value, so a slow drift passes in steps of the band
+    assert np.array_equal(hold(drift)[0, 0], drift[0, 0])
+    assert np.array_equal(hold(np.zeros((2, 2, 3), np.uint8)), np.zeros((2, 2, 3), np.uint8))  # a new size restarts
+    off = InputHold(0.0)
+    assert off(nudged) is nudged
+    for bad in (-1.0, 17.0):
+        with pytest.raises(StylecastError, match="input-hold"):
+            InputHold(bad)
+
+
+def test_input_hold_steadies_a_still_clip_and_leaves_the_pan_alone(tiny_onnx, clip, tmp_path):
+    """On a still camera's clip the held net sees (almost) no change, so the output barely changes; on the moving
+    clip every moving pixel passes, so frames and flicker are those of the plain run. The flicker figure compares
+    the output with the input as decoded, not as held."""
+    stylizer = Stylizer(tiny_onnx)
+    photo = np.asarray(moving_frames(1, 96, 128).__next__())
+    still = tmp_path / "still.mp4"
+    write_video(still, still_frames(photo, 24, 48, 64), fps=12, audio=None)
+    plain = stylize_video(still, tmp_path / "a.mp4", stylizer.stylize_batch)
+    held = stylize_video(still, tmp_path / "b.mp4", stylizer.stylize_batch, input_hold=4.0, batch=3)
+    assert held.input_hold == 4.0 and held.frames == plain.frames == 24
+    assert held.flicker["input_mean_abs_diff"] == plain.flicker["input_mean_abs_diff"] > 0
+    assert held.flicker["ratio"] < 0.5 * plain.flicker["ratio"]
+    assert json.loads((tmp_path / "b.mp4.json").read_text())["input_hold"] == 4.0
+    moving = stylize_video(clip, tmp_path / "c.mp4", stylizer.stylize_batch)
+    moving_held = stylize_video(clip, tmp_path / "d.mp4", stylizer.stylize_batch, input_hold=2.0)
+    assert moving_held.flicker["ratio"] == pytest.approx(moving.flicker["ratio"], rel=0.1)
+
+
+def test_input_hold_option_is_checked_before_any_work(tiny_onnx, clip, tmp_path):
+    done = run_cli("stylize", str(clip), "--model", str(tiny_onnx), "--out", str(tmp_path / "o.mp4"),
+                   "--input-hold", "40")
+    assert done.returncode != 0 and "--input-hold 40.0 must be in [0, 16]" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "o.mp4").exists()
+    done = run_cli("stylize", str(clip), "--model", str(tiny_onnx), "--out", str(tmp_path / "o.mp4"),
+                   "--input-hold", "2")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "o.mp4.json").read_text())["input_hold"] == 2.0

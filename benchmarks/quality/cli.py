@@ -161,9 +161,11 @@ def quality(
         typer.echo(f"{c.name} loss: {r['ratio']['median']:.2f}x Gatys-{ys.steps} (range {r['ratio']['min']:.2f}–"
                    f"{r['ratio']['max']:.2f}), matches Gatys after {r['matches_after_median']} iterations (median)")
     flicker = s["flicker"]
-    shown = ["n/a" if ratio is None else f"{ratio:.2f}" for ratio in (flicker["ratio"], flicker["blended"]["ratio"])]
+    shown = ["n/a" if ratio is None else f"{ratio:.2f}"
+             for ratio in (flicker["ratio"], flicker["blended"]["ratio"], flicker["held"]["ratio"])]
     typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); still-camera "
-               f"flicker ratio {shown[0]} (with --temporal-blend {flicker['blended']['temporal_blend']:g}: {shown[1]}); "
+               f"flicker ratio {shown[0]} (with --temporal-blend {flicker['blended']['temporal_blend']:g}: {shown[1]}; "
+               f"with --input-hold {flicker['held']['input_hold']:g}: {shown[2]}); "
                f"wrote {folder / 'report.md'}, report.json, contact.jpg")
 
 

@@ -19,8 +19,9 @@ from stylecast.train.presets import DEFAULTS
 
 WIDTH, HEIGHT, FPS, SECONDS = 256, 144, 12, 20  # bench-video's still clip
 TARGET = 2.0
-# The runtime's mitigation as the README's video table shows it: what a user gets from `stylize --temporal-blend 0.5`.
-RUNTIME_BLEND = 0.5
+# The runtime's mitigations as the README's video table shows them: what a user gets from `stylize --temporal-blend
+# 0.5` and from `stylize --input-hold 2`.
+RUNTIME_BLEND, RUNTIME_HOLD = 0.5, 2.0
 GAIN_SIGMA = DEFAULTS["stability_sigma"]  # the noise the stability term trains on, unless a preset changes it
 
 
@@ -42,15 +43,18 @@ def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) 
 
 def still_flicker(stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, seconds: float = SECONDS) -> dict:
     """Flicker figures of ``stylize`` (HxWx3 uint8 -> same) on a still clip of ``photo``: the net's own (what the
-    target holds it to), and under the runtime's ``--temporal-blend`` (``blended``), from the same clip."""
+    target holds it to), and under the runtime's ``--temporal-blend`` (``blended``) and ``--input-hold``
+    (``held``), from the same clip."""
     frames = round(seconds * FPS)
     with tempfile.TemporaryDirectory(prefix="stylecast-flicker-") as scratch:
         clip = Path(scratch) / "still.mp4"
         write_video(clip, still_frames(photo, frames, HEIGHT, WIDTH), fps=FPS, audio=None)
-        own, blended = (stylize_video(clip, Path(scratch) / f"still.{amount}.mp4",
-                                      lambda batch: [stylize(f) for f in batch], temporal_blend=amount).flicker
-                        for amount in (0.0, RUNTIME_BLEND))
+        own, blended, held = (stylize_video(clip, Path(scratch) / f"still.{blend}.{hold}.mp4",
+                                            lambda batch: [stylize(f) for f in batch], temporal_blend=blend,
+                                            input_hold=hold).flicker
+                              for blend, hold in ((0.0, 0.0), (RUNTIME_BLEND, 0.0), (0.0, RUNTIME_HOLD)))
     first = next(iter(still_frames(photo, 1, HEIGHT, WIDTH)))
     return {**own, "frames": frames, "size": f"{WIDTH}x{HEIGHT}", "target": TARGET,
             "blended": {"temporal_blend": RUNTIME_BLEND, "ratio": blended["ratio"]},
+            "held": {"input_hold": RUNTIME_HOLD, "ratio": held["ratio"]},
             "noise_gains": noise_gains(stylize, first)}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stylecast.benchmarks.quality.flicker import RUNTIME_HOLD
 from stylecast.benchmarks.quality.yardstick import model_stylizer
 from stylecast.benchmarks.report import readme_parts, splice_block
 from stylecast.runtime.artifacts import sha256_file
@@ -52,26 +53,27 @@ def _row(style: str, models_dir: Path, results: Path) -> str:
     model = models_dir / f"{style}.safetensors"
     path = results / style / "report.json"
     if not path.is_file():
-        return f"| {style} | not scored yet: `make quality STYLE={style}` | | | | |"
+        return f"| {style} | not scored yet: `make quality STYLE={style}` | | | | | |"
     report = json.loads(path.read_text())
     if report.get("model_sha256") != sha256_file(model):
-        return f"| {style} | stale: scored another {model.name}; `make quality STYLE={style}` | | | | |"
+        return f"| {style} | stale: scored another {model.name}; `make quality STYLE={style}` | | | | | |"
     s = report["summary"]
-    flicker = s["flicker"]["ratio"]
+    flicker, held = s["flicker"]["ratio"], s["flicker"].get("held", {}).get("ratio")
     hours = float(report["train_cpu_seconds"]) / 3600 if report.get("train_cpu_seconds") else None
     return (f"| {style} | {s['project']['ratio']['median']:.2f} ({s['project']['ratio']['min']:.2f}–"
             f"{s['project']['ratio']['max']:.2f}) | "
             + (f"{s['examples']['ratio']['median']:.2f}" if "examples" in s else "n/a")
             + f" | {s['border_ratio']['median']:.2f} | {'n/a' if flicker is None else f'{flicker:.2f}'} | "
-            f"{report['trained_steps']} steps, {'unrecorded' if hours is None else f'{hours:.1f}'} CPU-h"
+            f"{'n/a' if held is None else f'{held:.2f}'} | {report['trained_steps']} steps, "
+            f"{'unrecorded' if hours is None else f'{hours:.1f}'} CPU-h"
             + ("" if report.get("excluded_photos") not in (None, "none") else "; held-out photos not excluded")
             + " |")
 
 
 def table(styles: list[str], models_dir: Path, results: Path) -> str:
     """The yardstick row of each style (targets: ratio ≤1.4, border ≤1.05, flicker ≤2.0)."""
-    lines = ["| style | loss / Gatys, project (median, range) | examples | border | flicker | trained |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| style | loss / Gatys, project (median, range) | examples | border | flicker | with `--input-hold "
+             f"{RUNTIME_HOLD:g}` | trained |", "|---|---:|---:|---:|---:|---:|---|"]
     return "\n".join([*lines, *(_row(style, models_dir, results) for style in styles)]) + "\n"
 
 

@@ -241,14 +241,15 @@ def flicker_line(flicker: dict) -> str:
     return (f"Still-camera flicker ratio: {shown}: output change {flicker['output_mean_abs_diff']} grey levels per "
             f"frame against {flicker['input_mean_abs_diff']} for the input, over {flicker['frames']} frames of a "
             f"{flicker['size']} H.264 clip of {flicker['photo']} where only sensor noise moves (as `make bench-video`'s "
-            "still clip)." + _blended_text(flicker.get("blended")) + _gains_text(flicker.get("noise_gains")))
+            "still clip)." + _runtime_text(flicker) + _gains_text(flicker.get("noise_gains")))
 
 
-def _blended_text(blended: dict | None) -> str:
-    """The same clip through ``stylize --temporal-blend``; reports made before it was measured have none."""
-    if not blended or blended["ratio"] is None:
-        return ""
-    return f" With the runtime's `--temporal-blend {blended['temporal_blend']:g}`: {blended['ratio']:.2f}."
+def _runtime_text(flicker: dict) -> str:
+    """The same clip through ``stylize --temporal-blend`` and ``--input-hold``; older reports lack one or both."""
+    shown = [f" With the runtime's `--{option.replace('_', '-')} {figure[option]:g}`: {figure['ratio']:.2f}."
+             for key, option in (("blended", "temporal_blend"), ("held", "input_hold"))
+             if (figure := flicker.get(key)) and figure["ratio"] is not None]
+    return "".join(shown)
 
 
 def _gains_text(gains: dict | None) -> str:
