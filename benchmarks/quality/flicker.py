@@ -32,8 +32,8 @@ def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) 
     height, width = frame.shape[:2]
     clean = stylize(frame).astype(np.float64)
     gains = {}
+    image = torch.tensor(frame).permute(2, 0, 1)[None].float()
     for kind in NOISE_KINDS:
-        image = torch.tensor(frame).permute(2, 0, 1)[None].float()
         noise = step_noise(image, GAIN_SIGMA, 0, 0, kind)[0].permute(1, 2, 0).numpy()
         noisy = np.clip(np.rint(frame + noise), 0, 255).astype(np.uint8)
         change = float(np.abs(noisy.astype(np.float64) - frame).mean())  # 0 where x264 re-codes nothing (flat)
