@@ -171,7 +171,7 @@ def stylize(
     temporal_blend: Annotated[float, typer.Option(help="Video: blend up to this share of the previous output "
                                                        "where the input did not change (0 = off).")] = 0.0,
     input_hold: Annotated[float, typer.Option(help="Video: an input pixel passes to the net only once it moves "
-                                                   "more than this many grey levels (0 = off; 2 steadies a still "
+                                                   "more than this many grey levels (0 = off; 3 steadies a still "
                                                    "camera's codec noise).")] = 0.0,
     video_batch: Annotated[int, typer.Option(min=1, help="Video: frames per inference call.")] = 1,
     strength: Annotated[float, typer.Option(help="Style strength: 1 full style, 0 the photo (a blend between).")] = 1.0,

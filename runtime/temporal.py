@@ -79,7 +79,7 @@ class TemporalBlend:
 
 def check_hold(levels: float) -> None:
     if not 0.0 <= levels <= MAX_HOLD:
-        raise StylecastError(f"--input-hold {levels} must be in [0, {MAX_HOLD:g}] grey levels (0 = off, 2 = a good "
+        raise StylecastError(f"--input-hold {levels} must be in [0, {MAX_HOLD:g}] grey levels (0 = off, 3 = a good "
                              "start)")
 
 

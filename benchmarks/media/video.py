@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=12)
     parser.add_argument("--size", default="256x144", help="frame WxH")
     parser.add_argument("--blend", type=float, default=0.5)
-    parser.add_argument("--hold", type=float, default=2.0)
+    parser.add_argument("--hold", type=float, default=3.0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     width, height = parse_size(args.size, "--size")
