@@ -399,6 +399,30 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     assert all((a[k] == last[k]).all() for k in a)
 
 
+def test_codec_noise_training_resumes_exactly(tmp_path, photos, style_image, tiny_vgg):
+    """The codec noise in a real run: the term is charged, the checkpoint records the kind, and 2 + 1 steps equal
+    3 straight (x264 on one thread draws the same changes again)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from tests.conftest import train_args
+
+    extra = ["--stability-weight", "1e3", "--stability-noise", "codec", "--crop", "48", "--scale", "48,72"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 3), *extra)
+    assert done.returncode == 0, done.stderr
+    assert run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 2), *extra).returncode == 0
+    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 3), *extra, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+    header, *rows = (straight / "log.csv").read_text().splitlines()
+    column = header.split(",").index("stability")
+    assert any(float(row.split(",")[column]) > 0 for row in rows)
+    with safe_open(str(straight / "m.safetensors"), "pt") as f:
+        assert '"stability_noise": "codec"' in f.metadata()["hyperparameters"]
+
+
 def test_quality_curve_fit_finds_the_hours_of_a_power_law():
     from stylecast.benchmarks.quality.curve import fit_hours
 
