@@ -117,6 +117,14 @@ def plot(report: dict, dest: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogFormatter
+
+    class _PlainLogFormatter(LogFormatter):
+        """matplotlib's choice of which log ticks to label, written as plain numbers: a run's snapshots often span
+        less than a decade of hours, where the default labels read "4×10⁰"."""
+
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     rows = report["snapshots"]
@@ -129,6 +137,8 @@ def plot(report: dict, dest: Path) -> None:
         ax.plot(span, 1.0 + fit["coefficient"] * span ** fit["exponent"], "--", color="grey", label="power-law fit")
     ax.axhline(report["target_ratio"], color="green", linewidth=1, label=f"target {report['target_ratio']:g}×")
     ax.set_xscale("log")
+    for set_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        set_formatter(_PlainLogFormatter())
     ax.set_xlabel("training CPU-hours")
     ax.set_ylabel("loss / converged Gatys (median)")
     ax.set_title(f"quality against training hours: {Path(report['run_dir']).name}")
