@@ -366,6 +366,25 @@ def test_quality_and_recipe_ab_commands(tmp_path, photos, style_image, tiny_vgg)
     assert "Traceback" not in refused.stderr
 
 
+def _split_run_matches_straight(tmp_path, photos, style_image, tiny_vgg, extra: list[str], steps: int) -> tuple:
+    """Trains ``steps`` straight, and 2 steps then the rest with --resume; asserts the two models are equal bit for
+    bit and returns (straight, split) run folders and the straight model's tensors."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import train_args
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, steps), *extra)
+    assert done.returncode == 0, done.stderr
+    assert run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 2), *extra).returncode == 0
+    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, steps), *extra,
+                      "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+    return straight, split, a
+
+
 def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_vgg):
     """Noise, schedule, padding and margin are pure functions of (seed, step), and channels_last state saves and
     loads: 2 + 2 steps equal 4 straight."""
@@ -376,16 +395,9 @@ def test_new_training_terms_resume_exactly(tmp_path, photos, style_image, tiny_v
     extra = ["--stability-weight", "1e3", "--stability-noise", "blocks", "--stability-loss", "l1", "--lr-schedule",
              "cosine", "--lr-horizon", "4", "--input-pad", "4", "--edge-margin", "2", "--channels-last",
              "--snapshot-every", "2"]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 4), *extra)
-    assert done.returncode == 0, done.stderr
-    assert run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 2), *extra).returncode == 0
-    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 4), *extra, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
-    assert all((a[k] == b[k]).all() for k in a)
+    straight, split, a = _split_run_matches_straight(tmp_path, photos, style_image, tiny_vgg, extra, 4)
     other = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 6),
-                    *[a.replace("blocks", "white") for a in extra], "--resume")
+                    *[arg.replace("blocks", "white") for arg in extra], "--resume")
     assert other.returncode != 0 and "Traceback" not in other.stderr  # another noise is another run
     for option, value, hint in (("--stability-noise", "pink", "choose white or blocks or codec"),
                                 ("--stability-loss", "l3", "choose mse or l1")):
@@ -402,19 +414,9 @@ def test_codec_noise_training_resumes_exactly(tmp_path, photos, style_image, tin
     """The codec noise in a real run: the term is charged, the checkpoint records the kind, and 2 + 1 steps equal
     3 straight (x264 on one thread draws the same changes again)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from tests.conftest import train_args
 
     extra = ["--stability-weight", "1e3", "--stability-noise", "codec", "--crop", "48", "--scale", "48,72"]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    done = run_cli(*train_args(photos, style_image, tiny_vgg, straight / "m.safetensors", straight, 3), *extra)
-    assert done.returncode == 0, done.stderr
-    assert run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 2), *extra).returncode == 0
-    resumed = run_cli(*train_args(photos, style_image, tiny_vgg, split / "m.safetensors", split, 3), *extra, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = load_file(str(straight / "m.safetensors")), load_file(str(split / "m.safetensors"))
-    assert all((a[k] == b[k]).all() for k in a)
+    straight, _, _ = _split_run_matches_straight(tmp_path, photos, style_image, tiny_vgg, extra, 3)
     header, *rows = (straight / "log.csv").read_text().splitlines()
     column = header.split(",").index("stability")
     assert any(float(row.split(",")[column]) > 0 for row in rows)
