@@ -73,12 +73,12 @@ def step_noise(images: torch.Tensor, sigma: float, seed: int, step: int, kind: s
     a rough model of what a still camera's H.264 video changes between frames. ``codec``: that change itself
     (``train.codec``), scaled over the batch to std ``sigma``. A net that shrugs off white noise can still
     multiply the codec's local changes (the quality report's flicker and its noise gains show it)."""
+    if kind == "codec":  # draws from its own stream: the torch generator below is for the other kinds
+        return _codec_noise(images, sigma, np.random.default_rng([seed, step, 3]))
     shape = tuple(images.shape)
     generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, step, 2]).integers(2**62)))
     if kind == "white":
         return torch.randn(shape, generator=generator) * sigma
-    if kind == "codec":
-        return _codec_noise(images, sigma, np.random.default_rng([seed, step, 3]))
     if kind != "blocks":
         raise StylecastError(f"--stability-noise {kind}: choose {' or '.join(NOISE_KINDS)}")
     batch, channels, height, width = shape
