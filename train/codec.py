@@ -17,8 +17,9 @@ from stylecast.runtime.errors import import_optional
 FRAMES = 3  # an I frame, then the two P frames whose difference is kept
 GRAIN = 2.0  # sensor noise on each frame, grey levels (std), as `benchmarks.media.synthetic.still_frames` adds
 CLIPS = 4  # x264 often re-codes nothing between two frames of a small crop: up to this many clips are tried
-# x264's output on frames of 32 px or less a side varies from run to run (measured: 1 to 7% of encodes of a 32x32
-# frame differ); from 48 px it is the same every time. Smaller crops are edge-padded to this before encoding.
+# x264's output on frames of 32 px or less a side depends on what the process did before (measured on a 32x32
+# frame: 0.3% of encodes differ in a quiet process, 7% after heap churn); from 48 px none did in thousands of
+# encodes. Smaller crops are edge-padded to this before encoding.
 MIN_SIDE = 64
 
 
