@@ -118,16 +118,16 @@ compress: weights
 
 # Latency before training: which deployment-student candidates are worth distilling (`compress --student NAME`).
 students-latency: setup
-	$(PY) -m stylecast.benchmarks.students_latency --teacher models/$(STYLE).safetensors $(ARGS)
+	$(PY) -m stylecast.benchmarks.studies.students_latency --teacher models/$(STYLE).safetensors $(ARGS)
 
 # The shipped slim model's int8 engines vs the teacher's eager fp32, 3 separate runs (needs both int8 exports).
 slim-speedup: setup
-	$(PY) -m stylecast.benchmarks.slim_speedup --teacher models/$(STYLE).safetensors \
+	$(PY) -m stylecast.benchmarks.studies.slim_speedup --teacher models/$(STYLE).safetensors \
 		--slim models/$(STYLE)-slim.safetensors $(ARGS)
 
 # The int8 graph each engine wants: $(STYLE)'s export as made (last conv fp32) vs the last conv int8 too.
 int8-graphs: setup
-	$(PY) -m stylecast.benchmarks.int8_graphs --model models/$(STYLE).safetensors --calibration-images $(CALIB) $(ARGS)
+	$(PY) -m stylecast.benchmarks.studies.int8_graphs --model models/$(STYLE).safetensors --calibration-images $(CALIB) $(ARGS)
 
 # Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
 bench: setup
@@ -153,7 +153,7 @@ bench-baseline: $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx
 
 # The gate's false-alarm rate (5 runs on this tree) and power (a 2x-FLOPs graph, a 10x baseline) on this machine.
 bench-gate-eval: $(GATE_ART)/$(STYLE)/$(STYLE).int8.onnx
-	$(PY) -m stylecast.benchmarks.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
+	$(PY) -m stylecast.benchmarks.studies.gate_eval --model models/$(STYLE).safetensors --baselines $(BENCH_BASELINE) \
 		--artifacts $(GATE_ART) --out benchmarks/results/gate-$$($(PY) -c "from stylecast.runtime.machine import fingerprint, class_id; print(class_id(fingerprint()))") $(ARGS)
 weights-vgg19: setup
 	$(SC) weights fetch vgg19
@@ -207,7 +207,7 @@ hostile: setup $(MODEL)
 	$(SC) stylize artifacts/hostile --model $(MODEL) --out artifacts/hostile-out || test $$? -eq 1
 
 int8-sensitivity: setup
-	$(PY) -m stylecast.benchmarks.media.int8_sensitivity --model models/$(STYLE).safetensors
+	$(PY) -m stylecast.benchmarks.studies.int8_sensitivity --model models/$(STYLE).safetensors
 
 bench-tiles: setup $(MODEL)
 	$(PY) -m stylecast.benchmarks.media.tiles --model $(MODEL) --photo $(PHOTO)
@@ -259,7 +259,7 @@ recipe-ab: weights
 		$(if $(RECIPE_README),--readme $(RECIPE_README)) $(ARGS)
 
 step-speed: weights
-	$(PY) -m stylecast.benchmarks.quality.step_speed --style $(STYLE) --data $(DATA) $(ARGS)
+	$(PY) -m stylecast.benchmarks.studies.step_speed --style $(STYLE) --data $(DATA) $(ARGS)
 
 clean:
 	rm -rf artifacts .pytest_cache

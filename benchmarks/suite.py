@@ -20,12 +20,12 @@ from stylecast.benchmarks.scoring import ParityCollector
 from stylecast.benchmarks.timing import FULL, Policy, Timed, describe_error, run_cell, summarise
 from stylecast.benchmarks.torch_runner import BASELINE, MODES, TorchRunner, unavailable
 from stylecast.benchmarks.trt_runner import TensorRTRunner, why_unavailable
+from stylecast.compress.prune import gflops as count_gflops
 from stylecast.export.parity import parity_images
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file
 from stylecast.runtime.images import fit
 from stylecast.runtime.options import parse_size
 from stylecast.train.checkpoint import load_model
-from stylecast.train.compress.prune import gflops as count_gflops
 from stylecast.train.model import count_parameters
 
 RESULT_FORMAT = "bench"

@@ -18,9 +18,9 @@ from stylecast.runtime.errors import StylecastError
 COMMANDS = {
     "train": "stylecast.train.cli:train",
     "weights": "stylecast.train.cli:weights_app",
-    "distill": "stylecast.train.compress.cli:distill",
-    "prune": "stylecast.train.compress.cli:prune",
-    "compress": "stylecast.train.compress.cli:compress",
+    "distill": "stylecast.compress.cli:distill",
+    "prune": "stylecast.compress.cli:prune",
+    "compress": "stylecast.compress.cli:compress",
     "optimize": "stylecast.train.gatys.cli:optimize",
     "export": "stylecast.export.cli:export",
     "check-trt": "stylecast.export.cli:check_trt",

@@ -38,7 +38,7 @@ def _conv_gflops(cin: int, cout: int, kernel: int, pixels: int) -> float:
 
 def test_flops_and_params_of_the_johnson_net():
     """Counted by PyTorch's FlopCounterMode, checked against the layer-by-layer formula of the architecture."""
-    from stylecast.train.compress.prune import gflops as count_gflops
+    from stylecast.compress.prune import gflops as count_gflops
     from stylecast.train.model import TransformerNet, count_parameters
 
     model = TransformerNet()
@@ -282,7 +282,7 @@ def test_slowed_graph_for_the_gate_evaluation_keeps_the_pixels(tiny_onnx, tmp_pa
     import onnx
     import onnxruntime as ort
 
-    from stylecast.benchmarks.gate_eval import slowed_copy
+    from stylecast.benchmarks.studies.gate_eval import slowed_copy
 
     added = slowed_copy(tiny_onnx, tmp_path / "slow.onnx", 1.0, 0.05)
     convs = [sum(n.op_type == "Conv" for n in onnx.load(str(p)).graph.node) for p in (tiny_onnx, tmp_path / "slow.onnx")]

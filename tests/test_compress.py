@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from stylecast.compress.prune import gflops, prune_until, pruned_arch
+from stylecast.compress.students import CANDIDATES
 from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.train.checkpoint import load_model, save_model
-from stylecast.train.compress.prune import gflops, prune_until, pruned_arch
-from stylecast.train.compress.students import CANDIDATES
 from stylecast.train.model import ArchConfig, TransformerNet
 
 from .conftest import DATA, run_cli
@@ -217,8 +217,8 @@ def test_deployment_candidates_build_run_and_export(name, tmp_path):
 
 
 def test_student_names_expand_to_candidates_and_shuffle_head_is_guarded():
-    from stylecast.train.compress.cli import parse_students
-    from stylecast.train.compress.prune import output_conv
+    from stylecast.compress.cli import parse_students
+    from stylecast.compress.prune import output_conv
 
     assert parse_students(["w16ps", "mine=width=8"]) == {"w16ps": CANDIDATES["w16ps"], "mine": "width=8"}
     net = TransformerNet(ArchConfig.from_spec(CANDIDATES["w16ps"]))
@@ -230,7 +230,7 @@ def test_student_names_expand_to_candidates_and_shuffle_head_is_guarded():
 def test_students_latency_exports_a_candidate_as_shipped(tmp_path, photos):
     """`make students-latency`'s export path: a random-init candidate to an int8 QDQ ONNX with the teacher's
     fp32-conv policy, stamped as int8 and parseable by TensorRT (the same graph rules as the shipped exports)."""
-    from stylecast.benchmarks.students_latency import FP32_LEADING, export_candidate
+    from stylecast.benchmarks.studies.students_latency import FP32_LEADING, export_candidate
     from stylecast.export.trt_conformance import check_releases
     from stylecast.runtime.artifacts import onnx_metadata
 
@@ -252,7 +252,7 @@ def test_students_latency_exports_a_candidate_as_shipped(tmp_path, photos):
 def test_warm_start_fits_a_new_output_conv_to_the_teacher():
     """A student whose output conv differs from its source's: the rest is copied exactly, the least-squares fit of
     the new head beats resampling the old one, and it recovers an output conv exactly where one exists."""
-    from stylecast.train.compress.warm_start import fit_output_conv, resample_kernel, warm_start
+    from stylecast.compress.warm_start import fit_output_conv, resample_kernel, warm_start
 
     torch.manual_seed(0)
     source = TransformerNet(ArchConfig(width=8, res_blocks=1)).eval()
@@ -285,8 +285,8 @@ def test_warm_start_fits_a_new_output_conv_to_the_teacher():
 
 
 def test_warm_start_refuses_an_unrelated_net_and_distill_cli_says_so(tmp_path, photos, tiny_vgg):
+    from stylecast.compress.warm_start import warm_start
     from stylecast.runtime.errors import StylecastError
-    from stylecast.train.compress.warm_start import warm_start
 
     with pytest.raises(StylecastError, match="shares no layer"):
         warm_start(TransformerNet(ArchConfig(width=8, res_blocks=1)), torch.nn.Conv2d(1, 1, 1))
@@ -299,9 +299,9 @@ def test_warm_start_refuses_an_unrelated_net_and_distill_cli_says_so(tmp_path, p
 
 
 def test_select_takes_the_fastest_deployed_passing_student_and_says_when_there_is_none():
+    from stylecast.compress.pipeline import select
+    from stylecast.compress.students import pareto
     from stylecast.runtime.errors import StylecastError
-    from stylecast.train.compress.pipeline import select
-    from stylecast.train.compress.students import pareto
 
     def row(ssim: float, ov_int8: float, meets: dict, int8_ok: bool = True, flops: float = 20.0) -> dict:
         return {"ssim": ssim, "gflops": {"512": flops}, "int8_passed": int8_ok, "meets": meets,

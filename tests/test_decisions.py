@@ -11,12 +11,12 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
+from stylecast.compress.pipeline import select
+from stylecast.compress.students import TARGET, verdict
 from stylecast.export import precisions, to_int8
 from stylecast.export.pipeline import is_current
 from stylecast.export.precisions import Int8Settings
 from stylecast.runtime.artifacts import sha256_file
-from stylecast.train.compress.pipeline import select
-from stylecast.train.compress.students import TARGET, verdict
 
 # ---------------------------------------------------------------- compress: per-student verdict and selection
 

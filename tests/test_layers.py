@@ -1,7 +1,8 @@
 """The layout's rules, read from the source with ``ast``: imports only point down the layers
-(runtime <- train/export/serve <- benchmarks <- cli), nothing imports in a cycle (lazily or not), the
-runtime never imports torch, the server stands on the runtime alone, and the extras users install by role never
-pull two onnxruntime builds."""
+(runtime <- train <- export <- compress <- serve, benchmarks <- cli), no two packages import each other and no
+package-level cycle exists (lazy imports count), the runtime never imports torch, the server stands on the runtime
+alone, a study imports the product but no other study, and the extras users install by role never pull two
+onnxruntime builds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER = {"runtime": 0, "train": 1, "export": 1, "serve": 1, "benchmarks": 2, "cli": 3}
+LAYER = {"runtime": 0, "train": 1, "export": 2, "compress": 3, "serve": 4, "benchmarks": 4, "cli": 5}
 
 
 def _modules() -> dict[str, Path]:
@@ -47,8 +48,16 @@ def _imports(path: Path) -> set[str]:
 GRAPH = {name: _imports(path) for name, path in MODULES.items()}
 
 
+def _package(module: str) -> str:
+    return module.split(".")[1]
+
+
 def _layer(module: str) -> int:
-    return LAYER[module.split(".")[1]]
+    return LAYER[_package(module)]
+
+
+PACKAGES = {package: {_package(t) for m, targets in GRAPH.items() if _package(m) == package for t in targets} - {package}
+            for package in LAYER}
 
 
 def test_every_package_is_seen():
@@ -57,8 +66,31 @@ def test_every_package_is_seen():
 
 
 def test_imports_only_point_down():
-    upward = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() for t in targets if _layer(t) > _layer(m))
+    """Another package is imported only from a lower layer: two packages on one layer never import each other."""
+    upward = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() for t in targets
+                    if _package(t) != _package(m) and _layer(t) >= _layer(m))
     assert upward == []
+
+
+def test_no_package_level_cycle():
+    """Packages form a DAG: walking the package graph from any package never comes back to it."""
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), list(PACKAGES[start])
+        while todo:
+            package = todo.pop()
+            if package not in seen:
+                seen.add(package)
+                todo += PACKAGES.get(package, ())
+        return seen
+
+    assert sorted(p for p in PACKAGES if p in reachable(p)) == []
+
+
+def test_a_study_imports_no_other_study():
+    studies = "stylecast.benchmarks.studies."
+    crossed = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() if m.startswith(studies)
+                     for t in targets if t.startswith(studies) and t != m)
+    assert crossed == []
 
 
 def test_no_import_cycles():

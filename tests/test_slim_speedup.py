@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stylecast.benchmarks.slim_speedup import int8_export, markdown, summarise
+from stylecast.benchmarks.studies.slim_speedup import int8_export, markdown, summarise
 from stylecast.runtime.errors import StylecastError
 from stylecast.train.checkpoint import save_model
 from stylecast.train.model import ArchConfig, TransformerNet
@@ -42,7 +42,7 @@ def test_int8_graphs_compares_the_last_conv_fp32_and_int8_on_both_engines(tmp_pa
     """`make int8-graphs` end to end on a tiny net: the exported int8 graph's fp32 convs are read from the graph,
     the variant quantizes the last one too, and both are timed and checked on OpenVINO and ONNX Runtime."""
     pytest.importorskip("openvino", reason="OpenVINO not installed: pip install 'stylecast[openvino]'")
-    from stylecast.benchmarks.int8_graphs import GRAPHS, main
+    from stylecast.benchmarks.studies.int8_graphs import GRAPHS, main
     from stylecast.export.pipeline import ExportRequest, run_export
     from stylecast.export.precisions import Int8Settings
     from stylecast.export.to_int8 import fp32_conv_names

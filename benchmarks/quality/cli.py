@@ -246,8 +246,8 @@ def recipe_ab(
 ) -> None:
     """Train recipe variants at an equal CPU budget, score each with the yardstick, write the A/B table."""
     need_torch()
-    from stylecast.benchmarks.quality import recipe_ab as ab
     from stylecast.benchmarks.report import readme_parts, splice_block
+    from stylecast.benchmarks.studies import recipe_ab as ab
 
     plan = ab.load_plan(variants) if variants else ab.Plan(style or "", 0.0)
     plan.style = style or plan.style

@@ -1,7 +1,7 @@
 """Training-step speed of the options that do not change what is learnt (issue 14): fp32, channels_last,
 torch.compile, bf16 autocast, each through the real Trainer for a few steps of a style's preset.
 
-    python -m stylecast.benchmarks.quality.step_speed --style wave --data ../shared/photos
+    python -m stylecast.benchmarks.studies.step_speed --style wave --data ../shared/photos
 
 Per-step process CPU time (all threads) and wall time, medians after the warm-up steps (which pay for compilation).
 The options take turns over ``--rounds`` so a change in machine load does not favour one of them. Writes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stylecast.train.compress.students import ENGINES, deployed_ms, pareto
+from stylecast.compress.students import ENGINES, deployed_ms, pareto
 
 
 def _latency(row: dict, label: str) -> str:

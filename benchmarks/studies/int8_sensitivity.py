@@ -1,6 +1,6 @@
 """Which convs can be int8? Each conv's input, then its output, rounded to 8 bits on its own.
 
-    python -m stylecast.benchmarks.media.int8_sensitivity --model models/wave.safetensors [--size 256]
+    python -m stylecast.benchmarks.studies.int8_sensitivity --model models/wave.safetensors [--size 256]
 
 A diagnostic, not the quantizer: each tensor gets symmetric per-tensor int8 with its own max as the
 range (the export calibrates with ONNX Runtime instead), and everything else stays fp32, so the

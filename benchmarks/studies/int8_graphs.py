@@ -3,7 +3,7 @@ image-writing last conv kept fp32) against the same graph with the last conv qua
 calibration, each timed on OpenVINO and ONNX Runtime in one interleaved cell with the PyTorch eager fp32 model,
 and each checked for parity against it on the parity photos.
 
-    python -m stylecast.benchmarks.int8_graphs --model models/wave.safetensors --calibration-images ../shared/photos
+    python -m stylecast.benchmarks.studies.int8_graphs --model models/wave.safetensors --calibration-images ../shared/photos
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import onnx
 import torch
 
 from stylecast.benchmarks.report import write_results
-from stylecast.benchmarks.slim_speedup import int8_export
-from stylecast.benchmarks.students_latency import INT8_ENGINES, measure
+from stylecast.benchmarks.studies.slim_speedup import int8_export
+from stylecast.benchmarks.studies.students_latency import INT8_ENGINES, measure
 from stylecast.benchmarks.suite import Resolution
 from stylecast.export import parity, to_int8, to_onnx
 from stylecast.runtime.artifacts import sha256_file

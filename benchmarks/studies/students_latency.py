@@ -5,7 +5,7 @@ exported to fp32 and int8 QDQ ONNX as the shipped models are (4 leading convs an
 export chooses), and timed on OpenVINO int8 and ONNX Runtime int8 in the same interleaved rounds as the
 teacher's eager fp32 at each resolution. Distil the promising ones with `stylecast compress --student NAME`.
 
-    python -m stylecast.benchmarks.students_latency --teacher models/wave.safetensors
+    python -m stylecast.benchmarks.studies.students_latency --teacher models/wave.safetensors
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from stylecast.benchmarks.runner import Runner
 from stylecast.benchmarks.suite import Resolution, paired_speedup
 from stylecast.benchmarks.timing import Policy, run_cell
 from stylecast.benchmarks.torch_runner import BASELINE, MODES, TorchRunner
+from stylecast.compress.prune import gflops
+from stylecast.compress.students import CANDIDATES
 from stylecast.export import to_int8, to_onnx
 from stylecast.export.parity import parity_files, parity_images
 from stylecast.runtime.images import atomic_write, fit
 from stylecast.runtime.machine import fingerprint, usable_cores
 from stylecast.train.checkpoint import LoadedModel, load_model, save_model
-from stylecast.train.compress.prune import gflops
-from stylecast.train.compress.students import CANDIDATES
 from stylecast.train.model import ArchConfig, TransformerNet, count_parameters
 
 POLICY = Policy(warmup_calls=2, warmup_s=0.5, min_rounds=3, max_rounds=7, budget_s=60.0)

@@ -82,8 +82,8 @@ def evaluate(model: Path, baselines: Path, artifacts: Path, runs: int, extra_flo
         unchanged = [_gate(model, baselines, artifacts, tmp / f"run{i}") for i in range(runs)]
         slow_dir = tmp / "slow" / name
         slow_dir.mkdir(parents=True)
+        from stylecast.compress.prune import gflops
         from stylecast.train.checkpoint import load_model
-        from stylecast.train.compress.prune import gflops
 
         added = slowed_copy(onnx_file, slow_dir / onnx_file.name, extra_flops, gflops(load_model(model).model, 256, 256))
         for other in sorted(onnx_file.parent.glob(f"{name}.*.onnx")):  # the other exports as they are: only fp32 slows

@@ -15,19 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
-from stylecast.export.precisions import Int8Settings
-from stylecast.runtime.artifacts import read_metadata, sha256_file
-from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.gallery import make_gallery
-from stylecast.runtime.images import atomic_write, fit, load_image
-from stylecast.runtime.machine import usable_cores
-from stylecast.train.checkpoint import load_model, save_model
-from stylecast.train.compress import manifest
-from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
-from stylecast.train.compress.prune import PruneTarget, prune_checkpoint
-from stylecast.train.compress.report import render_markdown
-from stylecast.train.compress.students import (
+from stylecast.compress import manifest
+from stylecast.compress.distill import DistillConfig, DistillTrainer, DistillWeights
+from stylecast.compress.prune import PruneTarget, prune_checkpoint
+from stylecast.compress.report import render_markdown
+from stylecast.compress.students import (
     ENGINES,
     TARGET,
     Entry,
@@ -38,6 +30,14 @@ from stylecast.train.compress.students import (
     quality,
     verdict,
 )
+from stylecast.export.pipeline import ExportRequest, onnx_path, run_export
+from stylecast.export.precisions import Int8Settings
+from stylecast.runtime.artifacts import read_metadata, sha256_file
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.gallery import make_gallery
+from stylecast.runtime.images import atomic_write, fit, load_image
+from stylecast.runtime.machine import usable_cores
+from stylecast.train.checkpoint import load_model, save_model
 from stylecast.train.data import list_images
 from stylecast.train.model import ArchConfig
 from stylecast.train.trainer import data_fingerprint

@@ -5,7 +5,7 @@ One run is one process: per resolution, one interleaved cell of the teacher's ea
 export and the slim model's int8 export, each on OpenVINO and ONNX Runtime (students_latency.measure). The
 report quotes per run the median of same-round ratios, and the worst run, since a claim must hold in every run.
 
-    python -m stylecast.benchmarks.slim_speedup --teacher models/wave.safetensors --slim models/wave-slim.safetensors
+    python -m stylecast.benchmarks.studies.slim_speedup --teacher models/wave.safetensors --slim models/wave-slim.safetensors
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from stylecast.benchmarks.report import write_results
-from stylecast.benchmarks.students_latency import INT8_ENGINES, measure
+from stylecast.benchmarks.studies.students_latency import INT8_ENGINES, measure
 from stylecast.benchmarks.suite import Resolution
 from stylecast.export.parity import parity_images
 from stylecast.runtime.artifacts import onnx_metadata, sha256_file
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(args.runs):
                 print(f"run {i + 1}/{args.runs}", flush=True)
                 dest = Path(scratch) / f"run{i}.json"
-                child = [sys.executable, "-m", "stylecast.benchmarks.slim_speedup", "--one-run", str(dest),
+                child = [sys.executable, "-m", "stylecast.benchmarks.studies.slim_speedup", "--one-run", str(dest),
                          "--teacher", str(args.teacher), "--slim", str(args.slim), "--artifacts", str(args.artifacts),
                          "--photos", str(args.photos), "--threads", str(args.threads),
                          *[a for r in resolutions for a in ("--resolution", r)]]

@@ -74,7 +74,7 @@ def distill(
 ) -> None:
     """Train a smaller student to reproduce a trained teacher (pixel + perceptual + optional feature losses)."""
     need_torch()
-    from stylecast.train.compress.distill import DistillConfig, DistillTrainer, DistillWeights
+    from stylecast.compress.distill import DistillConfig, DistillTrainer, DistillWeights
 
     style, image = teacher_style_image(teacher, styles_dir, style_image)
     student = parse_arch(arch)
@@ -117,7 +117,7 @@ def prune(
                              "<= 0.5, divisor >= 1 and size >= 16")
     if target_latency is not None and target_latency <= 0:
         raise StylecastError(f"--target-latency {target_latency}: must be a positive number of milliseconds")
-    from stylecast.train.compress.prune import PruneTarget, prune_checkpoint
+    from stylecast.compress.prune import PruneTarget, prune_checkpoint
 
     target = PruneTarget(flops_percent=target_flops, latency_ms=target_latency, size=size)
     result = prune_checkpoint(model, out, target, divisor=divisor, step_ratio=step_ratio)
@@ -129,7 +129,7 @@ DEFAULT_STUDENTS = ["w16ps3"]  # the deployment candidate that ships as wave-sli
 
 def parse_students(items: list[str]) -> dict[str, str]:
     """``NAME=SPEC`` items, or the bare name of one of the deployment candidates (students.CANDIDATES)."""
-    from stylecast.train.compress.students import CANDIDATES
+    from stylecast.compress.students import CANDIDATES
 
     students = {}
     for item in items:
@@ -208,7 +208,7 @@ def compress(
     style, image = teacher_style_image(teacher, styles_dir, None)
     students = parse_students(student or DEFAULT_STUDENTS)
     earlier = parse_compare(compare or [], set(students))
-    from stylecast.train.compress.pipeline import CompressPlan, run_compress
+    from stylecast.compress.pipeline import CompressPlan, run_compress
 
     plan = CompressPlan(
         teacher=teacher, data=data, style_image=image, out=out or Path("models") / f"{style}-slim.safetensors",
@@ -223,7 +223,7 @@ def compress(
     )
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     report = run_compress(plan, log=console.print)
-    from stylecast.train.compress.students import deployed_ms
+    from stylecast.compress.students import deployed_ms
 
     for name, row in report["models"].items():
         extra = f", meets target: {row['meets_target']}" if "meets_target" in row else ""

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylecast.compress.warm_start import fit_photos, warm_start
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
 from stylecast.train.checkpoint import load_model
-from stylecast.train.compress.warm_start import fit_photos, warm_start
 from stylecast.train.data import list_images
 from stylecast.train.losses import gram_matrix
 from stylecast.train.model import TransformerNet

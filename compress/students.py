@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylecast.compress.prune import gflops
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.runtime.timing import median_ms
 from stylecast.train.checkpoint import LoadedModel
-from stylecast.train.compress.prune import gflops
 from stylecast.train.data import load_style_image
 from stylecast.train.losses import LossWeights, PerceptualLoss
 from stylecast.train.model import count_parameters
