@@ -226,7 +226,7 @@ gpu-wheels: setup
 	$(PY) -m pip download -q --no-deps --only-binary=:all: -d wheels onnxslim onnxconverter-common
 
 gpu-check:
-	@$(GPU_PY) -m stylecast.benchmarks.gpu_check $(ARGS)
+	@$(GPU_PY) -m stylecast.export.gpu_check $(ARGS)
 
 # Issue 14. The reference is computed where missing (300 L-BFGS iterations x 8 photos x 2 losses: hours on a
 # CPU; REFERENCE_ARGS="--device cuda" on a GPU); a finished one is reused, so scoring takes seconds.

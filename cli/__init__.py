@@ -59,7 +59,7 @@ class LazyGroup(TyperGroup):
 app = typer.Typer(
     name="stylecast",
     cls=LazyGroup,
-    help="Fast neural style transfer: train in PyTorch, export to ONNX/TensorRT, stylize anywhere.",
+    help="Fast neural style transfer: train in PyTorch, export to ONNX and GPU engines, stylize anywhere.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

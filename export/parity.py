@@ -11,7 +11,7 @@ import torch
 from stylecast.runtime.backends.base import Backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import IMAGE_SUFFIXES, fit, load_image
-from stylecast.runtime.metrics import max_abs_error, psnr, ssim
+from stylecast.runtime.metrics import EXACT_DB, Comparison
 
 # One square size and one that is not a multiple of 4 (odd, even portrait) on purpose:
 # the strided convs and the crop back to the input size must survive both.
@@ -66,18 +66,14 @@ def measure(reference: Reference, backend: Backend,
         got = np.concatenate([backend.run(batch[i:i + 1]) for i in range(len(batch))])
         if got.shape != expected.shape:
             raise StylecastError(f"{backend.path}: output shape {got.shape} != PyTorch's {expected.shape}")
-        hwc = lambda a: a.transpose(1, 2, 0)  # noqa: E731 - local reshuffle for the metrics
-        scores = [psnr(e, g) for e, g in zip(expected, got, strict=True)]
-        results.append(SizeParity(
-            height, width, len(batch),
-            psnr_min=min(scores), psnr_mean=float(np.mean(scores)),
-            ssim_min=min(ssim(hwc(e), hwc(g)) for e, g in zip(expected, got, strict=True)),
-            max_abs_error=max(max_abs_error(e, g) for e, g in zip(expected, got, strict=True)),
-        ))
+        compared = Comparison().extend(expected, got)
+        results.append(SizeParity(height, width, len(batch), psnr_min=compared.psnr_min,
+                                  psnr_mean=float(np.mean(compared.psnr)), ssim_min=compared.ssim_min,
+                                  max_abs_error=max(compared.max_abs)))
     return results
 
 
 def as_dicts(results: list[SizeParity]) -> list[dict]:
     """JSON-safe rows; an exact match (infinite PSNR) is written as 999 dB."""
-    return [{k: (round(min(v, 999.0), 4) if isinstance(v, float) else v) for k, v in asdict(r).items()}
+    return [{k: (round(min(v, EXACT_DB), 4) if isinstance(v, float) else v) for k, v in asdict(r).items()}
             for r in results]

@@ -9,6 +9,7 @@ checks here refuse stale or mismatched ones with a message that names the fix.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import platform
 import re
@@ -17,7 +18,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import kind_of
+from stylecast.runtime.formats import FILE_KINDS, kind_of
 
 FORMAT_KEY = "stylecast.format"
 REQUIRED = ("style", "arch", "precision")
@@ -102,23 +103,29 @@ def read_json(path: Path, what: str = "stylecast report") -> dict:
     return data
 
 
+def as_strings(data: dict) -> dict[str, str]:
+    """JSON values as the string pairs every artifact's metadata is read as."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+
+
+def sidecar_metadata(path: Path) -> dict[str, str]:
+    """A file whose metadata lives in its JSON sidecar (an engine plan)."""
+    return as_strings(read_sidecar(path))
+
+
 def read_metadata(path: Path) -> dict[str, str]:
-    """Metadata of a checkpoint, ONNX model, engine (its JSON sidecar) or JSON report, as string pairs."""
+    """Metadata of any artifact in the format table (read as its row says) or of a JSON report, as string pairs."""
     path = Path(path)
     if not path.is_file():
         raise StylecastError(f"{path}: no such file")
     kind = kind_of(path.suffix)
-    if kind is not None and kind.name == "model":
-        return safetensors_metadata(path)
-    if kind is not None and kind.name == "onnx":
-        return onnx_metadata(path)
-    if kind is not None:  # an engine: its metadata lives in the sidecar
-        data = read_sidecar(path)
-    elif path.suffix.lower() == ".json":
-        data = read_json(path)
-    else:
-        raise StylecastError(f"{path}: unknown artifact type; expected .safetensors, .onnx, .engine or .json")
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    if kind is not None:
+        module, function = kind.metadata.split(":")
+        return getattr(importlib.import_module(module), function)(path)
+    if path.suffix.lower() == ".json":
+        return as_strings(read_json(path))
+    known = " ".join(s for k in FILE_KINDS.values() for s in k.suffixes)
+    raise StylecastError(f"{path}: unknown artifact type; expected one of {known} .json")
 
 
 def slug(text: str) -> str:

@@ -7,19 +7,24 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from stylecast.runtime.artifacts import read_metadata, sha256_file
+from stylecast.runtime.backends import backend_class
 from stylecast.runtime.errors import Interrupted, StylecastError
+from stylecast.runtime.formats import BACKENDS, FILE_KINDS, BackendOptions
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import IMAGE_SUFFIXES, load_image, resize_max_side, save_image
+from stylecast.runtime.params import expand_options, option
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.temporal import check_blend, check_hold
 from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, stylize_tiled
@@ -147,42 +152,43 @@ def summarise(failures: list[tuple[Path, str]]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
 
 
+@dataclass
+class StylizeOptions:
+    """How `stylecast stylize` treats each input (the backend's options are their own group)."""
+
+    max_side: int | None = option(None, "Downscale inputs so the long side is at most this.")
+    allow_huge: bool = option(False, "Lift Pillow's decompression-bomb limit.")
+    quality: int = option(95, "JPEG/WebP quality.")
+    tile: int | None = option(None, f"Tile size for large images (default: {DEFAULT_TILE} above a "
+                                    f"{AUTO_TILE_LONG_SIDE}px long side; 0 = never).")
+    overlap: int = option(DEFAULT_OVERLAP, "Pixels shared by neighbouring tiles, blended smoothly.")
+    temporal_blend: float = option(0.0, "Video: blend up to this share of the previous output where the input did "
+                                        "not change (0 = off).")
+    input_hold: float = option(0.0, "Video: an input pixel passes to the net only once it moves more than this many "
+                                    "grey levels (0 = off; 3 steadies a still camera's codec noise).")
+    video_batch: int = option(1, "Video: frames per inference call.", min=1)
+    strength: float = option(1.0, "Style strength: 1 full style, 0 the photo (a blend between).")
+
+    def check(self) -> None:
+        if self.tile:
+            check_tiling(self.tile, self.overlap)
+        check_blend(self.temporal_blend)
+        check_hold(self.input_hold)
+
+
+@expand_options
 def stylize(
     inputs: Annotated[list[str], typer.Argument(help="Images, videos, folders or glob patterns.")],
     model: Annotated[list[Path], typer.Option(help="Model (.onnx or .engine); repeat to chain models in order.")],
+    settings: StylizeOptions,
+    backend_options: BackendOptions,
     out: Annotated[Path, typer.Option(help="Output folder, or one output file for a single input.")] = Path("stylized"),
-    max_side: Annotated[int | None, typer.Option(help="Downscale inputs so the long side is at most this.")] = None,
-    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime for .onnx), onnxruntime, openvino (x86 CPUs, "
-                                              "Intel GPUs/NPUs) or tensorrt.")] = "auto",
-    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order; with --backend "
-                                                            "openvino its device (CPU, GPU, NPU, AUTO).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
-    openvino_precision: Annotated[str, typer.Option(help="--backend openvino on a CPU: f32 (the graph's own "
-                                                         "precision), bf16, or auto (bf16 where measured faster; "
-                                                         "lower parity).")] = "f32",
     gallery: Annotated[Path | None, typer.Option(help="Also write a side-by-side PNG of inputs and outputs.")] = None,
     gallery_style: Annotated[Path | None, typer.Option(help="Style image to show atop the gallery.")] = None,
-    allow_huge: Annotated[bool, typer.Option(help="Lift Pillow's decompression-bomb limit.")] = False,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
-    tile: Annotated[int | None, typer.Option(
-        help=f"Tile size for large images (default: {DEFAULT_TILE} above a {AUTO_TILE_LONG_SIDE}px long side; "
-             "0 = never).")] = None,
-    overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring tiles, blended smoothly.")] = DEFAULT_OVERLAP,
-    temporal_blend: Annotated[float, typer.Option(help="Video: blend up to this share of the previous output "
-                                                       "where the input did not change (0 = off).")] = 0.0,
-    input_hold: Annotated[float, typer.Option(help="Video: an input pixel passes to the net only once it moves "
-                                                   "more than this many grey levels (0 = off; 3 steadies a still "
-                                                   "camera's codec noise).")] = 0.0,
-    video_batch: Annotated[int, typer.Option(min=1, help="Video: frames per inference call.")] = 1,
-    strength: Annotated[float, typer.Option(help="Style strength: 1 full style, 0 the photo (a blend between).")] = 1.0,
 ) -> None:
     """Stylize images and videos with an exported model; continues past bad files and sums up at the end."""
-    if tile:
-        check_tiling(tile, overlap)
-    check_blend(temporal_blend)
-    check_hold(input_hold)
-    stylizer = Stylizer(model, backend=backend, providers=provider, threads=threads, strength=strength,
-                        openvino_precision=openvino_precision)
+    settings.check()
+    stylizer = Stylizer(model, strength=settings.strength, options=backend_options)
     jobs = plan_outputs(expand_inputs(inputs), out, stylizer.style)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     failures: list[tuple[Path, str]] = []
@@ -193,9 +199,7 @@ def stylize(
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("stylize", total=len(jobs), detail="")
-            run = Run(stylizer, model, console, lambda text: bar.update(task, detail=text), max_side=max_side,
-                      allow_huge=allow_huge, quality=quality, tile=tile, overlap=overlap,
-                      temporal_blend=temporal_blend, input_hold=input_hold, video_batch=video_batch)
+            run = Run(stylizer, model, console, lambda text: bar.update(task, detail=text), settings)
             for job in jobs:
                 try:
                     if job.is_video:
@@ -232,23 +236,17 @@ class Run:
     models: list[Path]  # one, or a chain run in order
     console: Console
     status: Callable[[str], None]  # a short progress note beside the bar
-    max_side: int | None = None
-    allow_huge: bool = False
-    quality: int = 95
-    tile: int | None = None
-    overlap: int = DEFAULT_OVERLAP
-    temporal_blend: float = 0.0
-    input_hold: float = 0.0
-    video_batch: int = 1
+    settings: StylizeOptions = field(default_factory=StylizeOptions)
 
     def image(self, job: Job) -> tuple[np.ndarray, np.ndarray]:
         """Stylize and save one image; returns (input, output) for the gallery."""
-        image = load_image(job.source, allow_huge=self.allow_huge)
-        rgb = resize_max_side(image.rgb, self.max_side)
-        alpha = None if image.alpha is None else resize_max_side(image.alpha, self.max_side)
-        result = run_image(self.stylizer, rgb, self.tile, self.overlap,
+        settings = self.settings
+        image = load_image(job.source, allow_huge=settings.allow_huge)
+        rgb = resize_max_side(image.rgb, settings.max_side)
+        alpha = None if image.alpha is None else resize_max_side(image.alpha, settings.max_side)
+        result = run_image(self.stylizer, rgb, settings.tile, settings.overlap,
                            progress=lambda n, total: self.status(f"{job.source.name} tile {n}/{total}"))
-        save_image(job.dest, result, alpha, quality=self.quality)
+        save_image(job.dest, result, alpha, quality=settings.quality)
         if image.note:
             self.console.print(f"{job.source}: {image.note}", markup=False)
         return rgb, result
@@ -260,9 +258,10 @@ class Run:
             fps = n / max(time.perf_counter() - started, 1e-9)
             self.status(f"{job.source.name} frame {n}/{total or '?'} {fps:.1f} fps")
 
-        report = stylize_video(job.source, job.dest, frame_runner(self.stylizer, self.tile, self.overlap),
-                               batch=self.video_batch, temporal_blend=self.temporal_blend,
-                               input_hold=self.input_hold, progress=frames_done,
+        settings = self.settings
+        report = stylize_video(job.source, job.dest, frame_runner(self.stylizer, settings.tile, settings.overlap),
+                               batch=settings.video_batch, temporal_blend=settings.temporal_blend,
+                               input_hold=settings.input_hold, progress=frames_done,
                                model_meta=model_summary(self.stylizer, self.models))
         self.console.print(video_summary(report), markup=False)
         return report
@@ -285,6 +284,23 @@ def video_summary(report: VideoReport) -> str:
             f"report {report.output}.json")
 
 
-def info(artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model, engine or report.")]) -> None:
-    """Print an artifact's metadata (style, architecture, precision, hashes, versions) as JSON."""
-    typer.echo(json.dumps(read_metadata(artifact), indent=2, sort_keys=True))
+def info(artifact: Annotated[Path | None, typer.Argument(
+        help="Checkpoint, ONNX model, engine or report; none: the format table.")] = None) -> None:
+    """Print an artifact's metadata (style, architecture, precision, hashes, versions) as JSON, or without one
+    the format table: each file kind, the backends that run it and whether each is installed here."""
+    if artifact is not None:
+        typer.echo(json.dumps(read_metadata(artifact), indent=2, sort_keys=True))
+        return
+    table = Table("file kind", "suffixes", "backends (default first)", "metadata", box=None)
+    for kind in FILE_KINDS.values():
+        table.add_row(kind.name, " ".join(kind.suffixes), ", ".join(kind.backends) or "-", kind.metadata)
+    engines = Table("backend", "label", "runs", "here", "install", box=None)
+    for name, row in BACKENDS.items():
+        why = backend_class(name).unavailable()
+        engines.add_row(*(escape(cell) for cell in (name, row.label, row.summary,
+                                                     (why or "installed").removeprefix("skipped: "),
+                                                     f"pip install 'stylecast[{row.extra}]'")))
+    console = Console(highlight=False, soft_wrap=True, width=200)
+    console.print(table)
+    console.print()
+    console.print(engines)

@@ -1,5 +1,8 @@
-"""The one table of artifact formats and precisions (after Ultralytics' ``export_formats()``): export, the
-backends, the bench gate and Triton read it, so adding a precision or a file kind is one row here.
+"""The one table of artifact formats, backends and precisions (after Ultralytics' ``export_formats()``).
+
+Export, `stylize`, `serve`, `info`, the bench, the compression pipeline's latency loop and Triton all loop over
+these rows, so adding a precision, a file kind or a backend is one row here (a backend also needs its module in
+``runtime/backends/``, imported only when a file is opened with it).
 
 Parity floors are against PyTorch eager fp32 on real photos (worst photo). TensorRT needs no column: it
 builds every precision strongly typed, taking fp16 tensors and int8 Q/DQ from the graph itself.
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.params import option
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,33 @@ EXPORTED = tuple(name for name, p in PRECISIONS.items() if p.exported)
 
 
 @dataclass(frozen=True)
+class BackendRow:
+    """One inference engine: how to open it (lazily), and how the CLI, the bench and reports name it."""
+
+    name: str  # the --backend value and the metadata's backend name
+    target: str  # "module:Class" of its Backend, imported only when a file is opened with it
+    label: str  # the bench's format column and the compression reports' engine label ("ONNX Runtime")
+    short: str  # the label in narrow tables ("ORT fp32")
+    summary: str  # what it runs on, for --help
+    extra: str  # the pip extra that installs it
+
+
+BACKENDS = {b.name: b for b in (
+    BackendRow("onnxruntime", "stylecast.runtime.backends.onnxruntime:OnnxRuntimeBackend", "ONNX Runtime", "ORT",
+               "CPU, CUDA or its TensorRT provider", "cpu"),
+    BackendRow("openvino", "stylecast.runtime.backends.openvino:OpenVinoBackend", "OpenVINO", "OpenVINO",
+               "x86 CPUs, Intel GPUs and NPUs", "openvino"),
+    BackendRow("tensorrt", "stylecast.runtime.backends.tensorrt:TensorRTBackend", "TensorRT", "TensorRT",
+               "engines built by `stylecast build-engine`", "gpu"),
+)}
+
+
+@dataclass(frozen=True)
 class FileKind:
     name: str  # the metadata's stylecast.format
     suffixes: tuple[str, ...]
-    backends: tuple[str, ...]  # the runtime backends that run it; the first is the default (--backend auto)
-    metadata: str  # where its metadata lives
+    backends: tuple[str, ...]  # rows of BACKENDS that run it; the first is the default (--backend auto)
+    metadata: str  # "module:function" that reads its metadata as string pairs
     triton: tuple[str, str] | None = None  # Triton's platform and the file name it expects in a model version
 
     @property
@@ -55,13 +81,44 @@ class FileKind:
 
 
 FILE_KINDS = {k.name: k for k in (
-    FileKind("model", (".safetensors",), (), "safetensors header"),
+    FileKind("model", (".safetensors",), (), "stylecast.runtime.artifacts:safetensors_metadata"),
     # ONNX Runtime stays the default; OpenVINO runs the same files (fp32, fp16, int8 QDQ), faster on x86 CPUs.
-    FileKind("onnx", (".onnx",), ("onnxruntime", "openvino"), "ONNX metadata_props",
+    FileKind("onnx", (".onnx",), ("onnxruntime", "openvino"), "stylecast.runtime.artifacts:onnx_metadata",
              ("onnxruntime_onnx", "model.onnx")),
-    FileKind("tensorrt-engine", (".engine", ".plan"), ("tensorrt",), "JSON sidecar <file>.json",
+    FileKind("tensorrt-engine", (".engine", ".plan"), ("tensorrt",), "stylecast.runtime.artifacts:sidecar_metadata",
              ("tensorrt_plan", "model.plan")),
 )}
+ONNX = FILE_KINDS["onnx"].name
+ENGINE_FORMAT = FILE_KINDS["tensorrt-engine"].name
+
+
+def register(kind: FileKind | None = None, backend: BackendRow | None = None) -> None:
+    """Add a row (a plug-in's file kind or backend) at run time, before any command reads the table."""
+    if backend is not None:
+        BACKENDS[backend.name] = backend
+    if kind is not None:
+        FILE_KINDS[kind.name] = kind
+
+
+def backend_help() -> str:
+    """--backend's help, from the table."""
+    rows = "; ".join(f"{b.name} ({b.summary})" for b in BACKENDS.values())
+    return f"auto (each file's default backend) or one of: {rows}."
+
+
+@dataclass
+class BackendOptions:
+    """How a model is opened: the one option group `stylize`, `serve` and `bench` share."""
+
+    backend: str = option("auto", backend_help)  # read when a command is built: rows added by then show
+    provider: list[str] | None = option(None, "ONNX Runtime provider(s), in order; with --backend openvino its "
+                                              "device (CPU, GPU, NPU, AUTO).")
+    threads: int | None = option(None, "Inference threads (default: the backend's choice).")
+    openvino_precision: str = option("f32", "--backend openvino on a CPU: f32 (the graph's own precision), bf16, "
+                                            "or auto (bf16 where measured faster; lower parity).")
+    # Idle inference threads spin between calls by default (lowest latency); the bench turns it off so a format's
+    # idle threads do not steal the cores from the next format in the round.
+    spin: bool = option(True, cli=False)
 
 
 def kind_of(suffix: str) -> FileKind | None:

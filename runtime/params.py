@@ -21,8 +21,10 @@ import typer
 OVERRIDES = "overrides"  # the Annotated marker for "only what the user gave"
 
 
-def option(default: Any = None, help: str = "", *decls: str, cli: bool = True, **typer_kwargs: Any) -> Any:
-    """A dataclass field that is also a command-line option: its ``help``, optional flag ``decls`` (such as
+def option(default: Any = None, help: str | Callable[[], str] = "", *decls: str, cli: bool = True,
+           **typer_kwargs: Any) -> Any:
+    """A dataclass field that is also a command-line option: its ``help`` (or a function giving it when the
+    command is built, for help read from a table that may still grow), optional flag ``decls`` (such as
     ``"--compile/--no-compile"``) and any other ``typer.Option`` argument; ``cli=False`` keeps it off the
     command line (set by code or presets only)."""
     metadata = {"help": help, "decls": decls, "cli": cli, "typer": typer_kwargs}
@@ -61,7 +63,8 @@ def _parameters(cls: type, overrides: bool) -> list[inspect.Parameter]:
         default = field_default(field)
         if overrides:
             kind, default = kind | None, None
-        info = typer.Option(*field.metadata.get("decls", ()), help=field.metadata.get("help") or None,
+        text = field.metadata.get("help")
+        info = typer.Option(*field.metadata.get("decls", ()), help=(text() if callable(text) else text) or None,
                             **field.metadata.get("typer", {}))
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=Annotated[kind, info]))

@@ -9,6 +9,7 @@ import numpy as np
 
 from stylecast.runtime.backends import Backend, load_backend
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import BackendOptions
 from stylecast.runtime.images import resize_max_side
 
 
@@ -24,14 +25,15 @@ class Stylizer:
 
     def __init__(self, model: Path | str | list[Path | str], backend: str = "auto",
                  providers: list[str] | None = None, threads: int | None = None, strength: float = 1.0,
-                 openvino_precision: str = "f32") -> None:
+                 options: BackendOptions | None = None) -> None:
+        """``options`` (the CLI's backend option group) replaces ``backend``, ``providers`` and ``threads``."""
         models = model if isinstance(model, list) else [model]
         if not models:
             raise StylecastError("no model given; pass --model PATH (repeat it to chain models)")
         if not 0.0 <= strength <= 1.0:
             raise StylecastError(f"--strength {strength}: must be between 0 (the photo) and 1 (full style)")
-        self.backends: list[Backend] = [load_backend(Path(m), backend, providers, threads, openvino_precision)
-                                        for m in models]
+        options = options or BackendOptions(backend=backend, provider=providers, threads=threads)
+        self.backends: list[Backend] = [load_backend(Path(m), options) for m in models]
         self.backend = self.backends[0]
         self.strength = strength
         self.min_side = max(min_side(b.metadata) for b in self.backends)
@@ -67,6 +69,16 @@ class Stylizer:
             return list(to_uint8(batch))
         return [self.stylize_batch([im], [s])[0] for im, s in zip(images, strengths, strict=True)]
 
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+    def __enter__(self) -> Stylizer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """The models alone, in order: float32 NCHW RGB in [0, 255] in and out (what a Triton model computes)."""
         for backend in self.backends:
@@ -80,8 +92,8 @@ MIN_SIDE = 16
 
 
 def min_side(metadata: dict[str, str]) -> int:
-    """The smallest side a model runs: MIN_SIDE, or more where the net reflect-pads its input (issue 14's
-    ``input_pad``), since a reflection needs a side longer than the padding."""
+    """The smallest side a model runs: MIN_SIDE, or more where the net reflect-pads its input (``input_pad``),
+    since a reflection needs a side longer than the padding."""
     try:
         pad = int(json.loads(metadata.get("arch", "{}")).get("input_pad", 0))
     except (ValueError, TypeError, AttributeError):  # a foreign arch string: nothing says the net pads

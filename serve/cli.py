@@ -16,9 +16,12 @@ from typing import Annotated
 import typer
 
 from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import BACKENDS, BackendOptions
+from stylecast.runtime.params import expand_options
 from stylecast.serve.limits import API_KEY_ENV, require_key_off_loopback
 
-MISSING = "stylecast serve needs its extra: pip install 'stylecast[serve,cpu]' (or [serve,gpu], [serve,openvino])"
+MISSING = ("stylecast serve needs its extra and a backend's: pip install 'stylecast[serve,cpu]' (or "
+           f"{', '.join(f'[serve,{row.extra}]' for row in BACKENDS.values() if row.extra != 'cpu')})")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -34,8 +37,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+@expand_options
 def serve(
     model: Annotated[list[Path], typer.Option(help="Exported model (.onnx or .engine); repeat to serve several.")],
+    backend_options: BackendOptions,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed at start).")] = 8000,
     api_key: Annotated[str | None, typer.Option(envvar=API_KEY_ENV, show_default=False,
@@ -53,9 +58,6 @@ def serve(
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width x height): 413 above.")] = 25_000_000,
     styles_dir: Annotated[Path, typer.Option(help="Where the page finds each style's painting (<style>.jpg).")] = Path(
         "styles"),
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime, openvino or tensorrt.")] = "auto",
-    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s), in order.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: backend's choice).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log).")] = "info",
 ) -> None:
     """Serve models over HTTP: KServe v2 / Triton protocol under /v2, /v1/stylize, a web page at /, /metrics."""
@@ -65,7 +67,7 @@ def serve(
     from stylecast.serve.app import Settings, create_app
     from stylecast.serve.models import ModelSet
 
-    models = ModelSet(model, styles_dir, backend=backend, providers=provider, threads=threads)
+    models = ModelSet(model, styles_dir, backend_options)
     settings = Settings(batch_window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue, timeout_s=timeout,
                         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels, api_key=api_key,
                         cors_origins=tuple(cors_origin or ()))

@@ -13,7 +13,7 @@ import numpy as np
 
 from stylecast.runtime.cli import run_image
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import FILE_KINDS, kind_of, triton_model_name
+from stylecast.runtime.formats import FILE_KINDS, ONNX, BackendOptions, kind_of, triton_model_name
 from stylecast.runtime.images import encode_image, load_image, resize_long_side
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP
@@ -39,7 +39,7 @@ class ServedModel:
     @property
     def platform(self) -> str:
         kind = kind_of(self.path.suffix)
-        return (kind or FILE_KINDS["onnx"]).triton[0]
+        return (kind or FILE_KINDS[ONNX]).triton[0]
 
     def describe(self) -> dict:
         return {"name": self.style, "model": self.name, "precision": self.stylizer.precision,
@@ -58,8 +58,7 @@ def thumbnail(styles_dir: Path, style: str) -> bytes | None:
 class ModelSet:
     """Every ``--model``, each its own Stylizer (a server serves models side by side; it does not chain them)."""
 
-    def __init__(self, paths: list[Path], styles_dir: Path, backend: str = "auto",
-                 providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(self, paths: list[Path], styles_dir: Path, options: BackendOptions | None = None) -> None:
         if not paths:
             raise StylecastError("no model given; pass --model PATH (repeat it to serve several)")
         self.models: dict[str, ServedModel] = {}
@@ -70,7 +69,7 @@ class ModelSet:
             if not NAME.fullmatch(name):
                 raise StylecastError(f"{path}: {name!r} is not a usable model name (letters, digits, _ and -); "
                                      "rename the file")
-            stylizer = Stylizer(Path(path), backend=backend, providers=providers, threads=threads)
+            stylizer = Stylizer(Path(path), options=options)
             self.models[name] = ServedModel(name, Path(path), stylizer, thumbnail(styles_dir, stylizer.style))
 
     def by_name(self, name: str) -> ServedModel:

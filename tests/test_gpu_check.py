@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from stylecast.benchmarks import gpu_check
+from stylecast.export import gpu_check
 from stylecast.runtime.backends.cuda_device import gpu_identity
 
 
 def test_without_cuda_one_line_and_exit_77(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, "-m", "stylecast.benchmarks.gpu_check", "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "stylecast.export.gpu_check", "--out", str(tmp_path)],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == gpu_check.SKIPPED == 77
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("gpu-check: skipped: no CUDA device")

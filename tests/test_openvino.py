@@ -97,9 +97,9 @@ def test_onnx_files_have_two_backends_and_ort_stays_default(tiny_exports):
     with pytest.raises(StylecastError, match="no backend for '.safetensors' files with --backend openvino"):
         load_backend(tiny_exports["checkpoint"], backend="openvino")
     with pytest.raises(StylecastError, match="OpenVINO device 'NOPE' not available here; available: CPU"):
-        load_backend(tiny_exports["fp32"], backend="openvino", providers=["NOPE"])
+        load_backend(tiny_exports["fp32"], backend="openvino", provider=["NOPE"])
     with pytest.raises(StylecastError, match="--openvino-precision bf16: sets the CPU's inference precision; the AUTO"):
-        load_backend(tiny_exports["fp32"], backend="openvino", providers=["AUTO"], openvino_precision="bf16")
+        load_backend(tiny_exports["fp32"], backend="openvino", provider=["AUTO"], openvino_precision="bf16")
 
 
 def test_stylizer_runs_on_openvino(tiny_exports):
@@ -179,12 +179,12 @@ def test_precision_hint_is_measured_once_per_machine_and_cached(tiny_exports, tm
 
 def test_export_report_gets_openvino_parity(tiny_exports):
     from stylecast.export import parity
-    from stylecast.export.pipeline import openvino_parity
+    from stylecast.export.pipeline import other_backends_parity
     from stylecast.train.checkpoint import load_model
 
     reference = parity.Reference(load_model(tiny_exports["checkpoint"]).model, parity.parity_images(DATA / "photos"))
     for precision in ("fp32", "int8"):
-        entry = openvino_parity(reference, tiny_exports[precision], precision, ((48, 48), (37, 53)), lambda _: None)
+        entry = other_backends_parity(reference, tiny_exports[precision], precision, ((48, 48), (37, 53)), lambda _: None)
         assert entry["openvino"]["passed"], entry
         assert [row["height"] for row in entry["openvino"]["parity"]] == [48, 37]
         assert entry["openvino"]["precision_hint"] == "f32"

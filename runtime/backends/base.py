@@ -1,23 +1,63 @@
-"""The small interface every runtime format implements."""
+"""The one interface every inference engine implements: the runtime stylizes with it, the bench times it, and
+export and the bench compare its outputs."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from stylecast.runtime.formats import BackendOptions
+
+
+@dataclass(frozen=True)
+class Stages:
+    """One call split into upload, compute and download, where a device engine can time them apart."""
+
+    h2d_ms: float
+    compute_ms: float
+    d2h_ms: float
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way the bench runs a file on a backend: a row of its table (an execution provider, an inference
+    precision). ``status`` says why it cannot run here; None means it can."""
+
+    engine: str
+    precision: str
+    options: BackendOptions
+    status: str | None = None
 
 
 class Backend(ABC):
     """One model file on one inference engine.
 
-    ``run`` takes float32 NCHW RGB in [0, 255] and returns the same layout, already clamped.
+    ``run`` takes float32 NCHW RGB in [0, 255] and returns the same layout, already clamped. A backend is a
+    context manager: leaving it frees its sessions, engines and device memory (``close``).
     """
 
     name: str = "backend"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: Path, options: BackendOptions) -> Backend:
+        """The backend for ``path`` under the shared options (the registry's one constructor)."""
+        return cls(path)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this engine cannot run on this machine (not installed, no device), or None."""
+        return None
+
+    @classmethod
+    def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:
+        """The bench's rows for one file: by default one, the file at its own precision."""
+        return [Variant("default", precision, options)]
 
     @property
     @abstractmethod
@@ -27,5 +67,28 @@ class Backend(ABC):
     @abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def run_staged(self, batch: np.ndarray) -> tuple[np.ndarray, Stages | None]:
+        """``run``, with its stages timed apart where the engine can (device engines); None on the host."""
+        return self.run(batch), None
+
+    def warmup(self, shape: tuple[int, ...], calls: int = 1) -> None:
+        """Run ``calls`` times on a zero batch of ``shape``: kernels chosen, memory set up, shapes compiled."""
+        batch = np.zeros(shape, np.float32)
+        for _ in range(calls):
+            self.run(batch)
+
+    def details(self) -> dict[str, str]:
+        """Settings this engine chose for itself (an inference-precision hint and why), for reports."""
+        return {}
+
     def describe(self) -> str:
         return self.name
+
+    def close(self) -> None:  # noqa: B027 - engines that hold nothing beyond Python objects need no close
+        """Free what the engine holds; the object is not used afterwards."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

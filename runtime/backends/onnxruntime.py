@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from stylecast.runtime.artifacts import onnx_metadata, require
-from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.backends.base import Backend, Stages, Variant
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import INPUT, TRT_PROFILE
+from stylecast.runtime.formats import INPUT, TRT_PROFILE, BackendOptions
+from stylecast.runtime.timing import elapsed_ms
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+# Providers that run no local graph (Azure calls remote endpoints): a bench row for them would time CPU twice.
+NOT_ENGINES = {"AzureExecutionProvider"}
+DEVICE_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+NO_SPINNING = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
 
 def import_ort() -> ModuleType:
     return import_optional("onnxruntime", "ONNX Runtime is not installed: pip install onnxruntime "
                                           "(or onnxruntime-gpu via 'stylecast[gpu]')")
+
+
+def engine_providers() -> list[str]:
+    """The providers that run the graph on this machine, in ONNX Runtime's order."""
+    return [p for p in import_ort().get_available_providers() if p not in NOT_ENGINES]
+
+
+def short_name(provider: str) -> str:
+    return provider.removesuffix("ExecutionProvider")
 
 
 def choose_providers(available: list[str], requested: list[str] | None) -> list[str]:
@@ -73,6 +89,10 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StylecastError(f"{path}: ONNX Runtime cannot load this model ({first}); "
                                  "re-export it with `stylecast export`") from exc
+        used = self.session.get_providers()[0]
+        if providers and used != providers[0]:  # the provider failed to start: never pass CPU off as it
+            raise StylecastError(f"{path}: ONNX Runtime fell back from {providers[0]} to {used}; check that "
+                                 f"{short_name(providers[0])}'s libraries load, or choose another --provider")
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise StylecastError(f"{path}: expected one NCHW image input, found {[i.shape for i in inputs]}")
@@ -82,9 +102,47 @@ class OnnxRuntimeBackend(Backend):
         self.run_options = ort.RunOptions()
         self.run_options.log_severity_level = 4
 
+    @classmethod
+    def open(cls, path: Path, options: BackendOptions) -> OnnxRuntimeBackend:
+        return cls(path, providers=options.provider, threads=options.threads,
+                   config=None if options.spin else NO_SPINNING)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            import_ort()
+        except StylecastError:
+            return "skipped: ONNX Runtime not installed (pip install 'stylecast[cpu]')"
+        return None
+
+    @classmethod
+    def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:
+        """One row per execution provider this machine has (or the ones asked for)."""
+        chosen = options.provider or engine_providers()
+        return [Variant(short_name(p), precision, replace(options, backend=cls.name, provider=[p])) for p in chosen]
+
     @property
     def metadata(self) -> dict[str, str]:
         return self._meta
+
+    def run_staged(self, batch: np.ndarray) -> tuple[np.ndarray, Stages | None]:
+        """On a GPU provider, IO binding splits the copies from the compute; each ORT call returns once done."""
+        if self.session.get_providers()[0] not in DEVICE_PROVIDERS:
+            return self.run(batch), None
+        ort, session = import_ort(), self.session
+        start = time.perf_counter_ns()
+        device_in = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(batch, np.float32), "cuda", 0)
+        uploaded = time.perf_counter_ns()
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, device_in)
+        binding.bind_output(session.get_outputs()[0].name, "cuda", 0)
+        session.run_with_iobinding(binding)
+        computed = time.perf_counter_ns()
+        out = binding.copy_outputs_to_cpu()[0]
+        return out, Stages((uploaded - start) / 1e6, (computed - uploaded) / 1e6, elapsed_ms(computed))
+
+    def close(self) -> None:
+        self.session = None  # with it goes the memory arena
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:

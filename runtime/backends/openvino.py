@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import statistics
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from stylecast.runtime.artifacts import onnx_metadata, package_version, require
-from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.backends.base import Backend, Variant
 from stylecast.runtime.errors import StylecastError, import_optional
+from stylecast.runtime.formats import BackendOptions
 from stylecast.runtime.machine import class_id, fingerprint
 from stylecast.runtime.probes import FASTER_BELOW, cached_probe
 from stylecast.runtime.timing import timed_ms
@@ -143,9 +145,43 @@ class OpenVinoBackend(Backend):
         self.hint, self.hint_reason = cpu_precision(ov, self.core, precision, threads) if device == "CPU" else (None, "")
         self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
 
+    @classmethod
+    def open(cls, path: Path, options: BackendOptions) -> OpenVinoBackend:
+        """``--provider`` names OpenVINO's device (CPU by default), ``--openvino-precision`` the CPU's precision."""
+        return cls(path, device=options.provider[0] if options.provider else "CPU", threads=options.threads,
+                   precision=options.openvino_precision)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            import_openvino()
+        except StylecastError:
+            return "skipped: OpenVINO not installed (pip install 'stylecast[openvino]')"
+        return None
+
+    @classmethod
+    def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:
+        """The file at its own precision on the CPU, and (fp32 and int8 files) with the bf16 inference precision
+        for its float ops: a row of its own (an fp32 file's is then bf16, judged by the bf16 floor), never passed
+        off as the file's own precision."""
+        cpu = replace(options, backend=cls.name, provider=["CPU"])
+        rows = [Variant("CPU", precision, replace(cpu, openvino_precision="f32"))]
+        if precision in ("fp32", "int8"):
+            status = None if has_bf16_kernels(import_openvino().Core()) else \
+                "skipped: OpenVINO runs no bf16 kernels on this CPU"
+            rows.append(Variant("CPU bf16", "bf16" if precision == "fp32" else precision,
+                                replace(cpu, openvino_precision="bf16"), status))
+        return rows
+
     @property
     def metadata(self) -> dict[str, str]:
         return self._meta
+
+    def details(self) -> dict[str, str]:
+        return {"precision_hint": self.hint, "hint_reason": self.hint_reason} if self.hint else {}
+
+    def close(self) -> None:
+        self._compiled.clear()  # the compiled model of every shape
 
     def request(self, shape: tuple[int, ...]) -> object:
         """The infer request compiled for ``shape``, compiling it (and evicting the oldest) when new."""

@@ -14,13 +14,10 @@ from types import ModuleType
 import numpy as np
 
 from stylecast.runtime.artifacts import FORMAT_KEY, read_sidecar, require, sidecar_path
-from stylecast.runtime.backends.base import Backend
+from stylecast.runtime.backends.base import Backend, Variant
 from stylecast.runtime.backends.cuda_device import CudaDevice, open_device
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import FILE_KINDS
-
-ENGINE_FORMAT = FILE_KINDS["tensorrt-engine"].name
-
+from stylecast.runtime.formats import ENGINE_FORMAT, BackendOptions
 
 Shape = tuple[int, int, int, int]
 # `stylecast build-engine`'s default profile (--min/--opt/--max): square ends, so portrait and landscape photos
@@ -157,6 +154,18 @@ class TensorRTBackend(Backend):
         self.profile = Profile(*(tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0)))
         self._buffers: dict[str, tuple[int, np.ndarray]] = {}
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            import_tensorrt()
+        except StylecastError:
+            return "skipped: TensorRT not installed"
+        return None
+
+    @classmethod
+    def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:
+        return [Variant("engine", precision, options)]
+
     @property
     def metadata(self) -> dict[str, str]:
         return {k: v if isinstance(v, str) else str(v) for k, v in self.sidecar.items()}
@@ -194,7 +203,9 @@ class TensorRTBackend(Backend):
         return f"tensorrt {self.sidecar.get('tensorrt_version')} {self.sidecar.get('precision')}"
 
     def close(self) -> None:
-        """Free the buffers, then the TensorRT objects, then the stream/context they ran on (in that order)."""
+        """Free the buffers, then the TensorRT objects, then the stream/context they ran on (in that order); once."""
+        if self.engine is None:
+            return
         for pointer, host in self._buffers.values():
             self.device.free(pointer)
             self.device.free(host.ctypes.data)

@@ -8,7 +8,7 @@ Writes ``gpu-check.json`` and ``gpu-check.md``. Without a CUDA device it prints 
 (automake's "skipped"), so a CPU machine can run it anywhere.
 
 Needs only torch (CUDA), numpy, Pillow, onnx and onnxruntime besides the project, installed with
-``pip install --no-deps --no-build-isolation -e .`` (see README, "GPU acceptance run").
+``pip install --no-deps --no-build-isolation -e .`` (see the docs, "TensorRT and Jetson").
 """
 
 from __future__ import annotations
@@ -136,9 +136,13 @@ def _parity_batches() -> list[np.ndarray]:
 
 
 def _worst_psnr(reference: Callable[[np.ndarray], np.ndarray], test: Callable[[np.ndarray], np.ndarray]) -> float:
-    from stylecast.runtime.metrics import psnr
+    """The project's one comparator over the parity photos: the worst PSNR of ``test`` against ``reference``."""
+    from stylecast.runtime.metrics import Comparison
 
-    return min(psnr(reference(batch), test(batch)) for batch in _parity_batches())
+    compared = Comparison()
+    for batch in _parity_batches():
+        compared.extend(reference(batch), test(batch))
+    return compared.psnr_min
 
 
 def _exports() -> dict[str, Path]:
