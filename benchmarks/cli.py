@@ -12,8 +12,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from stylecast.runtime.artifacts import slug
+from stylecast.runtime.formats import BackendOptions
 from stylecast.runtime.machine import usable_cores
 from stylecast.runtime.options import need_torch
+from stylecast.runtime.params import expand_options
 
 QUICK_RESOLUTIONS = ["256"]
 FULL_RESOLUTIONS = ["256", "512", "1080p"]
@@ -95,15 +97,16 @@ def _gate(result: dict, check: Path, config, confirm: int, progress, console: Co
     return result, problems
 
 
+@expand_options
 def bench(
+    *,
     models: Annotated[list[Path] | None, typer.Option("--models", help="Checkpoints or folders (default: models/).")] = None,
     artifacts: Annotated[Path, typer.Option(help="Exports: <artifacts>/<name>/*.onnx, *.engine.")] = Path("artifacts"),
     photos: Annotated[Path, typer.Option(help="Real photos for inputs and parity.")] = Path("benchmarks/photos"),
     resolution: Annotated[list[str] | None,
                           typer.Option(help="256, WIDTHxHEIGHT or 1080p; repeat (default 256, 512, 1080p).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]: where PyTorch runs.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="CPU threads for every engine (default: all usable cores).")] = None,
-    provider: Annotated[list[str] | None, typer.Option(help="ONNX Runtime provider(s) (default: all available).")] = None,
+    options: BackendOptions,
     quick: Annotated[bool, typer.Option(help="CI size: 256² only, short timing, no torch.compile.")] = False,
     budget: Annotated[float | None, typer.Option(help="Seconds of timed rounds per model and resolution.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for <name>.json, .md and .png.")] = Path("benchmarks/results"),
@@ -119,13 +122,19 @@ def bench(
     confirm: Annotated[int, typer.Option(help="Re-measure rows that look slower than the baseline up to this many "
                                               "times before calling them regressions.")] = 2,
 ) -> None:
-    """Benchmark every model variant x format x precision x resolution against PyTorch eager fp32."""
+    """Benchmark every model variant x format x precision x resolution against PyTorch eager fp32.
+
+    --backend auto (the default) times every backend of the format table, --backend NAME only that one (beside \
+the PyTorch eager baseline); --provider narrows the execution providers a backend offers; --threads applies to \
+every engine and to PyTorch (default here: all usable cores)."""
     need_torch("export")
     from dataclasses import replace
 
     from stylecast.benchmarks import gate, report, suite, timing
-    from stylecast.benchmarks.torch_runner import default_modes
+    from stylecast.benchmarks.torch_backend import BASELINE, default_modes
     from stylecast.train.trainer import pick_device
+
+    suite.selected_backends(options)  # an unknown --backend fails before minutes of timing
 
     if check is not None:  # a bad baseline fails before minutes of timing, not after
         for path in sorted(check.glob("*.json")) if check.is_dir() else [check]:
@@ -135,7 +144,9 @@ def bench(
     torch_device = pick_device(device)
     modes = default_modes(torch_device)
     skip = {}
-    if quick:
+    if options.backend != "auto":  # one backend's rows: PyTorch gives the baseline only
+        modes = [BASELINE]
+    elif quick:
         modes.remove("compile")
         skip["compile"] = "skipped: --quick leaves out torch.compile (its build takes minutes on small CPUs)"
     policy = timing.QUICK if quick else timing.FULL
@@ -144,8 +155,8 @@ def bench(
     resolutions = [suite.Resolution.parse(r) for r in resolution or (QUICK_RESOLUTIONS if quick else FULL_RESOLUTIONS)]
     config = suite.BenchConfig(
         models=models or [Path("models")], artifacts=artifacts, photos=photos, resolutions=resolutions,
-        device=torch_device, threads=threads or usable_cores(), policy=policy, torch_modes=modes, skip_modes=skip,
-        providers=provider, peak_seconds=0.5 if quick else 1.5,
+        device=torch_device, threads=options.threads or usable_cores(), policy=policy, torch_modes=modes,
+        skip_modes=skip, options=options, peak_seconds=0.5 if quick else 1.5,
     )
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # CI logs: no squeezed table
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),

@@ -1,6 +1,6 @@
-"""What exists to benchmark: model variants, their exported files, providers and engines.
+"""What exists to benchmark: model variants and their exported files, of every file kind the format table runs.
 
-Nothing is configured by hand, so a new precision, student or provider shows up by itself.
+Nothing is configured by hand, so a new precision, student or file kind shows up by itself.
 Each exported file is matched to its checkpoint by its metadata (``source_checkpoint``), and
 refused when its ``source_sha256`` says it came from an older version of that checkpoint.
 """
@@ -10,12 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylecast.runtime.artifacts import read_metadata, require, sha256_file
-from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT
+from stylecast.runtime.artifacts import onnx_metadata, read_metadata, require, sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import FILE_KINDS
-
-ENGINE_SUFFIXES = FILE_KINDS[ENGINE_FORMAT].suffixes
+from stylecast.runtime.formats import FILE_KINDS, ONNX, kind_of
 
 
 @dataclass
@@ -23,7 +20,7 @@ class Artifact:
     """An exported file of one variant; ``status`` is "ok" or why it cannot be benchmarked."""
 
     path: Path
-    kind: str  # "onnx" or ENGINE_FORMAT
+    kind: str  # its row of FILE_KINDS
     precision: str
     status: str = "ok"
 
@@ -44,6 +41,18 @@ def checkpoints(sources: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def exported(checkpoint: Path, artifacts: Path, precision: str = "int8") -> Path:
+    """The model's shipped ONNX export of ``precision`` (``artifacts/<stem>/<stem>.<precision>.onnx``), refused if it
+    was made from other weights."""
+    path = artifacts / checkpoint.stem / f"{checkpoint.stem}.{precision}.onnx"
+    if not path.is_file():
+        raise StylecastError(f"{path}: no {precision} export; run `make export STYLE={checkpoint.stem}` first")
+    if onnx_metadata(path).get("source_sha256") != sha256_file(checkpoint):
+        raise StylecastError(f"{path}: exported from other weights than {checkpoint}; "
+                             f"run `make export STYLE={checkpoint.stem}` again")
+    return path
+
+
 def _describe(path: Path, kind: str) -> tuple[dict[str, str], str]:
     """The file's metadata and "ok", or empty metadata and the reason it is unusable."""
     try:
@@ -58,12 +67,13 @@ def _source_name(meta: dict[str, str], path: Path) -> str:
     """The checkpoint file an artifact came from; an engine names its ONNX, which names the checkpoint."""
     if "onnx_file" in meta:
         onnx = path.parent / meta["onnx_file"]
-        return _describe(onnx, "onnx")[0].get("source_checkpoint", "") if onnx.is_file() else ""
+        return _describe(onnx, ONNX)[0].get("source_checkpoint", "") if onnx.is_file() else ""
     return meta.get("source_checkpoint", "")
 
 
 def artifacts_for(checkpoint: Path, artifacts: Path) -> tuple[list[Artifact], list[str]]:
-    """This checkpoint's exported files under ``artifacts/*/``, and the foreign files seen (for the log).
+    """This checkpoint's exported files under ``artifacts/*/`` (each file kind some backend runs, in the table's
+    order), and the foreign files seen (for the log).
 
     A file belongs to the checkpoint when its metadata names it; an unreadable file belongs to it
     when it sits in ``artifacts/<checkpoint stem>/``.
@@ -71,8 +81,9 @@ def artifacts_for(checkpoint: Path, artifacts: Path) -> tuple[list[Artifact], li
     digest = sha256_file(checkpoint)
     mine: list[Artifact] = []
     foreign: list[str] = []
-    files = [(p, "onnx") for p in sorted(artifacts.glob("*/*.onnx"))]
-    files += [(p, ENGINE_FORMAT) for p in sorted(artifacts.glob("*/*")) if p.suffix in ENGINE_SUFFIXES]
+    candidates = sorted(artifacts.glob("*/*"))
+    files = [(p, kind.name) for kind in FILE_KINDS.values() if kind.backends
+             for p in candidates if p.is_file() and kind_of(p.suffix) is kind]
     for path, kind in files:
         meta, status = _describe(path, kind)
         precision = meta.get("precision") or path.stem.rsplit(".", 1)[-1]

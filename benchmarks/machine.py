@@ -15,10 +15,13 @@ import numpy as np
 import torch
 
 from stylecast.runtime.artifacts import tool_versions
+from stylecast.runtime.formats import BACKENDS
 from stylecast.runtime.machine import fingerprint, usable_cores
 from stylecast.train.precision import measured_verdict
 
-BENCH_TOOLS = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy")
+# Beside these, each backend of the format table, named after its package (read when a run starts, so rows
+# registered by then count); onnxruntime-gpu is the GPU build of the default ONNX backend.
+BENCH_TOOLS = ("torch", "onnx", "onnxruntime-gpu", "numpy")
 
 
 @dataclass
@@ -41,7 +44,7 @@ def describe(device: torch.device, threads: int) -> dict:
         "fingerprint": print_,
         "precision_probe": {"candidate": verdict.candidate, "speed_vs_fp32": round(1 / verdict.ratio, 3),
                             "auto_picks": verdict.precision},
-        "versions": json.loads(tool_versions(*BENCH_TOOLS)),
+        "versions": json.loads(tool_versions(*BENCH_TOOLS, *BACKENDS)),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -80,8 +83,8 @@ def matmul_peak(precision: str, device: torch.device, size: int = 2048, seconds:
 
 def ort_int8_peak(threads: int, size: int = 2048, seconds: float = 1.5, calls: int = 5) -> float:
     """Best GOP/s of ONNX Runtime's u8 x s8 MatMulInteger: the int8 GEMM that the deployed int8 engines (QDQ
-    convs lowered to integer GEMMs) run on. torch's own int8 matmul has no fast kernel on some CPUs (1 GOP/s on
-    Zen 3), which would leave the int8 rows without a ceiling although their engines have one."""
+    convs lowered to integer GEMMs) run on. torch's own int8 matmul has no fast kernel on some CPUs (orders of
+    magnitude below fp32), which would leave the int8 rows without a ceiling although their engines have one."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

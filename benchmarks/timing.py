@@ -3,6 +3,9 @@
 Timing one format after another lets drift (thermal state, a neighbour's load, frequency
 scaling) land on whichever format ran during it. Round-robin spreads it over all of them, and
 rotating the order each round keeps any one format from always running after a particular other.
+
+What is timed is the runtime's own ``Backend`` (PyTorch too, behind the same interface), one call at a time:
+everything a caller pays per image (layout and dtype conversions, copies) is inside the timing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stylecast.benchmarks.runner import Runner, Sample
+from stylecast.runtime.backends import Backend
+from stylecast.runtime.timing import elapsed_ms
+
+
+@dataclass
+class Sample:
+    """One timed call. Device engines add their three stages (their own clock); on the host only the total exists."""
+
+    total_ms: float
+    h2d_ms: float | None = None
+    compute_ms: float | None = None
+    d2h_ms: float | None = None
+
+
+def timed_call(backend: Backend, batch: np.ndarray) -> tuple[np.ndarray, Sample]:
+    """One ``run_staged`` call on the host clock, with the stages the backend timed apart."""
+    start = time.perf_counter_ns()
+    out, stages = backend.run_staged(batch)
+    total = elapsed_ms(start)
+    if stages is None:
+        return out, Sample(total)
+    return out, Sample(total, stages.h2d_ms, stages.compute_ms, stages.d2h_ms)
 
 
 @dataclass(frozen=True)
@@ -31,7 +55,7 @@ QUICK = Policy(warmup_calls=2, warmup_s=0.5, min_rounds=7, max_rounds=15, budget
 
 @dataclass
 class Timed:
-    """What one runner measured in one cell."""
+    """What one backend measured in one cell."""
 
     samples: list[Sample] = field(default_factory=list)
     first_call_s: float | None = None
@@ -44,12 +68,12 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def warm_up(runner: Runner, batch: np.ndarray, policy: Policy, timed: Timed) -> float:
+def warm_up(backend: Backend, batch: np.ndarray, policy: Policy, timed: Timed) -> float:
     """Untimed calls until both the count and the time are met; returns the typical call in seconds."""
     durations = []
     start = time.perf_counter()
     while len(durations) < max(policy.warmup_calls, 1) or time.perf_counter() - start < policy.warmup_s:
-        _, sample = runner.infer(batch)
+        _, sample = timed_call(backend, batch)
         durations.append(sample.total_ms / 1e3)
     timed.first_call_s, timed.warmup_calls = durations[0], len(durations)
     return float(np.median(durations[1:] or durations))
@@ -60,33 +84,33 @@ def plan_rounds(per_call_s: list[float], policy: Policy) -> int:
     return int(min(max(policy.budget_s // one_round, policy.min_rounds), policy.max_rounds))
 
 
-def run_cell(runners: list[Runner], inputs: list[np.ndarray], policy: Policy,
-             on_output: Callable[[int, Runner, np.ndarray], None],
+def run_cell(backends: dict[str, Backend], inputs: list[np.ndarray], policy: Policy,
+             on_output: Callable[[int, str, np.ndarray], None],
              progress: Callable[[str, int, int], None] = lambda *_: None) -> dict[str, Timed]:
-    """Warm up each runner, then interleave timed rounds; input ``i % len(inputs)`` in round ``i``.
+    """Warm up each backend (keyed by its row), then interleave timed rounds; input ``i % len(inputs)`` in round ``i``.
 
-    ``on_output(photo, runner, output)`` sees each runner's first output per input (parity).
-    A runner that raises is dropped from the cell with its error; the others go on.
+    ``on_output(photo, key, output)`` sees each backend's first output per input (parity).
+    A backend that raises is dropped from the cell with its error; the others go on.
     """
-    results = {r.key: Timed() for r in runners}
+    results = {key: Timed() for key in backends}
     live, estimates = [], []
-    for runner in runners:
-        progress(f"warm-up {runner.key}", 0, 0)
+    for key, backend in backends.items():
+        progress(f"warm-up {key}", 0, 0)
         try:
-            estimates.append(warm_up(runner, inputs[0], policy, results[runner.key]))
-            live.append(runner)
+            estimates.append(warm_up(backend, inputs[0], policy, results[key]))
+            live.append(key)
         except Exception as exc:  # any engine failure becomes that row's status, never the run's end
-            results[runner.key].error = describe_error(exc)
+            results[key].error = describe_error(exc)
     rounds = plan_rounds(estimates, policy)
     for index in range(rounds):
         photo = index % len(inputs)
         shift = index % max(len(live), 1)
-        for runner in live[shift:] + live[:shift]:
-            timed = results[runner.key]
+        for key in live[shift:] + live[:shift]:
+            timed = results[key]
             if timed.error:
                 continue
             try:
-                out, sample = runner.infer(inputs[photo])
+                out, sample = timed_call(backends[key], inputs[photo])
                 if out.shape != inputs[photo].shape:
                     raise ValueError(f"output shape {out.shape} differs from the input's {inputs[photo].shape}")
             except Exception as exc:  # as above: recorded, and the round goes on without it
@@ -94,7 +118,7 @@ def run_cell(runners: list[Runner], inputs: list[np.ndarray], policy: Policy,
                 continue
             timed.samples.append(sample)
             if index < len(inputs):
-                on_output(photo, runner, out)
+                on_output(photo, key, out)
         progress(f"round {index + 1}/{rounds}", index + 1, rounds)
     return results
 

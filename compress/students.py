@@ -1,7 +1,9 @@
-"""Students vs their teacher: cost (params, GFLOPs, ONNX Runtime latency) and likeness on held-out photos."""
+"""Students vs their teacher: cost (params, GFLOPs, latency on the deployed engines) and likeness on held-out
+photos."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +13,9 @@ import numpy as np
 import torch
 
 from stylecast.compress.prune import gflops
-from stylecast.runtime.backends.base import Backend
-from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from stylecast.runtime.backends import Backend, load_backend
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import BACKENDS, FILE_KINDS, ONNX, BackendOptions
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.runtime.timing import median_ms
 from stylecast.train.checkpoint import LoadedModel
@@ -23,9 +25,9 @@ from stylecast.train.model import count_parameters
 from stylecast.train.vgg import load_loss_net
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920)}
-# Deployment-student candidates (issue #15), designed for int8 CPU engines rather than for FLOPs: channel counts
-# that are multiples of 16 (whole SIMD/VNNI lanes), a cheaper output head than the 9x9 32->3 conv (5% of the
-# teacher's FLOPs, 14-28% of its time), depthwise-separable residual blocks, fewer blocks. Name one with
+# Deployment-student candidates, designed for int8 CPU engines rather than for FLOPs: channel counts that are
+# multiples of 16 (whole SIMD/VNNI lanes), a cheaper output head than the 9x9 32->3 conv (5% of the teacher's
+# FLOPs, 14-28% of its time), depthwise-separable residual blocks, fewer blocks. Name one with
 # `stylecast compress --student NAME` (or distil it with `--arch SPEC`); `make students-latency` times them.
 CANDIDATES = {
     "w16k3": "width=16,last_kernel=3",
@@ -35,7 +37,7 @@ CANDIDATES = {
     "dw16k3": "width=16,depthwise=1,last_kernel=3",
     "dw32r4ps": "width=32,depthwise=1,res_blocks=4,head=shuffle,last_kernel=3",
 }
-# The issue's bar: >= 3.5x fewer FLOPs, SSIM >= 0.90 vs the teacher, style loss within 15% of the teacher's.
+# The bar a student must clear: >= 3.5x fewer FLOPs, SSIM >= 0.90 vs the teacher, style loss within 15% of the teacher's.
 TARGET = {"flops_ratio": 3.5, "ssim": 0.90, "style_delta": 0.15}
 
 
@@ -53,38 +55,33 @@ def cost(entry: Entry) -> dict:
             "gflops": {k: round(gflops(net, h, w), 2) for k, (h, w) in SIZES.items()}}
 
 
-# The deployed engines each model is timed on: (label, backend, precision). OpenVINO reads the same ONNX files.
-ENGINES = (("ORT fp32", "onnxruntime", "fp32"), ("ORT int8", "onnxruntime", "int8"),
-           ("OpenVINO fp32", "openvino", "fp32"), ("OpenVINO int8", "openvino", "int8"))
-
-
-def _backend(kind: str, path: Path, threads: int) -> Backend:
-    if kind == "openvino":
-        from stylecast.runtime.backends.openvino import OpenVinoBackend
-
-        return OpenVinoBackend(path, threads=threads)
-    return OnnxRuntimeBackend(path, threads=threads)
+# The deployed engines each model is timed on: (label, backend, precision), every backend of the format table that
+# runs ONNX files at each precision a student is exported in.
+ENGINES = tuple((f"{BACKENDS[name].short} {precision}", name, precision)
+                for name in FILE_KINDS[ONNX].backends for precision in ("fp32", "int8"))
 
 
 def latencies(entries: list[Entry], size: int, threads: int, rounds: int = 3) -> dict[str, dict[str, float | str]]:
     """Median ms per model and deployed engine at size², rounds interleaved so a neighbour's load hits every
     one alike; an engine that cannot run says why instead."""
     batch = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
-    backends: dict[tuple[str, str], Backend] = {}
     out: dict[str, dict[str, float | str]] = {e.name: {} for e in entries}
-    for entry in entries:
-        for label, kind, precision in ENGINES:
-            path = entry.onnx.get(precision)
-            try:
-                if path is None:
-                    raise StylecastError(f"no {precision} export")
-                backends[entry.name, label] = _backend(kind, path, threads)
-            except StylecastError as exc:
-                out[entry.name][label] = f"not run: {exc}"
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in backends}
-    for _ in range(rounds):
-        for key, backend in backends.items():
-            times[key].append(median_ms(lambda b=backend: b.run(batch), warmup=1, repeats=3))
+    with contextlib.ExitStack() as stack:
+        backends: dict[tuple[str, str], Backend] = {}
+        for entry in entries:
+            for label, name, precision in ENGINES:
+                path = entry.onnx.get(precision)
+                try:
+                    if path is None:
+                        raise StylecastError(f"no {precision} export")
+                    opened = load_backend(path, BackendOptions(backend=name, threads=threads))
+                    backends[entry.name, label] = stack.enter_context(opened)
+                except StylecastError as exc:
+                    out[entry.name][label] = f"not run: {exc}"
+        times: dict[tuple[str, str], list[float]] = {key: [] for key in backends}
+        for _ in range(rounds):
+            for key, backend in backends.items():
+                times[key].append(median_ms(lambda b=backend: b.run(batch), warmup=1, repeats=3))
     for (name, label), samples in times.items():
         out[name][label] = round(float(np.median(samples)), 2)
     return out

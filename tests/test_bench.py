@@ -218,7 +218,7 @@ def test_bench_rows_for_every_format(first_run, bench_tree):
     if importlib.util.find_spec("tensorrt") is None:
         assert trt_row == "skipped: TensorRT not installed"
     else:
-        assert trt_row.startswith("skipped: no TensorRT engine of") and "tiny.safetensors" in trt_row
+        assert trt_row.startswith("skipped: no tensorrt-engine file (") and "tiny.safetensors" in trt_row
     assert _find(first_run, "PyTorch", "fp32", "compile")["status"].startswith("skipped: --quick")
     assert first_run["peaks_gflops"]["fp32"]["gflops"] > 0 and first_run["settings"]["threads"] == 1
     assert first_run["machine"]["versions"]["onnxruntime"]

@@ -1,7 +1,7 @@
-"""Does OpenVINO want another int8 graph than ONNX Runtime? The model's int8 QDQ graph as the export makes it (the
-image-writing last conv kept fp32) against the same graph with the last conv quantized too, both from one
-calibration, each timed on OpenVINO and ONNX Runtime in one interleaved cell with the PyTorch eager fp32 model,
-and each checked for parity against it on the parity photos.
+"""Do the backends that run ONNX files want different int8 graphs? The model's int8 QDQ graph as the export makes
+it (the image-writing last conv kept fp32) against the same graph with the last conv quantized too, both from one
+calibration, each timed on every backend of the format table that runs ONNX files in one interleaved cell with the
+PyTorch eager fp32 model, and each checked for parity against it on the parity photos.
 
     python -m stylecast.benchmarks.studies.int8_graphs --model models/wave.safetensors --calibration-images ../shared/photos
 """
@@ -17,15 +17,15 @@ from pathlib import Path
 import onnx
 import torch
 
+from stylecast.benchmarks.discover import exported
+from stylecast.benchmarks.latency import key, measure, onnx_labels
 from stylecast.benchmarks.report import write_results
-from stylecast.benchmarks.studies.slim_speedup import int8_export
-from stylecast.benchmarks.studies.students_latency import INT8_ENGINES, measure
 from stylecast.benchmarks.suite import Resolution
 from stylecast.export import parity, to_int8, to_onnx
 from stylecast.runtime.artifacts import sha256_file
-from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from stylecast.runtime.backends.openvino import OpenVinoBackend
+from stylecast.runtime.backends import load_backend
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import BACKENDS, FILE_KINDS, ONNX, BackendOptions
 from stylecast.runtime.machine import fingerprint, usable_cores
 from stylecast.train.checkpoint import LoadedModel, load_model
 
@@ -55,34 +55,41 @@ def build_graphs(loaded: LoadedModel, shipped_int8: Path, calibration: list[Path
 def parity_db(loaded: LoadedModel, graphs: dict[str, Path], photos: Path, threads: int) -> dict[str, dict[str, float]]:
     """Worst PSNR against PyTorch fp32 over the parity photos and sizes, per graph and engine."""
     reference = parity.Reference(loaded.model, parity.parity_images(photos))
-    engines = {"OpenVINO": lambda p: OpenVinoBackend(p, threads=threads),
-               "ONNX Runtime": lambda p: OnnxRuntimeBackend(p, threads=threads)}
-    return {name: {fmt: round(min(r.psnr_min for r in parity.measure(reference, make(path))), 2)
-                   for fmt, make in engines.items()} for name, path in graphs.items()}
+    out: dict[str, dict[str, float]] = {name: {} for name in graphs}
+    for name, path in graphs.items():
+        for backend in FILE_KINDS[ONNX].backends:
+            with load_backend(path, BackendOptions(backend=backend, threads=threads)) as opened:
+                out[name][BACKENDS[backend].label] = round(min(r.psnr_min for r in parity.measure(reference, opened)), 2)
+    return out
 
 
 def markdown(record: dict) -> str:
     fp = record["machine"]
+    default, *others = labels = onnx_labels()
     lines = [f"# {record['model']}: which int8 graph each engine wants ({record['created'][:10]})", "",
              f"{fp['cpu']} ({', '.join(fp['features']) or 'no AVX2'}), {record['threads']} thread(s), batch 1. Both "
              f"graphs: {record['fp32_leading']} leading convs fp32 as in the shipped int8 export, {METHOD} calibration "
              f"on {record['calibration_photos']} photos at 256². One interleaved cell per resolution with the "
              "PyTorch eager fp32 model; ms = median (min); PSNR = worst over the parity photos against PyTorch fp32.",
              "Regenerate: `make int8-graphs`, alone on the machine.", "",
-             "| res | graph | OpenVINO ms | ONNX Runtime ms | OpenVINO / ORT | PSNR OpenVINO | PSNR ORT |",
-             "|---|---|---|---|---|---|---|"]
+             "| res | graph | " + " | ".join(f"{label} ms" for label in labels)
+             + "".join(f" | {other} / {default}" for other in others) + " | "
+             + " | ".join(f"PSNR {label}" for label in labels) + " |",
+             "|---|---|" + "---|" * (2 * len(labels) + len(others))]
     for res, cell in record["latency"].items():
         for name in GRAPHS:
-            ov, ort = (cell[f"{name}/{fmt}/int8/CPU"] for fmt in INT8_ENGINES)
+            timed = {label: cell[key(name, label, "int8")] for label in labels}
             psnr = record["parity_db"][name]
-            lines.append(f"| {res} | {name} | {ov['p50_ms']:.0f} ({ov['min_ms']:.0f}) | {ort['p50_ms']:.0f} "
-                         f"({ort['min_ms']:.0f}) | {ort['p50_ms'] / ov['p50_ms']:.2f}x | {psnr['OpenVINO']:.1f} dB "
-                         f"| {psnr['ONNX Runtime']:.1f} dB |")
+            lines.append(f"| {res} | {name} | "
+                         + " | ".join(f"{t['p50_ms']:.0f} ({t['min_ms']:.0f})" for t in timed.values())
+                         + "".join(f" | {timed[default]['p50_ms'] / timed[o]['p50_ms']:.2f}x" for o in others) + " | "
+                         + " | ".join(f"{psnr[label]:.1f} dB" for label in labels) + " |")
     lines.append("")
     for res, cell in record["latency"].items():
-        best = {fmt: min(cell[f"{name}/{fmt}/int8/CPU"]["p50_ms"] for name in GRAPHS) for fmt in INT8_ENGINES}
-        lines.append(f"- {res}: each engine on its faster graph: OpenVINO {best['OpenVINO']:.0f} ms, ONNX Runtime "
-                     f"{best['ONNX Runtime']:.0f} ms, {best['ONNX Runtime'] / best['OpenVINO']:.2f}x.")
+        best = {label: min(cell[key(name, label, "int8")]["p50_ms"] for name in GRAPHS) for label in labels}
+        lines.append(f"- {res}: each engine on its faster graph: "
+                     + ", ".join(f"{label} {ms:.0f} ms" for label, ms in best.items())
+                     + "".join(f", {default} / {o} {best[default] / best[o]:.2f}x" for o in others) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        loaded, shipped = load_model(args.model), int8_export(args.model, args.artifacts)
+        loaded, shipped = load_model(args.model), exported(args.model, args.artifacts, "int8")
         held_out = {sha256_file(p) for p in parity.parity_files(args.photos)}
         calibration = to_int8.calibration_files(args.calibration_images, 16, held_out)
         with tempfile.TemporaryDirectory(prefix="stylecast-int8-graphs-") as scratch:

@@ -30,7 +30,7 @@ def backend_names(path: Path) -> tuple[str, ...]:
 
 def load_backend(path: Path, options: BackendOptions | None = None, **settings: object) -> Backend:
     """Open ``path`` with the backend its type calls for (``options.backend`` may choose another that runs it);
-    ``settings`` are BackendOptions fields over ``options`` (``load_backend(path, backend="openvino")``)."""
+    ``settings`` are BackendOptions fields over ``options`` (``load_backend(path, threads=2)``)."""
     path, options = Path(path), replace(options or BackendOptions(), **settings)
     if not path.is_file():
         raise StylecastError(f"{path}: model not found; run `make export` or pass --model PATH")

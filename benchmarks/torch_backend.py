@@ -1,20 +1,24 @@
-"""PyTorch as the baseline (eager fp32) and its optimised modes: channels_last, autocast, compile, CUDA graphs."""
+"""PyTorch as a bench-side backend: the baseline (eager fp32) and its optimised modes (channels_last, autocast,
+compile, CUDA graphs) behind the runtime's ``Backend`` interface, so the suite times it like every engine of the
+format table. It lives with the bench because the runtime stays torch-free."""
 
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from stylecast.benchmarks.cuda_stages import CudaStages
-from stylecast.benchmarks.runner import Runner, Sample
-from stylecast.runtime.timing import elapsed_ms
+from stylecast.runtime.backends import Backend, Stages
+from stylecast.runtime.formats import BackendOptions
+from stylecast.train.checkpoint import load_model
 from stylecast.train.compiled import compiler_missing
 from stylecast.train.precision import autocast_for, measured_verdict
 
+LABEL = "PyTorch"  # the bench's format column for these rows
 BASELINE = "eager"
 
 
@@ -57,24 +61,36 @@ def unavailable(mode: TorchMode, device: torch.device) -> str | None:
     return None
 
 
-class TorchRunner(Runner):
-    fmt = "PyTorch"
+class TorchBackend(Backend):
+    """One checkpoint in one PyTorch mode on one device; each backend changes its own copy of the model.
 
-    def __init__(self, model: torch.nn.Module, mode: TorchMode, device: torch.device) -> None:
-        super().__init__(mode.precision, mode.name)
-        self.mode, self.device, self.source = mode, device, model
-        self.stages: CudaStages | None = None
+    On CUDA, ``run_staged`` times upload, compute and download apart with CUDA events (``CudaStages``)."""
 
-    def _load(self) -> None:
-        model = copy.deepcopy(self.source).eval().to(self.device)  # each mode changes its own copy
-        if self.mode.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    name = "pytorch"
+
+    def __init__(self, path: Path, model: torch.nn.Module, meta: dict[str, str], mode: TorchMode = MODES[BASELINE],
+                 device: torch.device | None = None) -> None:
+        super().__init__(path)
+        self._meta, self.mode = meta, mode
+        self.device = device or torch.device("cpu")
+        net = copy.deepcopy(model).eval().to(self.device)
+        if mode.channels_last:
+            net = net.to(memory_format=torch.channels_last)
         # compile is lazy: its cost lands in each resolution's first call, reported as set-up time.
-        self.forward = torch.compile(model, dynamic=False) if self.mode.compile else model
-        self.autocast = autocast_for(self.device, self.mode.precision)
+        self.forward = torch.compile(net, dynamic=False) if mode.compile else net
+        self.autocast = autocast_for(self.device, mode.precision)
+        self.stages: CudaStages | None = None
+        self.compute = self._forward
 
-    def close(self) -> None:
-        self.forward = self.compute = self.stages = None
+    @classmethod
+    def open(cls, path: Path, options: BackendOptions) -> TorchBackend:
+        """The checkpoint at ``path`` in eager fp32 on the CPU."""
+        loaded = load_model(path)
+        return cls(path, loaded.model, loaded.meta)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self._meta
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self.autocast:
@@ -82,14 +98,12 @@ class TorchRunner(Runner):
                 x = x.contiguous(memory_format=torch.channels_last)
             return self.forward(x).float()
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]:
-        if self.device.type == "cuda":
-            return self._infer_cuda(batch)
-        start = time.perf_counter_ns()
-        out = self._forward(torch.from_numpy(batch)).contiguous().numpy()
-        return out, Sample(elapsed_ms(start))
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_staged(batch)[0]
 
-    def _infer_cuda(self, batch: np.ndarray) -> tuple[np.ndarray, Sample]:
+    def run_staged(self, batch: np.ndarray) -> tuple[np.ndarray, Stages | None]:
+        if self.device.type != "cuda":
+            return self._forward(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).contiguous().numpy(), None
         if self.stages is None or self.stages.shape != batch.shape:
             self.stages = CudaStages(batch.shape, self.device)
             self.compute = self._capture(self.stages.device_in) if self.mode.cuda_graph else self._forward
@@ -112,3 +126,10 @@ class TorchRunner(Runner):
             return static_out
 
         return replay
+
+    def describe(self) -> str:
+        return f"pytorch {self.mode.name} on {self.device}"
+
+    def close(self) -> None:
+        self.forward = self.compute = self.stages = None
+
