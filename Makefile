@@ -37,8 +37,9 @@
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
 #                           (docs/examples/styles.jpg and the table between the styles markers)
 #   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
-#                           -> benchmarks/results/recipe-ab/$(STYLE)-<machine class>.{md,json,jpg}, README (resumable)
+#                           -> benchmarks/results/recipe-ab/$(STYLE)-<machine class>.{md,json,jpg}, docs/quality.md (resumable)
 #   make step-speed         training-step speed of fp32 / channels_last / torch.compile / bf16 on this machine
+#   make docs               the documentation site (mkdocs-material) -> site/, with --strict (a broken link fails)
 STYLE ?= wave
 DATA ?= ../shared/photos
 VENV ?= .venv
@@ -50,16 +51,16 @@ ART := artifacts/$(STYLE)
 SAMPLES := benchmarks/photos
 # int8 calibration photos (the parity photos in $(SAMPLES) are excluded by content).
 CALIB ?= $(DATA)
-# The README whose recipe-ab-$(STYLE) markers get the A/B table (empty: the report files alone).
-RECIPE_README ?= README.md
+# The page whose recipe-ab-$(STYLE) markers get the A/B table (empty: the report files alone).
+RECIPE_README ?= docs/quality.md
 # Precisions kept (marked below_target in report.json) when they miss their parity floor; empty: fail loudly.
 ALLOW_BELOW_FLOOR ?=
 # A folder (the baseline of this machine's class is picked from it) or one baseline file, checked on purpose.
 BENCH_BASELINE ?= benchmarks/baselines
-# One thread: single-threaded ratios hardly move when neighbours load the machine (see README).
+# One thread: single-threaded ratios hardly move when neighbours load the machine (see docs/benchmarks.md).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -132,7 +133,7 @@ int8-graphs: setup
 # Every model in models/ is exported (all precisions; current exports are reused) and then benchmarked.
 bench: setup
 	for m in models/*.safetensors; do $(MAKE) --no-print-directory export STYLE=$$(basename $$m .safetensors) || exit 1; done
-	$(SC) bench --readme README.md $(ARGS)
+	$(SC) bench --readme docs/benchmarks.md $(ARGS)
 
 # The gate's own exports (fp32 and int8, so the int8 engines are gated too), apart from artifacts/$(STYLE)/.
 # A fresh clone has no calibration photos: the int8 one calibrates on crops and mirrors of $(SAMPLES), with the
@@ -196,6 +197,12 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# The documentation site from docs/ (mkdocs.yml): results pages from benchmarks/results/, the CLI reference from the
+# Typer app and the API reference from stylecast.runtime, all generated at build time. --strict: a broken link,
+# anchor or page fails the build. (The two variables silence MkDocs-2.0 notices that plugins print.)
+docs: setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Media robustness (issue 7). MODEL and PHOTO may be overridden; PHOTO only seeds generated media.
 MODEL ?= $(ART)/$(STYLE).fp32.onnx
 PHOTO ?= $(SAMPLES)/chelsea.jpg
@@ -219,7 +226,7 @@ check-trt: setup
 	for r in 10.3 10.x 11; do $(SC) check-trt $(wildcard $(ART)/$(STYLE).*.onnx) --trt $$r || exit 1; done
 
 # Also on a GPU box with no network and no venv: torch (CUDA), numpy, Pillow, onnx and onnxruntime installed, then
-# `pip install --no-deps --no-build-isolation -e .` (README, "GPU acceptance run"). Exit 77 where CUDA is missing.
+# `pip install --no-deps --no-build-isolation -e .` (docs/tensorrt.md, "GPU acceptance run"). Exit 77 where CUDA is missing.
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 # The pure-Python wheels such a box lacks (the fp16/int8 export steps need them), fetched here to carry along.
 gpu-wheels: setup
