@@ -56,7 +56,7 @@ class LossWeights:
     # Per-layer multipliers of the style term (same order as style_layers).
     style_layer_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     # Pixels dropped at each edge before the content and style terms: VGG's zero padding makes its edge
-    # features special, and a net trained against them learns to paint motifs along the border (issue 14).
+    # features special, and a net trained against them learns to paint motifs along the border.
     edge_margin: int = 0
 
     def as_dict(self) -> dict:

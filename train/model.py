@@ -34,7 +34,7 @@ class ArchConfig:
     # Explicit channels of a pruned net, overriding width: see layer_channels() for the order.
     channels: tuple[int, ...] = ()
     # Reflect-pad the input by this many pixels and crop the output back (Johnson et al. padded 40 px): the
-    # net never sees an image edge where it paints, which removes the motifs along the border (issue 14).
+    # net never sees an image edge where it paints, which removes the motifs along the border.
     # Inside the net, so every export and runtime applies it; costs compute on the padded area.
     input_pad: int = 0
 

@@ -1,4 +1,4 @@
-"""Quality against training hours (issue 14): every snapshot of a run (``stylecast train --snapshot-every N``) scored
+"""Quality against training hours: every snapshot of a run (``stylecast train --snapshot-every N``) scored
 with the yardstick, and how many CPU-hours a power law through the later snapshots says the 1.4x target needs.
 
 The CPU of one machine cannot always buy the target within a session; the curve says how far a run got per hour and
@@ -22,7 +22,7 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import atomic_write
 from stylecast.train.checkpoint import read_metadata, snapshots
 
-TARGET_RATIO = 1.4  # the issue's target: total loss at most 1.4x the converged Gatys loss (median)
+TARGET_RATIO = 1.4  # the target: total loss at most 1.4x the converged Gatys loss (median)
 # Below this R² the later points are flat or scattered, and a slope through them extrapolates noise (a 0.02 fit
 # of a plateau once put the target at 5e20 CPU-hours): no estimate then.
 MIN_FIT_R2 = 0.5

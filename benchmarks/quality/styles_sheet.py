@@ -1,4 +1,4 @@
-"""The shipped styles side by side (issue 14): every style with a model, run on the same sample photos in one sheet,
+"""The shipped styles side by side: every style with a model, run on the same sample photos in one sheet,
 and each style's yardstick figures (from its `make quality` report) in one README table. Both are written by this
 command only, so what the README shows is what the models in `models/` do.
 

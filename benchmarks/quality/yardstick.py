@@ -1,4 +1,4 @@
-"""The quality yardstick of issue 14: a model's loss relative to Gatys optimisation of the *same* loss.
+"""The quality yardstick: a model's loss relative to Gatys optimisation of the *same* loss.
 
 Gatys (L-BFGS from the photo) is run once per style, loss convention and held-out photo, and its loss is kept at
 checkpoints (``CHECKPOINTS``) next to the results, keyed by the style image, the loss settings and the photo
