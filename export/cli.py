@@ -5,15 +5,18 @@ check-trt and build-engine are torch-free, so they run on the Jetson that will u
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from stylecast.export.precisions import Int8Settings
 from stylecast.runtime.backends.tensorrt import ENGINE_PROFILE, Profile
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.options import need_torch, parse_size
+from stylecast.runtime.params import expand_options
 
 MinShape = Annotated[str, typer.Option("--min", help="Smallest input NxCxHxW of the profile.")]
 OptShape = Annotated[str, typer.Option("--opt", help="Input NxCxHxW TensorRT tunes for.")]
@@ -30,23 +33,18 @@ def _calibration_hw(resolution: str, deprecated_hxw: str | None) -> tuple[int, i
     return size.height, size.width
 
 
+@expand_options
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.safetensors).")],
+    *,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: artifacts/<checkpoint name>).")] = None,
     precision: Annotated[str, typer.Option(help="Comma-separated precisions to export.")] = "fp32",
     parity_images: Annotated[Path, typer.Option(help="Real photos for the parity check.")] = Path("benchmarks/photos"),
     force: Annotated[bool, typer.Option(help="Re-export even if the ONNX is current.")] = False,
-    calibration_images: Annotated[Path | None, typer.Option(
-        help="int8: real photos to calibrate on (parity photos are excluded by content).")] = None,
-    calibration_count: Annotated[int, typer.Option(help="int8: how many photos calibrate.")] = 16,
+    int8: Int8Settings,
     calibration_resolution: Annotated[str, typer.Option(
-        help="int8: deployment size WIDTHxHEIGHT the scales are set for.")] = "256x256",
+        help="int8: deployment size WIDTHxHEIGHT the scales are set for.")] = "{1}x{0}".format(*Int8Settings().size),
     calibration_size: Annotated[str | None, typer.Option(hidden=True, help="Deprecated (HxW).")] = None,
-    int8_method: Annotated[str, typer.Option(
-        help="int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or one of them.")] = "auto",
-    int8_fp32_convs: Annotated[str, typer.Option(
-        help="int8: leading convs kept fp32 (the last conv always is): auto (fewest reaching 40 dB on "
-             "selection photos) or a count.")] = "auto",
     triton: Annotated[Path | None, typer.Option(help="Also write a Triton model repository here.")] = None,
     allow_below_floor: Annotated[str, typer.Option(
         help="Comma-separated precisions kept (marked below_target in report.json) when they miss their floor.")] = "",
@@ -54,7 +52,6 @@ def export(
     """Export a checkpoint to ONNX and prove parity with PyTorch on real photos (report.json)."""
     need_torch("export")
     from stylecast.export.pipeline import ExportRequest, phases, run_export
-    from stylecast.export.precisions import Int8Settings, parse_count
     from stylecast.runtime.artifacts import safetensors_metadata
 
     style = safetensors_metadata(checkpoint).get("style", checkpoint.stem) if checkpoint.is_file() else "model"
@@ -62,9 +59,7 @@ def export(
     request = ExportRequest(checkpoint=checkpoint, out_dir=out_dir,
                             precisions=[p.strip() for p in precision.split(",") if p.strip()],
                             parity_images=parity_images, force=force,
-                            int8=Int8Settings(calibration_images, calibration_count,
-                                              _calibration_hw(calibration_resolution, calibration_size),
-                                              int8_method, fp32_leading=parse_count(int8_fp32_convs)),
+                            int8=replace(int8, size=_calibration_hw(calibration_resolution, calibration_size)),
                             allow_below_floor=frozenset(p.strip() for p in allow_below_floor.split(",") if p.strip()))
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:

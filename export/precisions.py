@@ -1,4 +1,7 @@
-"""One exported ONNX per precision: fp32 straight from PyTorch, fp16 and int8 derived from that fp32 graph."""
+"""One exported ONNX per precision: fp32 straight from PyTorch, fp16 and int8 derived from that fp32 graph.
+
+Imported without torch or onnx (`stylecast export --help` lists the int8 options of :class:`Int8Settings`): the
+converters are imported where a graph is made."""
 
 from __future__ import annotations
 
@@ -7,42 +10,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
-
-from stylecast.export import parity, to_fp16, to_int8, to_onnx
-from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.images import atomic_write, load_image
-from stylecast.train.checkpoint import LoadedModel
+from stylecast.runtime.params import option
 
+if TYPE_CHECKING:
+    import onnx
 
-@dataclass(frozen=True)
-class Int8Settings:
-    """Where int8 scales come from. ``method='auto'`` tries each and keeps the best measured one."""
-
-    calibration_images: Path | None = None
-    # ONNX Runtime's calibrators keep every intermediate tensor of every photo in memory until the end:
-    # 32 photos at 512x512 were OOM-killed at 15 GB resident on this 24 GiB machine; 16 at 256x256 fit.
-    count: int = 16
-    size: tuple[int, int] = (256, 256)  # the deployment resolution the scales are calibrated at
-    method: str = "auto"
-    selection: int = 4  # further photos, not used for calibration, that pick the method and the fp32 convs
-    # Leading convs kept in fp32 (the last conv always is); None = the fewest whose selection PSNR reaches target_db.
-    fp32_leading: int | None = None
-    # The 35 dB floor plus a margin: on the wave model the 4 selection photos read 3 dB above the parity photos.
-    target_db: float = 40.0
-
-    def __post_init__(self) -> None:
-        if self.method != "auto" and self.method not in to_int8.METHODS:
-            raise StylecastError(f"--int8-method {self.method}: choose auto or one of {sorted(to_int8.METHODS)}")
-        if self.count < 1 or self.selection < 0:
-            raise StylecastError("--calibration-count must be at least 1")
-        if self.fp32_leading is not None and self.fp32_leading < 0:
-            raise StylecastError(f"--int8-fp32-convs {self.fp32_leading}: give auto or a count of 0 or more")
-
-    def methods(self) -> list[str]:
-        return sorted(to_int8.METHODS) if self.method == "auto" else [self.method]
+    from stylecast.train.checkpoint import LoadedModel
 
 
 def parse_count(text: str) -> int | None:
@@ -54,14 +30,62 @@ def parse_count(text: str) -> int | None:
     return int(text)
 
 
+# The selection photos' PSNR the fp32-conv search stops at: the 35 dB floor plus a margin, as on the wave model the
+# 4 selection photos read 3 dB above the parity photos.
+TARGET_DB = 40.0
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """Where int8 scales come from. ``method='auto'`` tries each and keeps the best measured one."""
+
+    calibration_images: Path | None = option(
+        None, "int8: real photos to calibrate on (parity photos are excluded by content).")
+    # ONNX Runtime's calibrators keep every intermediate tensor of every photo in memory until the end, so memory
+    # grows with count x pixels: 32 photos at 512x512 passed 15 GB resident and were killed; 16 at 256x256 fit.
+    count: int = option(16, "int8: how many photos calibrate.", "--calibration-count")
+    # The deployment resolution the scales are calibrated at, (height, width); the command line gives WIDTHxHEIGHT.
+    size: tuple[int, int] = option((256, 256), cli=False)
+    method: str = option("auto", "int8 calibration: auto (measure minmax, entropy, percentile; keep the best), or "
+                         "one of them.", "--int8-method")
+    selection: int = option(4, "Further photos, not used for calibration, that pick the method and the fp32 convs.",
+                            cli=False)
+    # Leading convs kept in fp32 (the last conv always is); None = the fewest whose selection PSNR reaches target_db.
+    fp32_leading: int | None = option(
+        None, f"int8: leading convs kept fp32 (the last conv always is): auto (fewest reaching {TARGET_DB:g} dB on "
+              "selection photos) or a count.",
+        "--int8-fp32-convs", parser=parse_count, metavar="<str>", show_default="auto")
+    target_db: float = option(TARGET_DB, cli=False)
+
+    def __post_init__(self) -> None:
+        if self.method != "auto":
+            from stylecast.export.to_int8 import METHODS  # the quantizer's own names (onnxruntime)
+
+            if self.method not in METHODS:
+                raise StylecastError(f"--int8-method {self.method}: choose auto or one of {sorted(METHODS)}")
+        if self.count < 1 or self.selection < 0:
+            raise StylecastError("--calibration-count must be at least 1")
+        if self.fp32_leading is not None and self.fp32_leading < 0:
+            raise StylecastError(f"--int8-fp32-convs {self.fp32_leading}: give auto or a count of 0 or more")
+
+    def methods(self) -> list[str]:
+        from stylecast.export.to_int8 import METHODS
+
+        return sorted(METHODS) if self.method == "auto" else [self.method]
+
+
 def conversion_settings(precision: str, int8: Int8Settings, held_out: frozenset[str] = frozenset()) -> str:
     """What, besides the checkpoint, decides the graph: stored in its metadata to tell when it is stale.
 
     int8 is keyed on the content of the photos it calibrates and selects on (not on the folder's name, which
     stays the same when its photos change)."""
     if precision == "fp16":
+        from stylecast.export import to_fp16
+
         return json.dumps({"fp32_ops": to_fp16.FP32_OPS})
     if precision == "int8":
+        from stylecast.export import to_int8
+
         photos = None
         if int8.calibration_images is not None:
             files = to_int8.calibration_files(int8.calibration_images, int8.count + int8.selection, set(held_out))
@@ -76,6 +100,8 @@ def _stamp_and_save(model: onnx.ModelProto, source: LoadedModel, precision: str,
                     dest: Path, made: dict | None = None) -> None:
     """``conversion``: the settings (the staleness key); ``made``: what they led to (the int8 search's choices),
     kept in the file so a later export that reuses it can still report how it was made."""
+    from stylecast.export import to_onnx
+
     extra = {"made": json.dumps(made, sort_keys=True)} if made else {}
     to_onnx.set_metadata(model, {**to_onnx.export_metadata(source, precision), "conversion": conversion, **extra})
     to_onnx.save_onnx(model, dest)
@@ -85,6 +111,12 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
           held_out: set[str], sizes: tuple[tuple[int, int], ...], log: Callable[[str], None]) -> dict:
     """Calibrate with each method, keeping 0, 1, 2... leading convs in fp32, until the selection photos
     reach the target: the most int8 compute that still looks like the fp32 model, chosen by measurement."""
+    import onnx
+
+    from stylecast.export import parity, to_int8
+    from stylecast.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from stylecast.runtime.images import load_image
+
     if settings.calibration_images is None:
         raise StylecastError("int8 needs real photos to calibrate on: pass --calibration-images DIR "
                              "(disjoint from --parity-images)")
@@ -135,6 +167,11 @@ def _int8(source: LoadedModel, base: Path, dest: Path, scratch: Path, settings: 
 def export_precision(source: LoadedModel, precision: str, dest: Path, scratch: Path, int8: Int8Settings,
                      held_out: set[str], sizes: tuple[tuple[int, int], ...], log: Callable[[str], None]) -> dict:
     """Write ``dest`` for ``precision``; returns what the report should say about how it was made."""
+    import onnx
+
+    from stylecast.export import to_fp16, to_onnx
+    from stylecast.runtime.images import atomic_write
+
     base = scratch / "base.fp32.onnx"
     if not base.is_file():  # one PyTorch export per run, whichever precisions need it
         to_onnx.export_fp32(source, base)

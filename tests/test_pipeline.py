@@ -67,7 +67,7 @@ def test_compile_without_a_compiler_is_one_line_before_any_training(tmp_path, ph
 def test_compiler_check_names_what_each_device_needs(monkeypatch, tmp_path):
     import torch
 
-    from stylecast.benchmarks.torch_runner import MODES, unavailable
+    from stylecast.benchmarks.torch_backend import MODES, unavailable
     from stylecast.train.compiled import compiler_missing
 
     monkeypatch.setenv("CC", str(tmp_path / "no-cc"))

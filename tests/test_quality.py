@@ -447,7 +447,7 @@ def test_quality_curve_fit_finds_the_hours_of_a_power_law():
 
 
 def test_scale_option_parses_min_max():
-    from stylecast.train.cli import parse_scale
+    from stylecast.train.settings import parse_scale
 
     assert parse_scale("256,512") == [256, 512]
     for bad in ("512,256", "256", "a,b"):

@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -44,50 +44,36 @@ from stylecast.train.losses import STABILITY_LOSSES, LossWeights, PerceptualLoss
 from stylecast.train.model import ArchConfig, TransformerNet
 from stylecast.train.plots import plot_losses
 from stylecast.train.precision import autocast_for, resolve_precision
+from stylecast.train.settings import TrainSettings
 from stylecast.train.vgg import VGGFeatures, load_loss_net
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(TrainSettings):
+    """One training run: the settings (every field of TrainSettings, as the presets and the command line give them)
+    and what they are applied to. ``arch`` and ``loss`` are the net and the loss the settings name unless given (a
+    distilled student's own net); given, they are what trains, whatever the width and weight fields say."""
+
     style: str
     style_image: Path
     data: Path
     out: Path
     run_dir: Path
-    steps: int = 4000
-    batch: int = 4
-    crop: int = 256
-    scale: tuple[int, int] = (256, 384)
-    style_size: int = 512
-    lr: float = 1e-3
-    seed: int = 0
-    checkpoint_every: int = 200
-    log_every: int = 10
-    snapshot_every: int = 0  # keep the model every N steps in run_dir/snapshots (the quality curve); 0: off
-    model_weights: str = "fp16"  # how the model file stores its weights (fp16: half the size; see save_model)
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    workers: int = 0
-    arch: ArchConfig = field(default_factory=ArchConfig)
-    loss: LossWeights = field(default_factory=LossWeights)
-    loss_net: str = "vgg16"
+    arch: ArchConfig | None = None
+    loss: LossWeights | None = None
     loss_net_weights: Path | None = None
-    # Noise-stability term (Gupta et al. 2017): weight, and the noise's standard deviation in grey levels.
-    stability_weight: float = 0.0
-    stability_sigma: float = 4.0
-    stability_noise: str = "white"  # white (a sensor's) | blocks | codec (a video codec's; data.step_noise)
-    stability_loss: str = "mse"  # mse (Gupta et al.) | l1 (what the flicker ratio measures)
-    lr_schedule: str = "constant"  # constant | cosine (to 1% of lr at lr_horizon steps, then flat)
-    lr_horizon: int = 0  # 0: --steps; set it to the planned total when a long run is trained in pieces
-    channels_last: bool = False  # NHWC activations for the net and the loss network
-    compile: bool = False  # torch.compile the net and the loss
-    cpu_budget_s: float = 0.0  # stop (and write the model) once the run's process CPU time reaches this; 0: off
-    exclude: Path | None = None  # a sha256 list of photos never to train on (the held-out evaluation photos)
+    # The sha256 list of photos never to train on (the held-out evaluation photos): the file the ``exclude`` setting
+    # names, found by train_config; None trains on every photo.
+    exclude_list: Path | None = None
     # Start from this model's weights under these settings (a fine-tune, e.g. a new stability noise): the step
     # count, CPU time and batch stream carry on from the model's; the optimizer starts afresh.
     init: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.arch is None:
+            self.arch = self.arch_config()
+        if self.loss is None:
+            self.loss = self.loss_weights()
         for name in ("steps", "batch", "crop", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise StylecastError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
@@ -233,7 +219,8 @@ class Trainer:
             "steps": str(step),
             "cpu_seconds": f"{self.cpu_seconds:.1f}",
             "compile_cpu_seconds": f"{self.compile_cpu_seconds:.1f}",
-            "excluded_photos": f"{len(read_hash_list(cfg.exclude))} in {cfg.exclude.name}" if cfg.exclude else "none",
+            "excluded_photos": f"{len(read_hash_list(cfg.exclude_list))} in {cfg.exclude_list.name}"
+            if cfg.exclude_list else "none",
             **({"init": f"{cfg.init.name} (sha256 {cfg.init_sha256[:16]})"} if cfg.init else {}),
             **self.config.resume_key(),
         }
@@ -259,8 +246,8 @@ class Trainer:
     def run(self, resume: bool = False) -> Path:
         cfg = self.config
         files = list_images(cfg.data)
-        if cfg.exclude:
-            files = without_photos(files, set(read_hash_list(cfg.exclude)))
+        if cfg.exclude_list:
+            files = without_photos(files, set(read_hash_list(cfg.exclude_list)))
         self.data_id = data_fingerprint(files)
         model, criterion, optimizer = self._build()
         state_path = cfg.run_dir / "state.safetensors"

@@ -1,4 +1,4 @@
-"""The still-camera flicker ratio in a model's quality report (issue 14: at most 2.0), measured as
+"""The still-camera flicker ratio in a model's quality report (the target: at most 2.0), measured as
 `make bench-video` measures its still clip: a tripod shot of a photo where only sensor noise moves, encoded to
 H.264 and decoded, stylized frame by frame. The ratio is the output's mean frame-to-frame change over the
 input's (``runtime.temporal.FlickerMeter``); 1.0 means the net adds no flicker."""
@@ -15,14 +15,14 @@ import torch
 from stylecast.benchmarks.media.synthetic import still_frames, write_video
 from stylecast.runtime.video import stylize_video
 from stylecast.train.data import NOISE_KINDS, step_noise
-from stylecast.train.presets import DEFAULTS
+from stylecast.train.settings import TrainSettings
 
 WIDTH, HEIGHT, FPS, SECONDS = 256, 144, 12, 20  # bench-video's still clip
 TARGET = 2.0
 # The runtime's mitigations as the README's video table shows them: what a user gets from `stylize --temporal-blend
 # 0.5` and from `stylize --input-hold 3`.
 RUNTIME_BLEND, RUNTIME_HOLD = 0.5, 3.0
-GAIN_SIGMA = DEFAULTS["stability_sigma"]  # the noise the stability term trains on, unless a preset changes it
+GAIN_SIGMA = TrainSettings.stability_sigma  # the noise the stability term trains on, unless a preset changes it
 
 
 def noise_gains(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> dict[str, float | None]:

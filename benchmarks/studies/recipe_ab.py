@@ -20,7 +20,8 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.gallery import make_gallery
 from stylecast.runtime.images import atomic_write, load_image
 from stylecast.runtime.machine import class_id, describe_class, fingerprint
-from stylecast.train.presets import DEFAULTS, resolve, train_config
+from stylecast.train.presets import resolve, train_config
+from stylecast.train.settings import OPTIONS
 
 if sys.version_info >= (3, 11):
     import tomllib  # novermin (only reached on 3.11+)
@@ -94,9 +95,9 @@ def check(plan: Plan) -> None:
     if plan.budget_cpu_s <= 0 or not plan.variants:
         raise StylecastError("recipe-ab needs a positive CPU budget and at least one variant")
     for name, settings in {"base": plan.base, **plan.variants}.items():
-        unknown = sorted(set(settings) - set(DEFAULTS))
+        unknown = sorted(set(settings) - set(OPTIONS))
         if unknown:
-            raise StylecastError(f"variant {name}: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
+            raise StylecastError(f"variant {name}: unknown setting(s) {unknown}; known: {sorted(OPTIONS)}")
         if "cpu_budget_s" in settings:
             raise StylecastError(f"variant {name}: the budget is the harness's (--budget-cpu-min), equal for all")
 
