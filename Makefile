@@ -20,7 +20,8 @@
 #   make optimize-demo      one Gatys multi-scale 512 px stylization of a sample photo
 #   make hostile            stylize a generated folder of 40+ hostile files (every bad one reported)
 #   make int8-sensitivity   each conv rounded to int8 on its own: why the leading convs stay fp32
-#   make bench-tiles        tiled vs whole-image agreement, and peak memory on an 8000x6000 photo
+#   make bench-tiles        tiled vs whole-image agreement on a 12 MP photo per tile normalisation and precision,
+#                           sky crops, peak memory at 12 and 48 MP -> benchmarks/results/tiles/
 #   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
 #   make check-trt          the exports of $(STYLE) against TensorRT's documented ONNX-parser constraints (CPU)
 #   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
@@ -216,8 +217,11 @@ hostile: setup $(MODEL)
 int8-sensitivity: setup
 	$(PY) -m stylecast.benchmarks.studies.int8_sensitivity --model models/$(STYLE).safetensors
 
-bench-tiles: setup $(MODEL)
-	$(PY) -m stylecast.benchmarks.media.tiles --model $(MODEL) --photo $(PHOTO)
+# A sky for the crops: the rocket photo (public domain) upscaled to a phone's 12 MP; every precision of $(STYLE).
+TILES_PHOTO ?= $(SAMPLES)/rocket.jpg
+bench-tiles: export
+	$(PY) -m stylecast.benchmarks.media.tiles --model $(ART)/$(STYLE).fp32.onnx --photo $(TILES_PHOTO) \
+		--docs docs/video.md $(ARGS)
 
 bench-video: setup $(MODEL)
 	$(PY) -m stylecast.benchmarks.media.video --model $(MODEL) --photo $(PHOTO)

@@ -36,6 +36,7 @@ REGENERATE = [
     (r"int8-graphs\.md", "make int8-graphs"),
     (r"students-latency\.md", 'make students-latency ARGS="--resolution 512 --resolution 1080p"'),
     (r"gpu-check/[^/]+\.md", "make gpu-check"),
+    (r"tiles/tiles\.md", "make bench-tiles"),
 ]
 
 
@@ -293,6 +294,11 @@ write(page, "Regression gate",
       "[Benchmarks](../benchmarks.md#regression-gate-ci).",
       [section(p, page) for p in take(p for p in reports() if p.name.startswith("gate-"))])
 
+page = "results/tiles.md"
+write(page, "Huge images in tiles",
+      f"{GENERATED} How tiles are normalised: [Video and huge images](../video.md#huge-images).",
+      [section(p, page) for p in take(p for p in reports() if p.parent.name == "tiles")])
+
 # Studies: the one-off measurements, benchmarks/results/studies/ if present, and any report not placed above.
 page = "results/studies.md"
 write(page, "Studies",
@@ -306,6 +312,7 @@ for page, what in (("bench.md", "the benchmark suite: every model x format x pre
                    ("recipe-ab.md", "training recipes compared at an equal CPU budget; training-step speed"),
                    ("compress.md", "the distilled and pruned students against their teacher"),
                    ("serve-load.md", "`stylecast serve` at 1 to 64 concurrent clients"),
+                   ("tiles.md", "a 12 MP photo in tiles against the whole image, and peak memory"),
                    ("studies.md", "one-off measurements: student latency, the slim model's speed-up, int8 graphs"),
                    ("gate.md", "the CI regression gate's false-alarm rate and power")):
     items.append(f"- [{what[0].upper() + what[1:]}]({page})")

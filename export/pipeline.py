@@ -9,14 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stylecast.export import parity, precisions, to_onnx, trt_conformance
+import numpy as np
+
+from stylecast.export import norm_graphs, parity, precisions, to_onnx, trt_conformance
 from stylecast.export.precisions import Int8Settings
 from stylecast.runtime import formats
 from stylecast.runtime.artifacts import onnx_metadata, sha256_file, tool_versions
 from stylecast.runtime.backends import Backend, load_backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.formats import EXPORTED
-from stylecast.runtime.images import atomic_write
+from stylecast.runtime.images import atomic_write, fit
+from stylecast.runtime.metrics import Comparison
 from stylecast.train.checkpoint import load_model
 
 
@@ -58,6 +61,31 @@ def check_parity(reference: parity.Reference, backend: Backend, precision: str,
     row = formats.PRECISIONS[precision]
     return {"psnr_min": worst, "ssim_min": worst_ssim, "psnr_floor_db": row.psnr_floor_db, "ssim_floor": row.ssim_floor,
             "passed": worst >= row.psnr_floor_db and worst_ssim >= row.ssim_floor, "parity": parity.as_dicts(results)}
+
+
+def tiled_parity(dest: Path, photos: list[np.ndarray], sizes: tuple[tuple[int, int], ...],
+                 log: Callable[[str], None]) -> dict:
+    """Write the statistics and apply graphs of tiled inference beside ``dest``, and check that on a whole image,
+    with its own statistics, they compute what ``dest`` computes, on the default backend. They hold the same
+    operations with InstanceNorm written out: fp32 and fp16 graphs agree to float rounding, but ONNX Runtime's
+    graph optimiser fuses an int8 graph's Q/DQ around them otherwise (148 dB apart unoptimised, about 42 dB
+    optimised), so the check holds them to the lowest floor any precision keeps against PyTorch: far above what a
+    broken graph would give."""
+    files = norm_graphs.write_companions(dest, to_onnx.save_onnx)
+    default = formats.BackendOptions(provider=["CPUExecutionProvider"])
+    floor = min(formats.PRECISIONS[name].psnr_floor_db for name in formats.EXPORTED)
+    compared = Comparison()
+    with (load_backend(dest, default) as single, load_backend(files["stats"], default) as stats,
+          load_backend(files["apply"], default) as apply):
+        for height, width in sizes:
+            for rgb in photos:
+                batch = fit(rgb, height, width).transpose(2, 0, 1)[None].astype(np.float32)
+                compared.add(single.run(batch), apply.run(batch, stats.run(batch)))
+    passed = compared.within(floor)
+    log(f"{dest.name}'s tiled graphs vs the single pass: worst PSNR {compared.psnr_min:.1f} dB"
+        + ("" if passed else f" - BELOW {floor:.0f} dB"))
+    return {"files": {role: str(path.relative_to(dest.parent)) for role, path in files.items()},
+            "psnr_min_vs_single": round(compared.psnr_min, 3), "psnr_floor_db": floor, "passed": passed}
 
 
 def other_backends_parity(reference: parity.Reference, dest: Path, precision: str,
@@ -148,8 +176,15 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
             floor_db, floor_ssim = checked["psnr_floor_db"], checked["ssim_floor"]
             log(f"{precision}: worst PSNR {worst:.1f} dB, SSIM {worst_ssim:.4f} vs PyTorch fp32 "
                 f"(floors {floor_db:.0f} dB, {floor_ssim})")
+            tiled = tiled_parity(dest, photos, request.sizes, log)
+            if not tiled["passed"]:
+                failures.append(f"{dest.name}'s tiled graphs differ from it ({tiled['psnr_min_vs_single']:.1f} dB)")
             parser = trt_conformance.check_releases(dest)
             broken = [f"TensorRT {release}: {line}" for release, lines in parser.items() for line in lines]
+            for graph in tiled["files"].values():
+                broken += [f"TensorRT {release}: {Path(graph).name}: {line}"
+                           for release, lines in trt_conformance.check_releases(request.out_dir / graph).items()
+                           for line in lines]
             for line in broken:
                 log(f"{dest.name}: {line}")
             if broken:
@@ -158,7 +193,7 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
                 "precision": precision, "file": dest.name, "bytes": dest.stat().st_size,
                 "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": floor_db,
                 "ssim_floor": floor_ssim, "passed": passed, "parity": checked["parity"],
-                "tensorrt_parser": {release: lines or "conforms" for release, lines in parser.items()},
+                "tensorrt_parser": {release: lines or "conforms" for release, lines in parser.items()}, "tiled": tiled,
                 **details, **other_backends_parity(reference, dest, precision, request.sizes, log),
             })
             step(f"{precision}: parity checked")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import INT8_METHODS
 from stylecast.runtime.params import option
 
 if TYPE_CHECKING:
@@ -58,11 +59,8 @@ class Int8Settings:
     target_db: float = option(TARGET_DB, cli=False)
 
     def __post_init__(self) -> None:
-        if self.method != "auto":
-            from stylecast.export.to_int8 import METHODS  # the quantizer's own names (onnxruntime)
-
-            if self.method not in METHODS:
-                raise StylecastError(f"--int8-method {self.method}: choose auto or one of {sorted(METHODS)}")
+        if self.method != "auto" and self.method not in INT8_METHODS:
+            raise StylecastError(f"--int8-method {self.method}: choose auto or one of {list(INT8_METHODS)}")
         if self.count < 1 or self.selection < 0:
             raise StylecastError("--calibration-count must be at least 1")
         if self.fp32_leading is not None and self.fp32_leading < 0:

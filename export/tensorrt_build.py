@@ -16,6 +16,7 @@ from pathlib import Path
 from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, sidecar_path, slug, tool_versions
 from stylecast.runtime.backends.tensorrt import ENGINE_FORMAT, Profile, Target, import_tensorrt, trt_logger, version_tuple
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import GRAPH_KEY, SINGLE_SHA_KEY, STATS_BATCH_MAX, STATS_PATCH_MAX, companion_path
 from stylecast.runtime.images import atomic_write
 
 OLDEST_SUPPORTED = (10, 0)
@@ -80,7 +81,7 @@ class EngineBuilder:
         return network, parser
 
     def build(self, onnx_path: Path, precision: str, profile: Profile, workspace_mib: int,
-              timing_cache: Path) -> bytes:
+              timing_cache: Path, stats_batch: tuple[int, int, int] = (1, 1, 1)) -> bytes:
         """The serialized engine; the timing cache file is read first and written back after."""
         trt = self.trt
         builder = trt.Builder(self.logger)
@@ -92,6 +93,10 @@ class EngineBuilder:
         config.clear_flag(trt.BuilderFlag.TF32)
         shapes = builder.create_optimization_profile()
         shapes.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
+        for i in range(1, network.num_inputs):  # an apply graph's statistics: one row per image of the batch
+            stats = network.get_input(i)
+            width = stats.shape[1]
+            shapes.set_shape(stats.name, *((n, width) for n in stats_batch))
         config.add_optimization_profile(shapes)
         self._use_timing_cache(config, timing_cache)
         plan = builder.build_serialized_network(network, config)
@@ -113,13 +118,36 @@ class EngineBuilder:
 
 def build_engine(onnx_path: Path, onnx_meta: dict[str, str], out_dir: Path, profile: Profile,
                  workspace_mib: int, timing_cache: Path, target: Target, verbose: bool = False) -> Path:
-    """Build, then write ``NAME.<precision>.<gpu>.<trt>.engine`` and its JSON sidecar atomically."""
+    """Build, then write ``NAME.<precision>.<gpu>.<trt>.engine`` and its JSON sidecar atomically; where the ONNX
+    has tiled graphs beside it, their engines too (in the engine's tiled/ folder)."""
     trt = import_tensorrt()
     name = Path(onnx_path).name.split(".")[0]
     dest = engine_path(out_dir, name, onnx_meta["precision"], target)
-    plan = EngineBuilder(trt, verbose).build(Path(onnx_path), onnx_meta["precision"], profile, workspace_mib,
-                                             timing_cache)
-    sidecar = make_sidecar(onnx_path, onnx_meta, profile, target, workspace_mib)
+    builder = EngineBuilder(trt, verbose)
+    plan = builder.build(Path(onnx_path), onnx_meta["precision"], profile, workspace_mib, timing_cache)
+    _write(dest, plan, make_sidecar(onnx_path, onnx_meta, profile, target, workspace_mib))
+    single_sha = sha256_file(dest)
+    for role, (graph_profile, stats_batch) in tiled_profiles(profile).items():
+        graph = companion_path(Path(onnx_path), role)
+        if not graph.is_file():
+            continue
+        plan = builder.build(graph, onnx_meta["precision"], graph_profile, workspace_mib, timing_cache, stats_batch)
+        sidecar = make_sidecar(graph, onnx_meta, graph_profile, target, workspace_mib)
+        sidecar.update({GRAPH_KEY: role, SINGLE_SHA_KEY: single_sha})
+        _write(companion_path(dest, role), plan, sidecar)
+    return dest
+
+
+def tiled_profiles(profile: Profile) -> dict[str, tuple[Profile, tuple[int, int, int]]]:
+    """The statistics engine takes up to a full batch of statistics patches (no side over STATS_PATCH_MAX); the
+    apply engine takes the single engine's tiles, with one statistics row per image."""
+    patches = Profile((1, 3, 16, 16), (STATS_BATCH_MAX, 3, 160, 160),
+                      (STATS_BATCH_MAX, 3, STATS_PATCH_MAX, STATS_PATCH_MAX))
+    batch = (profile.min[0], profile.opt[0], profile.max[0])
+    return {"stats": (patches, (1, 1, 1)), "apply": (profile, batch)}
+
+
+def _write(dest: Path, plan: bytes, sidecar: dict) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dest, lambda tmp: tmp.write_bytes(plan))
     atomic_write(sidecar_path(dest), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"))
-    return dest

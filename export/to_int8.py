@@ -35,10 +35,11 @@ from onnxruntime.quantization import (
 
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import INT8_METHODS
 from stylecast.runtime.images import IMAGE_SUFFIXES, fit, load_image
 
-METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-           "percentile": CalibrationMethod.Percentile}
+METHODS = dict(zip(INT8_METHODS, (CalibrationMethod.Entropy, CalibrationMethod.MinMax, CalibrationMethod.Percentile),
+                   strict=True))
 
 
 # QuantizeBias False: biases stay fp32 initializers. ORT's default (True) writes INT32 bias DequantizeLinear

@@ -27,7 +27,14 @@ from stylecast.runtime.images import IMAGE_SUFFIXES, load_image, resize_max_side
 from stylecast.runtime.params import expand_options, option
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.temporal import check_blend, check_hold
-from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling, stylize_tiled
+from stylecast.runtime.tiling import (
+    AUTO_TILE_LONG_SIDE,
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    check_tile_norm,
+    check_tiling,
+    stylize_tiled,
+)
 from stylecast.runtime.video import VIDEO_SUFFIXES, VideoReport, stylize_video
 
 _KEEP_SUFFIX = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", *VIDEO_SUFFIXES}
@@ -122,24 +129,30 @@ def prepare_folder(out: Path) -> None:
                              "choose another --out") from exc
 
 
-def run_image(stylizer: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, tile: int | None, overlap: int,
-              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``).
-
-    ``stylizer`` is a :class:`Stylizer` or any HxWx3 uint8 -> HxWx3 uint8 callable (a server's per-request strength)."""
+def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: int,
+              progress: Callable[[int, int], None] | None = None, norm: str = "mosaic",
+              strength: float | None = None) -> np.ndarray:
+    """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``); tiles are
+    normalised by statistics that stand for the whole image (``norm``: mosaic or thumbnail) or each by its own
+    (``"tile"``).
+    ``strength`` overrides the stylizer's own (a server's per-request choice)."""
+    strengths = None if strength is None else [strength]
     if tile is None:
         tile = DEFAULT_TILE if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE else 0
     if tile and max(rgb.shape[:2]) > tile:
-        return stylize_tiled(stylizer, rgb, tile, overlap, progress)
-    return stylizer(rgb)
+        stats = None if norm == "tile" else stylizer.tile_stats(rgb, norm)
+        return stylize_tiled(lambda part: stylizer.stylize_batch([part], strengths, stats)[0], rgb, tile, overlap,
+                             progress)
+    return stylizer.stylize_batch([rgb], strengths)[0]
 
 
-def frame_runner(stylizer: Stylizer, tile: int | None, overlap: int) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+def frame_runner(stylizer: Stylizer, tile: int | None, overlap: int,
+                 norm: str = "mosaic") -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     """Video frames run as batches, unless they are large enough to need tiles (4K and up by default)."""
     def run(frames: list[np.ndarray]) -> list[np.ndarray]:
         side = max(frames[0].shape[:2])
         if tile or (tile is None and side > AUTO_TILE_LONG_SIDE):
-            return [run_image(stylizer, frame, tile, overlap) for frame in frames]
+            return [run_image(stylizer, frame, tile, overlap, norm=norm) for frame in frames]
         return stylizer.stylize_batch(frames)
 
     return run
@@ -162,6 +175,10 @@ class StylizeOptions:
     tile: int | None = option(None, f"Tile size for large images (default: {DEFAULT_TILE} above a "
                                     f"{AUTO_TILE_LONG_SIDE}px long side; 0 = never).")
     overlap: int = option(DEFAULT_OVERLAP, "Pixels shared by neighbouring tiles, blended smoothly.")
+    tile_norm: str = option("mosaic", "How tiles are normalised: mosaic (by the whole image's statistics, from "
+                                      "full-resolution patches spread over it: no seams), thumbnail (from a "
+                                      "downscaled copy: no seams, colours further from whole-image inference) or "
+                                      "tile (each by its own: a patchwork; for comparison).")
     temporal_blend: float = option(0.0, "Video: blend up to this share of the previous output where the input did "
                                         "not change (0 = off).")
     input_hold: float = option(0.0, "Video: an input pixel passes to the net only once it moves more than this many "
@@ -170,6 +187,7 @@ class StylizeOptions:
     strength: float = option(1.0, "Style strength: 1 full style, 0 the photo (a blend between).")
 
     def check(self) -> None:
+        check_tile_norm(self.tile_norm)
         if self.tile:
             check_tiling(self.tile, self.overlap)
         check_blend(self.temporal_blend)
@@ -245,7 +263,8 @@ class Run:
         rgb = resize_max_side(image.rgb, settings.max_side)
         alpha = None if image.alpha is None else resize_max_side(image.alpha, settings.max_side)
         result = run_image(self.stylizer, rgb, settings.tile, settings.overlap,
-                           progress=lambda n, total: self.status(f"{job.source.name} tile {n}/{total}"))
+                           progress=lambda n, total: self.status(f"{job.source.name} tile {n}/{total}"),
+                           norm=settings.tile_norm)
         save_image(job.dest, result, alpha, quality=settings.quality)
         if image.note:
             self.console.print(f"{job.source}: {image.note}", markup=False)
@@ -259,7 +278,8 @@ class Run:
             self.status(f"{job.source.name} frame {n}/{total or '?'} {fps:.1f} fps")
 
         settings = self.settings
-        report = stylize_video(job.source, job.dest, frame_runner(self.stylizer, settings.tile, settings.overlap),
+        runner = frame_runner(self.stylizer, settings.tile, settings.overlap, settings.tile_norm)
+        report = stylize_video(job.source, job.dest, runner,
                                batch=settings.video_batch, temporal_blend=settings.temporal_blend,
                                input_hold=settings.input_hold, progress=frames_done,
                                model_meta=model_summary(self.stylizer, self.models))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.params import option
@@ -30,6 +31,14 @@ class Precision:
 
 # The graph's tensor names: export writes them, Triton configs and the TensorRT EP's profiles name them.
 INPUT, OUTPUT = "image", "stylized"
+# Tiled inference normalised by the whole image: a statistics graph (image -> STATS, run on a small image that
+# stands for the photo) and an apply graph ((image, STATS) -> stylized, run per tile) beside each single-pass
+# graph, in its tiled/ folder.
+STATS = "in_stats"
+GRAPH_KEY, STATS_LAYOUT_KEY, SINGLE_SHA_KEY = "stylecast.graph", "stylecast.stats_layout", "single_sha256"
+GraphRole = Literal["stats", "apply"]
+# The most statistics patches one call takes, and their largest side (engine profiles are built for these).
+STATS_BATCH_MAX, STATS_PATCH_MAX = 144, 192
 # The TensorRT EP's optimisation profile (NCHW): any photo up to 1920 px on either side, portrait or landscape,
 # so the EP builds its engine once instead of once per new image size.
 TRT_PROFILE = {"min": (1, 3, 16, 16), "opt": (1, 3, 512, 512), "max": (4, 3, 1920, 1920)}
@@ -42,6 +51,8 @@ PRECISIONS = {p.name: p for p in (
     Precision("bf16", exported=False, psnr_floor_db=30.0, ssim_floor=0.97),
 )}
 EXPORTED = tuple(name for name, p in PRECISIONS.items() if p.exported)
+# int8 calibration methods (`--int8-method`; the int8 exporter maps them to ONNX Runtime's calibrators).
+INT8_METHODS = ("entropy", "minmax", "percentile")
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,13 @@ class BackendOptions:
 
 def kind_of(suffix: str) -> FileKind | None:
     return next((k for k in FILE_KINDS.values() if suffix.lower() in k.suffixes), None)
+
+
+def companion_path(single: Path, role: GraphRole) -> Path:
+    """Where the ``role`` graph (or engine) of a single-pass model lives: ``a/wave.fp32.onnx`` ->
+    ``a/tiled/wave.fp32.stats.onnx``. A folder of its own keeps them out of every listing of models."""
+    single = Path(single)
+    return single.parent / "tiled" / f"{single.name.removesuffix(single.suffix)}.{role}{single.suffix}"
 
 
 def precision(name: str) -> Precision:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.backends import Backend, load_backend
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import BackendOptions
+from stylecast.runtime.formats import GRAPH_KEY, SINGLE_SHA_KEY, BackendOptions, GraphRole, companion_path
 from stylecast.runtime.images import resize_max_side
+from stylecast.runtime.tiling import stats_patches
 
 
 class Stylizer:
@@ -32,8 +34,9 @@ class Stylizer:
             raise StylecastError("no model given; pass --model PATH (repeat it to chain models)")
         if not 0.0 <= strength <= 1.0:
             raise StylecastError(f"--strength {strength}: must be between 0 (the photo) and 1 (full style)")
-        options = options or BackendOptions(backend=backend, provider=providers, threads=threads)
-        self.backends: list[Backend] = [load_backend(Path(m), options) for m in models]
+        self.options = options or BackendOptions(backend=backend, provider=providers, threads=threads)
+        self.backends: list[Backend] = [load_backend(Path(m), self.options) for m in models]
+        self._tiled: list[tuple[Backend, Backend]] | None = None
         self.backend = self.backends[0]
         self.strength = strength
         self.min_side = max(min_side(b.metadata) for b in self.backends)
@@ -52,25 +55,27 @@ class Stylizer:
     def __call__(self, rgb: np.ndarray, max_side: int | None = None) -> np.ndarray:
         return self.stylize_batch([resize_max_side(rgb, max_side)])[0]
 
-    def stylize_batch(self, images: list[np.ndarray], strengths: list[float] | None = None) -> list[np.ndarray]:
+    def stylize_batch(self, images: list[np.ndarray], strengths: list[float] | None = None,
+                      stats: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Images of one size run as one batch; mixed sizes run one by one. ``strengths`` (one per image, a
-        server's per-request choice) replace the stylizer's own strength."""
+        server's per-request choice) replace the stylizer's own strength; ``stats`` (from :meth:`tile_stats`)
+        normalise every image, tiles of one photo, by that photo's statistics."""
         strengths = [self.strength] * len(images) if strengths is None else strengths
         if len({im.shape for im in images}) == 1:
             height, width = images[0].shape[:2]
             if min(height, width) < self.min_side:
                 padded = [pad_to_min(im, self.min_side) for im in images]
-                return [out[:height, :width] for out in self.stylize_batch(padded, strengths)]
+                return [out[:height, :width] for out in self.stylize_batch(padded, strengths, stats)]
             photos = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
-            batch = self.forward(photos)
+            batch = self.forward(photos, stats)
             if min(strengths) < 1.0:
                 share = np.asarray(strengths, np.float32)[:, None, None, None]
                 batch = share * batch + (1.0 - share) * photos
             return list(to_uint8(batch))
-        return [self.stylize_batch([im], [s])[0] for im, s in zip(images, strengths, strict=True)]
+        return [self.stylize_batch([im], [s], stats)[0] for im, s in zip(images, strengths, strict=True)]
 
     def close(self) -> None:
-        for backend in self.backends:
+        for backend in [*self.backends, *(b for pair in self._tiled or () for b in pair)]:
             backend.close()
 
     def __enter__(self) -> Stylizer:
@@ -79,11 +84,35 @@ class Stylizer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        """The models alone, in order: float32 NCHW RGB in [0, 255] in and out (what a Triton model computes)."""
-        for backend in self.backends:
-            batch = backend.run(batch)
+    def forward(self, batch: np.ndarray, stats: list[np.ndarray] | None = None) -> np.ndarray:
+        """The models alone, in order: float32 NCHW RGB in [0, 255] in and out (what a Triton model computes);
+        with ``stats``, each model's apply graph normalises by them instead of by the batch itself."""
+        if stats is None:
+            for backend in self.backends:
+                batch = backend.run(batch)
+            return batch
+        for (_, apply), model_stats in zip(self.tiled_graphs(), stats, strict=True):
+            batch = apply.run(batch, np.repeat(model_stats, len(batch), axis=0))
         return batch
+
+    def tile_stats(self, rgb: np.ndarray, norm: str = "mosaic") -> list[np.ndarray]:
+        """Each model's InstanceNorm statistics for the whole photo, pooled over its statistics patches under
+        ``norm`` (see ``tiling.stats_patches``): tiles normalised by them fit together as the whole image would."""
+        batch = stats_patches(rgb, norm)
+        graphs = self.tiled_graphs()
+        found = []
+        for i, (stats, apply) in enumerate(graphs):
+            found.append(stats.run(batch))
+            if i + 1 < len(graphs):  # a chain's next model takes its statistics from this one's output
+                batch = apply.run(batch, np.repeat(found[-1], len(batch), axis=0))
+        return found
+
+    def tiled_graphs(self) -> list[tuple[Backend, Backend]]:
+        """Each model's statistics and apply graphs, opened on first use and checked against the model."""
+        if self._tiled is None:
+            self._tiled = [(companion(b, "stats", self.options), companion(b, "apply", self.options))
+                           for b in self.backends]
+        return self._tiled
 
 
 # The first conv's reflection padding needs a side longer than kernel // 2 (5 px for Johnson's 9x9, measured);
@@ -99,6 +128,21 @@ def min_side(metadata: dict[str, str]) -> int:
     except (ValueError, TypeError, AttributeError):  # a foreign arch string: nothing says the net pads
         pad = 0
     return max(MIN_SIDE, pad + 1)
+
+
+def companion(single: Backend, role: GraphRole, options: BackendOptions) -> Backend:
+    """The ``role`` graph exported beside ``single``, refused when it was made from another file."""
+    path = companion_path(single.path, role)
+    if not path.is_file():
+        raise StylecastError(f"{single.path}: its tiled graphs are missing ({path}); re-export the model with "
+                             "`stylecast export` (or pass --tile-norm tile)")
+    graph = load_backend(path, options)
+    made_from = graph.metadata.get(SINGLE_SHA_KEY)
+    if graph.metadata.get(GRAPH_KEY) != role or made_from != sha256_file(single.path):
+        graph.close()
+        raise StylecastError(f"{path}: not the {role} graph of {single.path} (stale or foreign); re-export the "
+                             "model with `stylecast export`")
+    return graph
 
 
 def pad_to_min(rgb: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:

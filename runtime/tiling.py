@@ -7,9 +7,11 @@ output as soon as its rows are final: the working memory is one strip (``tile`` 
 width) plus one tile's inference, whatever the image height. The input and output images
 themselves are of course whole in memory.
 
-The transform net uses InstanceNorm, so a tile is normalised with its own statistics, not the
-whole image's: tiled and whole-image results differ somewhat (measured in ``benchmarks/tiles.py``).
-Larger tiles and overlaps bring them closer.
+The transform net uses InstanceNorm. Normalised by its own statistics, each tile would be stylized a little
+differently from its neighbours (a patchwork on smooth skies), so by default every tile is normalised by statistics
+that stand for the whole image (after Chen et al. 2022's thumbnail instance normalisation; see
+``Stylizer.tile_stats`` and ``stats_image``). ``--tile-norm`` chooses them; ``make bench-tiles`` measures each
+against whole-image inference.
 """
 
 from __future__ import annotations
@@ -17,12 +19,67 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from PIL import Image
 
 from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import STATS_BATCH_MAX, STATS_PATCH_MAX
+from stylecast.runtime.images import resize_long_side
 
 AUTO_TILE_LONG_SIDE = 2048  # above this long side, `stylecast stylize` tiles unless told --tile 0
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
+# How tiles are normalised: by statistics pooled over full-resolution patches spread over the photo (the default),
+# over a downscaled thumbnail (Chen et al. 2022), or each by its own (a patchwork; for comparison).
+TILE_NORMS = ("mosaic", "thumbnail", "tile")
+# A thumbnail's statistics come from a smaller scale than the photo's: its variances miss the photo's by up to a
+# third in the first layers, enough to shift every tile's colours. Full-resolution patches keep the photo's scale;
+# patches of 160 px, pooled over up to a third of a small photo's pixels and at most 12x12 patches, brought 6 and
+# 12 MP photos within the agreement targets where a thumbnail and grids of fewer, larger patches did not every
+# time (`make bench-tiles` measures the choices).
+MOSAIC_PATCH, MOSAIC_GRID, MOSAIC_SHARE = 160, (4, 12), 1 / 3
+THUMBNAIL_SIDE, THUMBNAIL_PATCH = 1024, 128
+assert MOSAIC_GRID[1] ** 2 <= STATS_BATCH_MAX and MOSAIC_PATCH <= STATS_PATCH_MAX  # what engines are built for
+
+
+def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """``rgb`` with its long side brought down to ``side`` (never up): a cheap integer box reduction first, so a
+    48 MP photo costs one small copy, then an exact resize."""
+    height, width = rgb.shape[:2]
+    if max(height, width) <= side:
+        return rgb
+    factor = max(height, width) // side
+    small = np.asarray(Image.fromarray(rgb).reduce(factor)) if factor >= 2 else rgb
+    return resize_long_side(small, side)
+
+
+def grid_patches(rgb: np.ndarray, patch: int, rows: int, cols: int) -> np.ndarray:
+    """``rows`` x ``cols`` patches of ``patch`` px (less where the image is smaller), evenly spread over ``rgb``,
+    as an NCHW float32 batch."""
+    height, width = rgb.shape[:2]
+    ph, pw = min(patch, height), min(patch, width)
+    ys = np.linspace(0, height - ph, rows).round().astype(int)
+    xs = np.linspace(0, width - pw, cols).round().astype(int)
+    return np.stack([rgb[y:y + ph, x:x + pw] for y in ys for x in xs]).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def stats_patches(rgb: np.ndarray, norm: str) -> np.ndarray:
+    """The patches whose pooled InstanceNorm statistics stand for the whole of ``rgb`` under ``norm``: a grid of
+    full-resolution patches (mosaic), or the thumbnail cut into patches that cover it (thumbnail)."""
+    check_tile_norm(norm)
+    if norm == "tile":
+        raise StylecastError("--tile-norm tile normalises each tile by itself: there are no statistics patches")
+    if norm == "mosaic":
+        low, high = MOSAIC_GRID
+        grid = int(np.clip(np.sqrt(rgb.shape[0] * rgb.shape[1] * MOSAIC_SHARE) // MOSAIC_PATCH, low, high))
+        return grid_patches(rgb, MOSAIC_PATCH, grid, grid)
+    small = thumbnail(rgb)
+    rows, cols = (max(1, round(side / THUMBNAIL_PATCH)) for side in small.shape[:2])
+    return grid_patches(small, max(small.shape[0] // rows, small.shape[1] // cols), rows, cols)
+
+
+def check_tile_norm(norm: str) -> None:
+    if norm not in TILE_NORMS:
+        raise StylecastError(f"--tile-norm {norm}: choose one of {', '.join(TILE_NORMS)}")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

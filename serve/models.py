@@ -105,8 +105,7 @@ class ModelSet:
             out = stylizer.forward(np.concatenate(items))
             return np.split(out, np.cumsum([len(item) for item in items])[:-1])
         if kind == "tiled":
-            return [run_image(lambda tile, s=strength: stylizer.stylize_batch([tile], [s])[0], rgb, None,
-                              DEFAULT_OVERLAP) for rgb, strength in items]
+            return [run_image(stylizer, rgb, None, DEFAULT_OVERLAP, strength=strength) for rgb, strength in items]
         return stylizer.stylize_batch([rgb for rgb, _ in items], [strength for _, strength in items])
 
 

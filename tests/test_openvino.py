@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("openvino")
 
@@ -118,7 +119,7 @@ def test_compiled_models_are_cached_per_shape_least_recently_used_first_out(tiny
     backend.run(np.zeros((1, 3, 40, 48), np.float32))
     backend.request((1, 3, 32, 32))  # used again: now the most recent
     backend.run(np.zeros((2, 3, 24, 24), np.float32))
-    assert list(backend._compiled) == [(1, 3, 32, 32), (2, 3, 24, 24)]
+    assert list(backend._compiled) == [((1, 3, 32, 32),), ((2, 3, 24, 24),)]  # keyed by every input's shape
 
 
 def test_missing_openvino_is_one_line_error(tiny_exports, monkeypatch):
@@ -215,3 +216,25 @@ def test_bench_has_openvino_rows_for_every_precision(tiny_exports):
     assert "idle-thread spinning off" in result["settings"]["openvino"]
     text = report.markdown(result)
     assert "| tiny | 48x48 | OpenVINO | int8 | CPU | ok |" in text and "fastest within the parity floor:" in text
+
+
+def test_tiled_statistics_and_tiles_agree_across_backends_and_precisions(tiny_exports):
+    """The statistics pass and the apply pass give the same on OpenVINO as on ONNX Runtime, at each precision, and
+    each precision's tiled graphs compute its own single pass on a whole image."""
+    from stylecast.export import norm_graphs, to_onnx
+    from stylecast.runtime.stylizer import Stylizer
+    from stylecast.runtime.tiling import stats_patches, stylize_tiled
+
+    rgb = np.asarray(Image.open(DATA / "photos" / "chelsea.jpg").convert("RGB").resize((600, 400)))
+    for precision in ("fp32", "fp16", "int8"):
+        norm_graphs.write_companions(tiny_exports[precision], to_onnx.save_onnx)
+        ort, ov = (Stylizer(tiny_exports[precision], backend=name, threads=1) for name in ("onnxruntime", "openvino"))
+        ort_stats, ov_stats = ort.tile_stats(rgb)[0], ov.tile_stats(rgb)[0]
+        assert np.allclose(ort_stats, ov_stats, rtol=1e-2, atol=1e-2), precision
+        tiles = [stylize_tiled(lambda part, s=s, st=st: s.stylize_batch([part], None, [st])[0], rgb, 256, 32)
+                 for s, st in ((ort, ort_stats), (ov, ov_stats))]
+        assert np.abs(tiles[0].astype(int) - tiles[1].astype(int)).max() <= 2, precision
+        (stats, apply), = ort.tiled_graphs()
+        batch = rgb.transpose(2, 0, 1)[None].astype(np.float32)
+        assert np.abs(apply.run(batch, stats.run(batch)) - ort.forward(batch)).max() < 0.5, precision
+        assert stats_patches(rgb, "mosaic").shape[0] == 16  # 4x4: the smallest grid, for a small photo

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.runtime.formats import BackendOptions
+from stylecast.runtime.errors import StylecastError
+from stylecast.runtime.formats import STATS, BackendOptions
+
+
+def check_inputs(path: Path, inputs: list[tuple[str, int]]) -> None:
+    """A model takes one NCHW image, and a tiled apply graph also the statistics (NxS) of the whole image."""
+    ranks = [rank for _, rank in inputs]
+    if not (ranks == [4] or (ranks == [4, 2] and inputs[1][0] == STATS)):
+        raise StylecastError(f"{path}: expected one NCHW image input (and {STATS} for a tiled graph), found "
+                             f"{[name for name, _ in inputs]} of ranks {ranks}; re-export it with `stylecast export`")
 
 
 @dataclass(frozen=True)
@@ -35,8 +44,10 @@ class Variant:
 class Backend(ABC):
     """One model file on one inference engine.
 
-    ``run`` takes float32 NCHW RGB in [0, 255] and returns the same layout, already clamped. A backend is a
-    context manager: leaving it frees its sessions, engines and device memory (``close``).
+    ``run`` takes float32 NCHW RGB in [0, 255] and returns the same layout, already clamped; an apply graph of
+    tiled inference also takes the whole image's InstanceNorm statistics (``stats``), and a statistics graph
+    returns them instead of an image. A backend is a context manager: leaving it frees its sessions, engines and
+    device memory (``close``).
     """
 
     name: str = "backend"
@@ -65,7 +76,7 @@ class Backend(ABC):
         """The artifact's stylecast metadata (style, arch, precision, hashes, versions)."""
 
     @abstractmethod
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray: ...
 
     def run_staged(self, batch: np.ndarray) -> tuple[np.ndarray, Stages | None]:
         """``run``, with its stages timed apart where the engine can (device engines); None on the host."""

@@ -10,9 +10,9 @@ from types import ModuleType
 import numpy as np
 
 from stylecast.runtime.artifacts import onnx_metadata, require
-from stylecast.runtime.backends.base import Backend, Stages, Variant
+from stylecast.runtime.backends.base import Backend, Stages, Variant, check_inputs
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import INPUT, TRT_PROFILE, BackendOptions
+from stylecast.runtime.formats import INPUT, STATS, TRT_PROFILE, BackendOptions
 from stylecast.runtime.timing import elapsed_ms
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -94,8 +94,7 @@ class OnnxRuntimeBackend(Backend):
             raise StylecastError(f"{path}: ONNX Runtime fell back from {providers[0]} to {used}; check that "
                                  f"{short_name(providers[0])}'s libraries load, or choose another --provider")
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise StylecastError(f"{path}: expected one NCHW image input, found {[i.shape for i in inputs]}")
+        check_inputs(path, [(i.name, len(i.shape)) for i in inputs])
         self.input_name = inputs[0].name
         # Kernel failures come back as exceptions that run() turns into one-line errors; ORT's own log of
         # them would only repeat that on stderr.
@@ -144,10 +143,12 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self.session = None  # with it goes the memory arena
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
+        feeds = {self.input_name: np.ascontiguousarray(batch, np.float32)}
+        if stats is not None:
+            feeds[STATS] = np.ascontiguousarray(stats, np.float32)
         try:
-            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)},
-                                    self.run_options)[0]
+            return self.session.run(None, feeds, self.run_options)[0]
         except Exception as exc:  # ORT's errors are untyped; memory exhaustion is the usual one
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StylecastError(f"{self.path}: inference failed on a {'x'.join(map(str, batch.shape))} input "

@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 
 from stylecast.runtime.artifacts import onnx_metadata, package_version, require
-from stylecast.runtime.backends.base import Backend, Variant
+from stylecast.runtime.backends.base import Backend, Variant, check_inputs
 from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.runtime.formats import BackendOptions
 from stylecast.runtime.machine import class_id, fingerprint
@@ -94,7 +94,7 @@ def cpu_precision_hint(ov: ModuleType, core: object, threads: int | None) -> tup
 def cpu_precision(ov: ModuleType, core: object, requested: str, threads: int | None) -> tuple[str, str]:
     """The CPU plugin's inference precision and why. ``f32`` runs the graph at its own precision (fp32, fp16 and
     int8 parts as exported, as ONNX Runtime runs them): left to itself OpenVINO lowers every f32 op to bf16 on CPUs
-    with bf16 instructions, which took an fp32 export from 116 dB to 41 dB against PyTorch on Zen 4. ``bf16`` and
+    with bf16 instructions, which took an fp32 export from 116 dB to 41 dB against PyTorch. ``bf16`` and
     ``auto`` (bf16 where a probe measures it faster) trade that parity for speed, on request only."""
     if requested == "f32":
         return "f32", "the graph's own precision (bf16 only on request: --openvino-precision bf16 or auto)"
@@ -136,14 +136,12 @@ class OpenVinoBackend(Backend):
         except Exception as exc:  # OpenVINO raises its own untyped errors for bad files
             raise StylecastError(f"{path}: OpenVINO cannot read this model ({first_line(exc)}); "
                                  "re-export it with `stylecast export`") from exc
-        if len(self.model.inputs) != 1 or len(self.model.inputs[0].partial_shape) != 4:
-            raise StylecastError(f"{path}: expected one NCHW image input, found "
-                                 f"{[str(i.partial_shape) for i in self.model.inputs]}")
+        check_inputs(path, [(i.any_name, len(i.partial_shape)) for i in self.model.inputs])
         if device != "CPU" and precision != "f32":
             raise StylecastError(f"--openvino-precision {precision}: sets the CPU's inference precision; the "
                                  f"{device} device runs at its own (drop the option)")
         self.hint, self.hint_reason = cpu_precision(ov, self.core, precision, threads) if device == "CPU" else (None, "")
-        self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._compiled: OrderedDict[tuple[tuple[int, ...], ...], object] = OrderedDict()
 
     @classmethod
     def open(cls, path: Path, options: BackendOptions) -> OpenVinoBackend:
@@ -183,23 +181,24 @@ class OpenVinoBackend(Backend):
     def close(self) -> None:
         self._compiled.clear()  # the compiled model of every shape
 
-    def request(self, shape: tuple[int, ...]) -> object:
-        """The infer request compiled for ``shape``, compiling it (and evicting the oldest) when new."""
-        if shape in self._compiled:
-            self._compiled.move_to_end(shape)
-            return self._compiled[shape]
+    def request(self, *shapes: tuple[int, ...]) -> object:
+        """The infer request compiled for these input ``shapes``, compiling it (and evicting the oldest) when new."""
+        if shapes in self._compiled:
+            self._compiled.move_to_end(shapes)
+            return self._compiled[shapes]
         model = self.model.clone()
-        model.reshape(list(shape))
+        model.reshape({i: list(shape) for i, shape in enumerate(shapes)})
         compiled = self.core.compile_model(model, self.device, compile_config(self.device, self.threads, self.hint))
-        self._compiled[shape] = compiled.create_infer_request()
+        self._compiled[shapes] = compiled.create_infer_request()
         if len(self._compiled) > SHAPE_CACHE:
             self._compiled.popitem(last=False)
-        return self._compiled[shape]
+        return self._compiled[shapes]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
+        feeds = [np.ascontiguousarray(a, np.float32) for a in (batch, stats) if a is not None]
         try:
-            request = self.request(tuple(batch.shape))
-            request.infer({0: np.ascontiguousarray(batch, np.float32)})
+            request = self.request(*(tuple(a.shape) for a in feeds))
+            request.infer(dict(enumerate(feeds)))
             # The request reuses its output buffer on the next call: hand back a copy.
             return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
         except Exception as exc:  # OpenVINO's errors are untyped; memory exhaustion is the usual one

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 
 from stylecast.runtime.artifacts import FORMAT_KEY, read_sidecar, require, sidecar_path
-from stylecast.runtime.backends.base import Backend, Variant
+from stylecast.runtime.backends.base import Backend, Variant, check_inputs
 from stylecast.runtime.backends.cuda_device import CudaDevice, open_device
 from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.runtime.formats import ENGINE_FORMAT, BackendOptions
@@ -143,9 +143,11 @@ class TensorRTBackend(Backend):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise StylecastError(f"{self.path}: expected one input and one output tensor, found {names}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        if len(outputs) != 1:
+            raise StylecastError(f"{self.path}: expected one output tensor, found {names}")
+        check_inputs(self.path, [(n, len(self.engine.get_tensor_shape(n))) for n in inputs])
+        self.inputs, self.output_name = inputs, outputs[0]
+        self.input_name = inputs[0]
         for tensor in names:  # run() hands TensorRT float32 buffers: an engine with other I/O would read garbage
             if self.engine.get_tensor_dtype(tensor) != trt.float32:
                 raise StylecastError(f"{self.path}: tensor '{tensor}' is {self.engine.get_tensor_dtype(tensor)}, "
@@ -181,16 +183,20 @@ class TensorRTBackend(Backend):
             self._buffers[name] = held
         return held
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, np.float32)
-        check_shape(batch.shape, self.profile, self.path)
-        self.context.set_input_shape(self.input_name, batch.shape)
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
+        feeds = [np.ascontiguousarray(a, np.float32) for a in (batch, stats) if a is not None]
+        if len(feeds) != len(self.inputs):
+            raise StylecastError(f"{self.path}: takes {len(self.inputs)} input(s) ({', '.join(self.inputs)}), "
+                                 f"given {len(feeds)}")
+        check_shape(feeds[0].shape, self.profile, self.path)
+        for name, array in zip(self.inputs, feeds, strict=True):
+            self.context.set_input_shape(name, array.shape)
+            pointer, host = self._buffer(name, array.size)
+            host[:array.size] = array.ravel()
+            self.device.to_device(pointer, host[:array.size])
+            self.context.set_tensor_address(name, pointer)
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        in_ptr, in_host = self._buffer(self.input_name, batch.size)
         out_ptr, out_host = self._buffer(self.output_name, int(np.prod(out_shape)))
-        in_host[:batch.size] = batch.ravel()
-        self.device.to_device(in_ptr, in_host[:batch.size])
-        self.context.set_tensor_address(self.input_name, in_ptr)
         self.context.set_tensor_address(self.output_name, out_ptr)
         if not self.context.execute_async_v3(self.device.stream_handle):
             raise StylecastError(f"{self.path}: TensorRT execution failed (see its log above)")
