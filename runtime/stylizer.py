@@ -95,7 +95,7 @@ class Stylizer:
             batch = apply.run(batch, np.repeat(model_stats, len(batch), axis=0))
         return batch
 
-    def tile_stats(self, rgb: np.ndarray, norm: str = "mosaic") -> list[np.ndarray]:
+    def tile_stats(self, rgb: np.ndarray, norm: str = "thumbnail") -> list[np.ndarray]:
         """Each model's InstanceNorm statistics for the whole photo, pooled over its statistics patches under
         ``norm`` (see ``tiling.stats_patches``): tiles normalised by them fit together as the whole image would."""
         batch = stats_patches(rgb, norm)

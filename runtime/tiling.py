@@ -28,11 +28,12 @@ from stylecast.runtime.images import resize_long_side
 AUTO_TILE_LONG_SIDE = 2048  # above this long side, `stylecast stylize` tiles unless told --tile 0
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
-# How tiles are normalised: by statistics pooled over full-resolution patches spread over the photo (the default),
-# over a downscaled thumbnail (Chen et al. 2022), or each by its own (a patchwork; for comparison).
-TILE_NORMS = ("mosaic", "thumbnail", "tile")
+# How tiles are normalised: by statistics pooled over a downscaled thumbnail (Chen et al. 2022; the default), over
+# full-resolution patches spread over the photo, or each by its own (a patchwork; for comparison).
+TILE_NORMS = ("thumbnail", "mosaic", "tile")
 # A thumbnail's statistics come from a smaller scale than the photo's: its variances miss the photo's by up to a
-# third in the first layers, enough to shift every tile's colours. Full-resolution patches keep the photo's scale;
+# third in the first layers, enough to shift every tile's colours, though no longer tile by tile. Full-resolution
+# patches keep the photo's scale, at the cost of time and memory (the patches run as one batch: 2 GB at 12 MP);
 # patches of 160 px, pooled over up to a third of a small photo's pixels and at most 12x12 patches, brought 6 and
 # 12 MP photos within the agreement targets where a thumbnail and grids of fewer, larger patches did not every
 # time (`make bench-tiles` measures the choices).

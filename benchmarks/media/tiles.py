@@ -30,6 +30,9 @@ from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, TILE_NORMS, 
 
 BLOCK = 448  # the side of the squares whose mean luminance shifts are compared
 TARGETS = {"mad": 3.0, "block_std": 1.5, "time_ratio": 1.2}
+CROPS = ("tile", "mosaic", "thumbnail (the default)", "whole image")
+CAPTION = ("*The smoothest 768 px square at full size, left to right: each tile normalised by itself, by statistics "
+           "of full-resolution patches (mosaic), by a thumbnail's (the default), and the whole image in one pass.*")
 
 
 def block_shifts(a: np.ndarray, b: np.ndarray, block: int = BLOCK) -> np.ndarray:
@@ -63,7 +66,7 @@ def agreement(model: Path, rgb: np.ndarray, out: Path, rounds: int = 2) -> list[
     for path in sorted(model.parent.glob(f"{model.name.split('.')[0]}.*.onnx")):
         stylizer = Stylizer(path)
         whole = stylizer(rgb)
-        tiled(stylizer, rgb[:1024, :1024], "mosaic")  # sessions and shapes set up before timing
+        tiled(stylizer, rgb[:1024, :1024], "thumbnail")  # sessions and shapes set up before timing
         seconds: dict[str, list[float]] = {norm: [] for norm in TILE_NORMS}
         outputs = {}
         for _ in range(rounds):
@@ -94,17 +97,19 @@ def crops(whole: np.ndarray, outputs: dict[str, np.ndarray], out: Path, side: in
     parts = {"whole": whole, **outputs}
     for name, image in parts.items():
         save_image(out / f"crop-{name}.jpg", image[y:y + side, x:x + side], quality=85)
-    strip = np.concatenate([parts[name][y:y + side, x:x + side] for name in ("tile", "mosaic", "whole")], axis=1)
+    strip = np.concatenate([parts[name][y:y + side, x:x + side] for name in TILE_NORMS[::-1] + ("whole",)], axis=1)
     save_image(out / "crops.jpg", strip, quality=85)
 
 
-def peak_rss(model: Path, rgb: np.ndarray, size: tuple[int, int], work: Path) -> dict:
-    """Stylize ``rgb`` upscaled to ``size`` in a child `stylecast stylize` with the defaults; its peak RSS."""
+def peak_rss(model: Path, rgb: np.ndarray, size: tuple[int, int], work: Path, norm: str) -> dict:
+    """Stylize ``rgb`` upscaled to ``size`` in a child `stylecast stylize` with ``--tile-norm norm``; its peak RSS."""
     big = work / f"huge-{size[0]}x{size[1]}.jpg"
+    work.mkdir(parents=True, exist_ok=True)
     if not big.is_file():
         Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC).save(big, quality=92)
-    seconds, rss_mib, command = stylecast("stylize", str(big), "--model", str(model), "--out", str(work / "huge-out"))
-    row = {"size": f"{size[0]}x{size[1]}", "peak_rss_mib": round(rss_mib),
+    seconds, rss_mib, command = stylecast("stylize", str(big), "--model", str(model), "--out", str(work / "huge-out"),
+                                          "--tile-norm", norm)
+    row = {"size": f"{size[0]}x{size[1]}", "tile_norm": norm, "peak_rss_mib": round(rss_mib),
            "image_buffers_mib": round(size[0] * size[1] * 3 * 2 / 2**20), "seconds": round(seconds, 1),
            "command": command}
     print(row, flush=True)
@@ -120,13 +125,11 @@ def markdown(result: dict) -> str:
              "|---|---|---:|---:|---|---:|---:|"]
     lines += [f"| {r['model']} | {r['tile_norm']} | {r['mad']} | {r['block_std']} | {r['block_min']} … {r['block_max']} "
               f"| {r['seconds']} | {r['time_ratio']} |" for r in result["agreement"]]
-    lines += ["", "Peak RSS of `stylecast stylize` with the defaults:", "", "| image | peak RSS (MiB) | input + output "
-              "buffers (MiB) | seconds |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['size']} | {r['peak_rss_mib']} | {r['image_buffers_mib']} | {r['seconds']} |"
+    lines += ["", "Peak RSS of `stylecast stylize` (fp32):", "", "| image | tile norm | peak RSS (MiB) | input + "
+              "output buffers (MiB) | seconds |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r['size']} | {r['tile_norm']} | {r['peak_rss_mib']} | {r['image_buffers_mib']} | {r['seconds']} |"
               for r in result["peak_memory"]]
-    lines += ["", "![per-tile normalisation, whole-image statistics, whole image](crops.jpg)", "",
-              "*The smoothest 768 px square at full size: tiles normalised each by itself (left), by the whole image's "
-              "statistics (the default, middle), and the whole image in one pass (right).*"]
+    lines += ["", f"![{', '.join(CROPS)}](crops.jpg)", "", CAPTION]
     return "\n".join(lines) + "\n"
 
 
@@ -137,11 +140,9 @@ def summary(result: dict, out: Path) -> str:
              f"whole-image run, {result['machine']}:", "",
              "| `--tile-norm` | mean abs diff | 448 px block shift std | time vs `tile` |", "|---|---:|---:|---:|"]
     lines += [f"| {r['tile_norm']} | {r['mad']} | {r['block_std']} | {r['time_ratio']}× |" for r in rows]
-    memory = ", ".join(f"{r['size']}: {r['peak_rss_mib']} MiB" for r in result["peak_memory"])
-    lines += ["", f"Peak RSS of `stylecast stylize` with the defaults: {memory}.", "",
-              f"![per-tile normalisation, whole-image statistics, whole image]({(out / 'crops.jpg').as_posix()})", "",
-              "*The smoothest 768 px square at full size: each tile normalised by itself (left), by the whole "
-              "image's statistics (the default, middle), and the whole image in one pass (right).*"]
+    memory = ", ".join(f"{r['size']} `{r['tile_norm']}`: {r['peak_rss_mib']} MiB" for r in result["peak_memory"])
+    lines += ["", f"Peak RSS of `stylecast stylize`: {memory}.", "",
+              f"![{', '.join(CROPS)}]({(out / 'crops.jpg').as_posix()})", "", CAPTION]
     return "\n".join(lines)
 
 
@@ -158,12 +159,15 @@ def main() -> None:
     size = parse_size(args.size, "--size")
     source = np.asarray(Image.open(args.photo).convert("RGB"))
     rgb = fit(source, size.height, size.width)
+    # Memory first: a child's peak RSS starts from this process's at the fork, so it is measured while this one
+    # is still small (the whole-image runs below take gigabytes).
+    runs = [(size.label, norm) for norm in TILE_NORMS] + [(text, TILE_NORMS[0]) for text in
+                                                           filter(None, args.huge.lower().split(","))]
+    memory = [peak_rss(args.model, rgb, (parse_size(text, "--huge").width, parse_size(text, "--huge").height),
+                       Path("artifacts/bench"), norm) for text, norm in runs]
     result = {"model": str(args.model), "photo": args.photo.name, "size": size.label,
               "machine": describe_class(fingerprint()), "targets": TARGETS,
-              "agreement": agreement(args.model, rgb, args.out), "peak_memory": []}
-    for text in [size.label, *filter(None, args.huge.lower().split(","))]:
-        huge = parse_size(text, "--huge")
-        result["peak_memory"].append(peak_rss(args.model, rgb, (huge.width, huge.height), Path("artifacts/bench")))
+              "agreement": agreement(args.model, rgb, args.out), "peak_memory": memory}
     atomic_write(args.out / "tiles.json", lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     atomic_write(args.out / "tiles.md", lambda tmp: tmp.write_text(markdown(result)))
     if args.docs:
