@@ -39,7 +39,7 @@ def save_model(path: Path, model: TransformerNet, meta: dict[str, str], weights:
     """The shippable checkpoint: weights plus the metadata export and the runtime check.
 
     ``weights="fp16"`` stores them at half the size (four styles must fit the repository); loading widens them back
-    to fp32, and the style nets' outputs then move by at most one grey level (README, "Model files")."""
+    to fp32, and the style nets' outputs then move by at most one grey level (docs: Training, "Model files")."""
     dtype = weights_dtype(weights)
     tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
                for k, v in model.state_dict().items()}

@@ -19,7 +19,7 @@ from stylecast.train.settings import TrainSettings
 
 WIDTH, HEIGHT, FPS, SECONDS = 256, 144, 12, 20  # bench-video's still clip
 TARGET = 2.0
-# The runtime's mitigations as the README's video table shows them: what a user gets from `stylize --temporal-blend
+# The runtime's mitigations as the docs' video table shows them: what a user gets from `stylize --temporal-blend
 # 0.5` and from `stylize --input-hold 3`.
 RUNTIME_BLEND, RUNTIME_HOLD = 0.5, 3.0
 GAIN_SIGMA = TrainSettings.stability_sigma  # the noise the stability term trains on, unless a preset changes it

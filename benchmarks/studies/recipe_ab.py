@@ -1,4 +1,4 @@
-"""Recipe A/B (issue 14): short training runs of several variants at an equal CPU budget, each scored with the
+"""Recipe A/B: short training runs of several variants at an equal CPU budget, each scored with the
 yardstick, in one table.
 
 The budget is process CPU time (all threads), not wall time, so a variant that ran while the machine was busy is

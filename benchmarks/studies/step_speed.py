@@ -1,4 +1,4 @@
-"""Training-step speed of the options that do not change what is learnt (issue 14): fp32, channels_last,
+"""Training-step speed of the options that do not change what is learnt: fp32, channels_last,
 torch.compile, bf16 autocast, each through the real Trainer for a few steps of a style's preset.
 
     python -m stylecast.benchmarks.studies.step_speed --style wave --data ../shared/photos
