@@ -3,6 +3,7 @@ export and the bench compare its outputs."""
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import STATS, BackendOptions
+from stylecast.runtime.formats import BACKENDS, STATS, BackendOptions
 
 
 def check_inputs(path: Path, inputs: list[tuple[str, int]]) -> None:
@@ -51,6 +52,7 @@ class Backend(ABC):
     """
 
     name: str = "backend"
+    requires: str | None = None  # the Python package the engine comes in
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -62,7 +64,10 @@ class Backend(ABC):
 
     @classmethod
     def unavailable(cls) -> str | None:
-        """Why this engine cannot run on this machine (not installed, no device), or None."""
+        """Why this engine cannot run on this machine, or None: its package (``requires``) is missing, found
+        without importing it (a package that is there but broken fails on opening a file, with its own error)."""
+        if cls.requires and importlib.util.find_spec(cls.requires) is None:
+            return f"skipped: {BACKENDS[cls.name].label} not installed"
         return None
 
     @classmethod

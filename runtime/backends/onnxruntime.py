@@ -66,6 +66,7 @@ def provider_options(provider: str, cache_dir: Path) -> dict[str, str]:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    requires = "onnxruntime"
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None,
                  config: dict[str, str] | None = None) -> None:
@@ -105,14 +106,6 @@ class OnnxRuntimeBackend(Backend):
     def open(cls, path: Path, options: BackendOptions) -> OnnxRuntimeBackend:
         return cls(path, providers=options.provider, threads=options.threads,
                    config=None if options.spin else NO_SPINNING)
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            import_ort()
-        except StylecastError:
-            return "skipped: ONNX Runtime not installed (pip install 'stylecast[cpu]')"
-        return None
 
     @classmethod
     def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:

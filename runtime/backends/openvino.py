@@ -121,6 +121,7 @@ def compile_config(device: str, threads: int | None, hint: str | None) -> dict[s
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    requires = "openvino"
 
     def __init__(self, path: Path, device: str = "CPU", threads: int | None = None, precision: str = "f32") -> None:
         super().__init__(path)
@@ -148,14 +149,6 @@ class OpenVinoBackend(Backend):
         """``--provider`` names OpenVINO's device (CPU by default), ``--openvino-precision`` the CPU's precision."""
         return cls(path, device=options.provider[0] if options.provider else "CPU", threads=options.threads,
                    precision=options.openvino_precision)
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            import_openvino()
-        except StylecastError:
-            return "skipped: OpenVINO not installed (pip install 'stylecast[openvino]')"
-        return None
 
     @classmethod
     def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:

@@ -125,6 +125,7 @@ class TensorRTBackend(Backend):
     """NVIDIA samples' TensorRTInfer: deserialize once, grow device/pinned buffers only when needed."""
 
     name = "tensorrt"
+    requires = "tensorrt"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -155,14 +156,6 @@ class TensorRTBackend(Backend):
                                      "`stylecast export`")
         self.profile = Profile(*(tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0)))
         self._buffers: dict[str, tuple[int, np.ndarray]] = {}
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        try:
-            import_tensorrt()
-        except StylecastError:
-            return "skipped: TensorRT not installed"
-        return None
 
     @classmethod
     def variants(cls, path: Path, precision: str, options: BackendOptions) -> list[Variant]:
