@@ -31,6 +31,7 @@ from stylecast.runtime.tiling import (
     AUTO_TILE_LONG_SIDE,
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
+    DEFAULT_TILE_NORM,
     check_tile_norm,
     check_tiling,
     stylize_tiled,
@@ -130,10 +131,10 @@ def prepare_folder(out: Path) -> None:
 
 
 def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: int,
-              progress: Callable[[int, int], None] | None = None, norm: str = "thumbnail",
+              progress: Callable[[int, int], None] | None = None, norm: str = DEFAULT_TILE_NORM,
               strength: float | None = None) -> np.ndarray:
     """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``); tiles are
-    normalised by statistics that stand for the whole image (``norm``: thumbnail or mosaic) or each by its own
+    normalised by statistics that stand for the whole image (``norm``: mosaic or thumbnail) or each by its own
     (``"tile"``).
     ``strength`` overrides the stylizer's own (a server's per-request choice)."""
     strengths = None if strength is None else [strength]
@@ -147,7 +148,7 @@ def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: in
 
 
 def frame_runner(stylizer: Stylizer, tile: int | None, overlap: int,
-                 norm: str = "thumbnail") -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+                 norm: str = DEFAULT_TILE_NORM) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     """Video frames run as batches, unless they are large enough to need tiles (4K and up by default)."""
     def run(frames: list[np.ndarray]) -> list[np.ndarray]:
         side = max(frames[0].shape[:2])
@@ -175,10 +176,10 @@ class StylizeOptions:
     tile: int | None = option(None, f"Tile size for large images (default: {DEFAULT_TILE} above a "
                                     f"{AUTO_TILE_LONG_SIDE}px long side; 0 = never).")
     overlap: int = option(DEFAULT_OVERLAP, "Pixels shared by neighbouring tiles, blended smoothly.")
-    tile_norm: str = option("thumbnail", "How tiles are normalised: thumbnail (by the whole image's statistics, "
-                                         "from a 1024 px copy: no patchwork), mosaic (from full-resolution patches: "
-                                         "closest to whole-image inference, slower, about 2 GB at 12 MP) or "
-                                         "tile (each by its own: a patchwork; for comparison).")
+    tile_norm: str = option(DEFAULT_TILE_NORM, "How tiles are normalised: mosaic (by the whole image's "
+                                               "statistics, from full-resolution patches: no patchwork), thumbnail "
+                                               "(from a 1024 px copy: less memory, colours further off) or tile "
+                                               "(each by its own: a patchwork; for comparison).")
     temporal_blend: float = option(0.0, "Video: blend up to this share of the previous output where the input did "
                                         "not change (0 = off).")
     input_hold: float = option(0.0, "Video: an input pixel passes to the net only once it moves more than this many "

@@ -12,7 +12,7 @@ from stylecast.runtime.backends import Backend, load_backend
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.formats import GRAPH_KEY, SINGLE_SHA_KEY, BackendOptions, GraphRole, companion_path
 from stylecast.runtime.images import resize_max_side
-from stylecast.runtime.tiling import stats_patches
+from stylecast.runtime.tiling import DEFAULT_TILE_NORM, stats_patches
 
 
 class Stylizer:
@@ -36,7 +36,8 @@ class Stylizer:
             raise StylecastError(f"--strength {strength}: must be between 0 (the photo) and 1 (full style)")
         self.options = options or BackendOptions(backend=backend, provider=providers, threads=threads)
         self.backends: list[Backend] = [load_backend(Path(m), self.options) for m in models]
-        self._tiled: list[tuple[Backend, Backend]] | None = None
+        self._apply: list[Backend] | None = None
+        self._digests: dict[Path, str] = {}
         self.backend = self.backends[0]
         self.strength = strength
         self.min_side = max(min_side(b.metadata) for b in self.backends)
@@ -75,7 +76,7 @@ class Stylizer:
         return [self.stylize_batch([im], [s], stats)[0] for im, s in zip(images, strengths, strict=True)]
 
     def close(self) -> None:
-        for backend in [*self.backends, *(b for pair in self._tiled or () for b in pair)]:
+        for backend in [*self.backends, *(self._apply or ())]:
             backend.close()
 
     def __enter__(self) -> Stylizer:
@@ -91,28 +92,34 @@ class Stylizer:
             for backend in self.backends:
                 batch = backend.run(batch)
             return batch
-        for (_, apply), model_stats in zip(self.tiled_graphs(), stats, strict=True):
+        for apply, model_stats in zip(self.apply_graphs(), stats, strict=True):
             batch = apply.run(batch, np.repeat(model_stats, len(batch), axis=0))
         return batch
 
-    def tile_stats(self, rgb: np.ndarray, norm: str = "thumbnail") -> list[np.ndarray]:
+    def tile_stats(self, rgb: np.ndarray, norm: str = DEFAULT_TILE_NORM) -> list[np.ndarray]:
         """Each model's InstanceNorm statistics for the whole photo, pooled over its statistics patches under
-        ``norm`` (see ``tiling.stats_patches``): tiles normalised by them fit together as the whole image would."""
+        ``norm`` (see ``tiling.stats_patches``): tiles normalised by them fit together as the whole image would.
+        Each statistics graph is opened for the call and closed after it: its pooled batch is a tiled run's
+        largest allocation, and closing gives that memory back before the tiles run."""
         batch = stats_patches(rgb, norm)
-        graphs = self.tiled_graphs()
         found = []
-        for i, (stats, apply) in enumerate(graphs):
-            found.append(stats.run(batch))
-            if i + 1 < len(graphs):  # a chain's next model takes its statistics from this one's output
+        for i, (single, apply) in enumerate(zip(self.backends, self.apply_graphs(), strict=True)):
+            with self._companion(single, "stats") as stats:
+                found.append(stats.run(batch).copy())  # a view of the output would keep its memory arena alive
+            if i + 1 < len(self.backends):  # a chain's next model takes its statistics from this one's output
                 batch = apply.run(batch, np.repeat(found[-1], len(batch), axis=0))
         return found
 
-    def tiled_graphs(self) -> list[tuple[Backend, Backend]]:
-        """Each model's statistics and apply graphs, opened on first use and checked against the model."""
-        if self._tiled is None:
-            self._tiled = [(companion(b, "stats", self.options), companion(b, "apply", self.options))
-                           for b in self.backends]
-        return self._tiled
+    def apply_graphs(self) -> list[Backend]:
+        """Each model's apply graph, opened on first use and checked against the model."""
+        if self._apply is None:
+            self._apply = [self._companion(b, "apply") for b in self.backends]
+        return self._apply
+
+    def _companion(self, single: Backend, role: GraphRole) -> Backend:
+        if single.path not in self._digests:  # hashed once: the statistics graph opens again for every photo
+            self._digests[single.path] = sha256_file(single.path)
+        return companion(single, role, self.options, self._digests[single.path])
 
 
 # The first conv's reflection padding needs a side longer than kernel // 2 (5 px for Johnson's 9x9, measured);
@@ -130,15 +137,16 @@ def min_side(metadata: dict[str, str]) -> int:
     return max(MIN_SIDE, pad + 1)
 
 
-def companion(single: Backend, role: GraphRole, options: BackendOptions) -> Backend:
-    """The ``role`` graph exported beside ``single``, refused when it was made from another file."""
+def companion(single: Backend, role: GraphRole, options: BackendOptions, digest: str) -> Backend:
+    """The ``role`` graph exported beside ``single`` (whose SHA-256 is ``digest``), refused when it was made from
+    another file."""
     path = companion_path(single.path, role)
     if not path.is_file():
         raise StylecastError(f"{single.path}: its tiled graphs are missing ({path}); re-export the model with "
                              "`stylecast export` (or pass --tile-norm tile)")
     graph = load_backend(path, options)
     made_from = graph.metadata.get(SINGLE_SHA_KEY)
-    if graph.metadata.get(GRAPH_KEY) != role or made_from != sha256_file(single.path):
+    if graph.metadata.get(GRAPH_KEY) != role or made_from != digest:
         graph.close()
         raise StylecastError(f"{path}: not the {role} graph of {single.path} (stale or foreign); re-export the "
                              "model with `stylecast export`")

@@ -10,7 +10,7 @@ themselves are of course whole in memory.
 The transform net uses InstanceNorm. Normalised by its own statistics, each tile would be stylized a little
 differently from its neighbours (a patchwork on smooth skies), so by default every tile is normalised by statistics
 that stand for the whole image (after Chen et al. 2022's thumbnail instance normalisation; see
-``Stylizer.tile_stats`` and ``stats_image``). ``--tile-norm`` chooses them; ``make bench-tiles`` measures each
+``Stylizer.tile_stats`` and ``stats_patches``). ``--tile-norm`` chooses them; ``make bench-tiles`` measures each
 against whole-image inference.
 """
 
@@ -28,15 +28,16 @@ from stylecast.runtime.images import resize_long_side
 AUTO_TILE_LONG_SIDE = 2048  # above this long side, `stylecast stylize` tiles unless told --tile 0
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 64
-# How tiles are normalised: by statistics pooled over a downscaled thumbnail (Chen et al. 2022; the default), over
-# full-resolution patches spread over the photo, or each by its own (a patchwork; for comparison).
-TILE_NORMS = ("thumbnail", "mosaic", "tile")
-# A thumbnail's statistics come from a smaller scale than the photo's: its variances miss the photo's by up to a
-# third in the first layers, enough to shift every tile's colours, though no longer tile by tile. Full-resolution
-# patches keep the photo's scale, at the cost of time and memory (the patches run as one batch: 2 GB at 12 MP);
-# patches of 160 px, pooled over up to a third of a small photo's pixels and at most 12x12 patches, brought 6 and
-# 12 MP photos within the agreement targets where a thumbnail and grids of fewer, larger patches did not every
-# time (`make bench-tiles` measures the choices).
+# How tiles are normalised: by statistics pooled over full-resolution patches spread over the photo (the default),
+# over a downscaled thumbnail (Chen et al. 2022), or each by its own (a patchwork; for comparison).
+TILE_NORMS = ("mosaic", "thumbnail", "tile")
+DEFAULT_TILE_NORM = TILE_NORMS[0]
+# A thumbnail's statistics come from a smaller scale than the photo's: its first layers' variances miss the photo's
+# by 25-100%, enough to shift every tile's colours by 11-14 grey levels on 12 MP photos, though no longer tile by
+# tile. Full-resolution patches keep the photo's scale: 12x12 patches of 160 px (a third of a 12 MP photo's pixels)
+# came within 1.6-2.9 grey levels of whole-image inference on three 12 MP photos. 16x16 patches of 120 px were
+# better on one photo and worse on another; larger patches, statistics that left out each patch's borders, and
+# patches pooled in separate batches did worse (`make bench-tiles` measures the default).
 MOSAIC_PATCH, MOSAIC_GRID, MOSAIC_SHARE = 160, (4, 12), 1 / 3
 THUMBNAIL_SIDE, THUMBNAIL_PATCH = 1024, 128
 assert MOSAIC_GRID[1] ** 2 <= STATS_BATCH_MAX and MOSAIC_PATCH <= STATS_PATCH_MAX  # what engines are built for
