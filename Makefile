@@ -27,7 +27,11 @@
 #   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
 #   make gpu-wheels         the small wheels a GPU box without network needs for gpu-check -> wheels/
 #   make serve              stylecast serve on 127.0.0.1:8000: the page, /v1/stylize, /v2 (Triton protocol), /metrics
-#   make serve-load         load test of the server (fp32/int8, batching on/off, 1-64 clients) -> benchmarks/results/
+#   make serve-load         Locust load test of the server (fp32/int8, batching on/off, /v1 and v2, 1-64 users) and its
+#                           overhead over the model called directly -> benchmarks/results/serve-load.{md,json,png};
+#                           PERF_ANALYZER=.venv-perf/bin/perf_analyzer adds Triton's perf_analyzer (make perf-analyzer)
+#   make serve-attack       hostile clients replayed against the default server: 5xx count, health latency, memory
+#                           -> benchmarks/results/serve-attack/attack.{md,json}
 #   make quality STYLE=wave the yardstick: models/$(STYLE).safetensors vs the style's Gatys reference (computed
 #                           once, resumable) -> benchmarks/results/quality/$(STYLE)/report.{json,md}, contact.jpg
 #   make quality-slim STYLE=wave   the same for models/$(STYLE)-slim.safetensors -> .../quality/$(STYLE)-slim/
@@ -61,7 +65,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see docs/benchmarks.md).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -279,9 +283,31 @@ clean:
 serve: $(ART)/$(STYLE).fp32.onnx
 	$(SC) serve --model $(ART)/$(STYLE).fp32.onnx $(ARGS)
 
-# Bounded: LOAD_REQUESTS per concurrency level (1, 4, 16, 64) per model and batching mode; exits 1 if a request
-# was lost or the server's /metrics disagree with the client's counts. Regenerate on a quiet machine.
-LOAD_REQUESTS ?= 64
+# Bounded: LOAD_SECONDS of Locust users at each level (1, 4, 16, 64 users) per route, model and batching mode, each
+# then ending after its request in flight; exits 1 if a request was lost or the server's /metrics disagree with Locust's
+# counts. Regenerate on a quiet machine.
+LOAD_SECONDS ?= 30
+PERF_ANALYZER ?=
+PERF_VENV := .venv-perf
 serve-load: $(ART)/$(STYLE).fp32.onnx $(ART)/$(STYLE).int8.onnx
 	$(PY) -m stylecast.benchmarks.load.run --model $(ART)/$(STYLE).fp32.onnx --model $(ART)/$(STYLE).int8.onnx \
-		--requests $(LOAD_REQUESTS) --out benchmarks/results/serve-load $(ARGS)
+		--seconds $(LOAD_SECONDS) $(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER)) \
+		--out benchmarks/results/serve-load $(ARGS)
+
+# Triton's perf_analyzer in a venv of its own. PyPI's perf-analyzer wheels are built for glibc 2.38 (Debian 12 has
+# 2.36, so pip takes its placeholder release, which has no binary); tritonclient 2.51's wheel (Triton 24.10) still
+# carries a perf_analyzer built for glibc 2.34. It links the CUDA runtime even to speak HTTP (installed beside it
+# from PyPI, found there by the load test) and libb64 (Debian's libb64-0d).
+perf-analyzer: $(PERF_VENV)/bin/perf_analyzer
+
+$(PERF_VENV)/bin/perf_analyzer:
+	$(PYTHON) -m venv $(PERF_VENV)
+	$(PERF_VENV)/bin/pip install -q --no-deps tritonclient==2.51.0 nvidia-cuda-runtime-cu12
+	@/sbin/ldconfig -p | grep -q libb64 || echo "perf_analyzer also needs libb64: apt-get install libb64-0d"
+
+# The malformed requests, huge JSON infers, abandoned 25 MP uploads and concurrent 2048² uploads of
+# docs/serving.md against `stylecast serve` with its defaults; each figure printed beside its target. Exits 1 if a
+# malformed request got a 5xx. ARGS=--quick for small sizes. Regenerate on a quiet machine.
+serve-attack: $(ART)/$(STYLE).fp32.onnx
+	$(PY) -m stylecast.benchmarks.load.attack --model $(ART)/$(STYLE).fp32.onnx --out benchmarks/results/serve-attack \
+		$(ARGS)

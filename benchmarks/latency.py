@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecast.benchmarks.suite import Resolution, paired_speedup
-from stylecast.benchmarks.timing import Policy, describe_error, run_cell
+from stylecast.benchmarks.suite import Resolution
+from stylecast.benchmarks.timing import Policy, describe_error, paired_speedup, run_cell
 from stylecast.benchmarks.torch_backend import BASELINE, LABEL, TorchBackend
 from stylecast.runtime.backends import Backend, backend_class
 from stylecast.runtime.formats import BACKENDS, FILE_KINDS, ONNX, BackendOptions

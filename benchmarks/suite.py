@@ -22,7 +22,7 @@ import torch
 
 from stylecast.benchmarks import discover, machine
 from stylecast.benchmarks.scoring import ParityCollector
-from stylecast.benchmarks.timing import FULL, Policy, Timed, describe_error, run_cell, summarise
+from stylecast.benchmarks.timing import FULL, Policy, Timed, describe_error, paired_speedup, run_cell, summarise
 from stylecast.benchmarks.torch_backend import BASELINE, LABEL, MODES, TorchBackend, unavailable
 from stylecast.compress.prune import gflops as count_gflops
 from stylecast.export.parity import parity_images
@@ -210,15 +210,6 @@ def _release(plans: list[Planned]) -> None:
         plan.backend = None
     torch._dynamo.reset()
     gc.collect()
-
-
-def paired_speedup(baseline: list[float], other: list[float]) -> float:
-    """Median over rounds of baseline time / this format's time in the same round.
-
-    Both ran seconds apart, so load that comes and goes (other jobs, frequency changes) divides
-    out round by round; a ratio of two medians would still carry it.
-    """
-    return float(np.median([b / o for b, o in zip(baseline, other, strict=False)]))
 
 
 def _row(variant: Variant, resolution: Resolution, plan: Planned, timed: Timed | None, parity: dict,

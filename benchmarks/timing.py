@@ -123,6 +123,15 @@ def run_cell(backends: dict[str, Backend], inputs: list[np.ndarray], policy: Pol
     return results
 
 
+def paired_speedup(baseline: list[float], other: list[float]) -> float:
+    """Median over rounds of baseline time / this format's time in the same round.
+
+    Both ran seconds apart, so load that comes and goes (other jobs, frequency changes) divides
+    out round by round; a ratio of two medians would still carry it.
+    """
+    return float(np.median([b / o for b, o in zip(baseline, other, strict=False)]))
+
+
 def summarise(values: list[float]) -> dict[str, float]:
     """Median and spread of one series of milliseconds (``n`` is the sample count)."""
     a = np.asarray(values, dtype=np.float64)

@@ -75,6 +75,15 @@ class Stylizer:
             return list(to_uint8(batch))
         return [self.stylize_batch([im], [s], stats)[0] for im, s in zip(images, strengths, strict=True)]
 
+    def bind_thread(self) -> None:
+        """Make every engine usable from the calling thread (see ``Backend.bind_thread``)."""
+        for backend in self.backends:
+            backend.bind_thread()
+
+    def release_thread(self) -> None:
+        for backend in self.backends:
+            backend.release_thread()
+
     def close(self) -> None:
         for backend in [*self.backends, *(self._apply or ())]:
             backend.close()

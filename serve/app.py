@@ -6,51 +6,85 @@ the server itself is a 500, and it too carries one line, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
+import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stylecast.runtime.artifacts import package_version
 from stylecast.runtime.errors import StylecastError, TooLarge
-from stylecast.runtime.images import WRITABLE_FORMATS, LoadedImage, decode_image, encode_image
-from stylecast.serve.batching import Batcher, Overloaded, TimedOut
+from stylecast.runtime.images import (
+    WRITABLE_FORMATS,
+    LoadedImage,
+    Unencodable,
+    check_encodable,
+    decode_image,
+    encode_image,
+)
+from stylecast.serve.batching import Batcher, Cancelled, Overloaded, TimedOut, pixels_of
 from stylecast.serve.errors import HttpError
-from stylecast.serve.limits import check_key, read_body, upload_bytes
+from stylecast.serve.limits import MIN_UPLOAD_RATE, READ_TIMEOUT_S, AllowedHosts, check_key, read_body, upload_bytes
 from stylecast.serve.metrics import Metrics
 from stylecast.serve.models import ModelSet, image_key
-from stylecast.serve.protocol import EXTENSIONS, HEADER_LENGTH, VERSION, infer_response, model_metadata, parse_infer
+from stylecast.serve.protocol import (
+    EXTENSIONS,
+    HEADER_LENGTH,
+    INDEX_REQUEST_BYTES,
+    VERSION,
+    check_index_request,
+    model_config,
+    model_metadata,
+)
+from stylecast.serve.triton import InferCodec, stream
 
 PAGE = Path(__file__).parent / "page"
 PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
                "TIFF": "image/tiff"}
 ASKED_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
+log = logging.getLogger("stylecast.serve")
+CODEC_WORKERS = 2  # uploads decoded and answers encoded at once
+SHUTDOWN_GRACE_S = 5.0  # how long a stopping server waits for the inference step in progress
+CLIENT_GONE = 499  # no client reads it; the metrics count given-up requests under it, as nginx logs them
+T = TypeVar("T")
 # The page loads only from this server; results are shown from blob: URLs.
-PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; frame-ancestors 'none'"
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; object-src 'none'; frame-ancestors 'none'; "
+               "base-uri 'none'; form-action 'self'")
 
 
 @dataclass(frozen=True)
 class Settings:
     batch_window_ms: float = 5.0
     max_batch: int = 8  # also the v2 model's max_batch_size, as in the --triton config
-    max_queue: int = 32  # images waiting; more are refused with 503
+    # Pixels one inference call may hold: a batch's memory grows with them (about 0.6 GiB a megapixel for the
+    # transform net on ONNX Runtime's CPU provider), and a larger image runs alone, in tiles.
+    max_batch_pixels: int = 8 * 512 * 512
+    # Pixels held by admitted requests, decoded upload to encoded answer; more are refused with 503.
+    max_queue_pixels: int = 64_000_000
     timeout_s: float = 30.0  # per request: queue wait plus inference
     max_upload_bytes: int = 32 << 20
     max_pixels: int = 25_000_000
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     quality: int = 95  # JPEG/WebP answers, as `stylecast stylize`
+    read_timeout_s: float = READ_TIMEOUT_S  # a whole request body
+    min_upload_rate: float = MIN_UPLOAD_RATE  # bytes/s a body must average after a short grace
+    allowed_hosts: tuple[str, ...] = ()  # Host header names answered (empty: any)
 
 
 class RequestMetrics:
@@ -80,6 +114,13 @@ class RequestMetrics:
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
 
 
+async def client_gone(request: Request) -> None:
+    """Returns once the client has closed the connection. Its body has been read by then, so the next message
+    the server passes the app is ``http.disconnect`` (starlette's streaming responses listen the same way)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def output_format(asked: str | None, image: LoadedImage) -> str:
     """The asked format, else the upload's own; formats Pillow cannot write (HEIC, GIF...) come back as PNG
     when they have alpha and JPEG otherwise."""
@@ -103,6 +144,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def starlette_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Nobody reads this answer; the metrics count it as the client's doing, not as a fault of the server.
+        return _error(CLIENT_GONE, "the client closed the connection before sending its whole body")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -117,16 +163,25 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(models: ModelSet, settings: Settings) -> FastAPI:
     """One application over ``models``; the batcher starts and stops with it (uvicorn's lifespan)."""
     metrics = Metrics()
-    batcher = Batcher(models.run, metrics, settings.batch_window_ms / 1000, settings.max_batch, settings.max_queue)
+    batcher = Batcher(models.run, metrics, settings.batch_window_ms / 1000, settings.max_batch,
+                           settings.max_batch_pixels, settings.max_queue_pixels)
+    # Decoding and encoding take memory and CPU in proportion to the image: a small pool of their own bounds
+    # both, instead of the 40 threads of the default pool.
+    codec_pool = ThreadPoolExecutor(max_workers=CODEC_WORKERS, thread_name_prefix="stylecast-codec")
+    codec = InferCodec(settings.max_batch, settings.max_pixels, codec_pool)  # v2 requests' JSON, off the loop
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
+        batcher.start(models.bind_thread, models.release_thread)
         yield
-        await batcher.stop()  # uvicorn has answered every request by now
+        await batcher.stop(SHUTDOWN_GRACE_S)  # uvicorn has answered or given up every request by now
+        codec_pool.shutdown(wait=False, cancel_futures=True)
+        codec.close()
 
     app = FastAPI(title="stylecast", version=package_version("stylecast") or "dev", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
+    if settings.allowed_hosts:  # added first, so it sits inside RequestMetrics: refusals are counted too
+        app.add_middleware(AllowedHosts, names=settings.allowed_hosts)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
@@ -140,20 +195,48 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
 
     guarded = [Depends(authorized)]
 
-    async def run(key: tuple, item: object, size: int = 1) -> object:
-        """Through the batcher; a full queue or a timeout is a 503 with Retry-After."""
+    async def run(key: tuple, item: object, size: int = 1, request: Request | None = None) -> object:
+        """Through the batcher; a timeout is a 503 with Retry-After. With ``request``, its work is given up as
+        soon as the client goes away (a tiled job stops at its next tile)."""
+        work = asyncio.ensure_future(batcher.submit(key, item, settings.timeout_s, size, pixels_of(item)))
+        gone = asyncio.ensure_future(client_gone(request)) if request is not None else None
         try:
-            return await batcher.submit(key, item, settings.timeout_s, size)
+            await asyncio.wait([work] if gone is None else [work, gone], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                work.cancel()
+                raise HttpError(CLIENT_GONE, "the client closed the connection before the answer")
+            return work.result()
         except (Overloaded, TimedOut) as exc:
             raise HttpError(503, str(exc), {"Retry-After": str(batcher.retry_after())}) from exc
-        except StylecastError as exc:  # the backend failed (e.g. memory): the server's fault, said in one line
-            raise HttpError(500, str(exc).splitlines()[0]) from exc
+        except Cancelled as exc:  # given up between tiles; the waiter has its TimedOut already
+            raise HttpError(503, str(exc), {"Retry-After": str(batcher.retry_after())}) from exc
+        except StylecastError as exc:  # the backend failed (e.g. memory): the server's fault, logged here; the
+            # client's line leaves out the server's paths
+            log.error("inference failed: %s", str(exc).splitlines()[0])
+            raise HttpError(500, "inference failed on the server; its log has the cause") from exc
+        finally:
+            if gone is not None:
+                gone.cancel()
 
-    def admit(size: int = 1) -> None:
+    async def body_of(request: Request, limit: int = settings.max_upload_bytes) -> bytes:
+        return await read_body(request, limit, settings.read_timeout_s, settings.min_upload_rate)
+
+    @contextmanager
+    def admitted(pixels: int = 0) -> Iterator[None]:
+        """Holds ``pixels`` of the server's budget for the block; a full budget is a 503 with Retry-After."""
         try:
-            batcher.admit(size)
+            with batcher.reserve(pixels):
+                yield
         except Overloaded as exc:
             raise HttpError(503, str(exc), {"Retry-After": str(exc.retry_after)}) from exc
+
+    def admit() -> None:
+        """Refuse before reading a body when the budget is already full."""
+        with admitted():
+            pass
+
+    async def in_codec_pool(call: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(codec_pool, functools.partial(call, *args))
 
     # --- the page ---
     @app.get("/", include_in_schema=False)
@@ -176,9 +259,10 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
 
     @app.get("/v1/styles/{name}/thumbnail.jpg")
     async def style_thumbnail(name: str) -> Response:
-        model = models.by_name(name)
-        if model.thumbnail is None:
-            raise HttpError(404, f"style {model.style!r} has no painting in --styles-dir")
+        """Open to the page's <img> tags, which send no key: so its 404 names no other model."""
+        model = models.models.get(name)
+        if model is None or model.thumbnail is None:
+            raise HttpError(404, f"no thumbnail for {name[:64]!r}: GET /v1/styles lists the styles with one")
         return Response(model.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/v1/stylize", dependencies=guarded)
@@ -186,20 +270,32 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
                       strength: float = Query(1.0, ge=0.0, le=1.0),
                       asked: str | None = Query(None, alias="format", pattern="^(png|jpeg|jpg|webp)$")) -> Response:
         model = models.pick(style)
-        admit()
-        data = await upload_bytes(request, await read_body(request, settings.max_upload_bytes))
-        if not data:
-            raise HttpError(400, "empty upload: send the image as the request body or as multipart field 'image'")
-        hint = f"this server accepts at most {settings.max_pixels} pixels"
-        try:
-            image = await run_in_threadpool(decode_image, io.BytesIO(data), "upload", False, settings.max_pixels, hint)
-        except TooLarge as exc:
-            raise HttpError(413, str(exc)) from exc
-        except StylecastError as exc:
-            raise HttpError(422, str(exc)) from exc
-        result = await run(image_key(model, image.rgb), (image.rgb, strength))
-        fmt = output_format(asked, image)
-        body = await run_in_threadpool(encode_image, result, image.alpha, fmt, settings.quality)
+        with metrics.stats.request(model.name) as timing:
+            admit()
+            data = await upload_bytes(request, await body_of(request))
+            if not data:
+                raise HttpError(400, "empty upload: send the image as the request body or as multipart field "
+                                     "'image'")
+            hint = f"this server accepts at most {settings.max_pixels} pixels"
+            try:
+                with timing.input():
+                    image = await in_codec_pool(decode_image, io.BytesIO(data), "upload", False,
+                                                settings.max_pixels, hint)
+            except TooLarge as exc:
+                raise HttpError(413, str(exc)) from exc
+            except StylecastError as exc:
+                raise HttpError(422, str(exc)) from exc
+            del data  # the compressed upload is not needed past decoding
+            fmt = output_format(asked, image)
+            try:  # before any inference: an answer the format cannot hold is known from the size alone
+                check_encodable(image.rgb.shape[1], image.rgb.shape[0], fmt, "ask for format=png")
+            except Unencodable as exc:
+                raise HttpError(422, str(exc)) from exc
+            with admitted(pixels_of(image.rgb)):
+                key = image_key(model, image.rgb, settings.max_batch_pixels)
+                result = await run(key, (image.rgb, strength), request=request)
+                with timing.output():
+                    body = await in_codec_pool(encode_image, result, image.alpha, fmt, settings.quality)
         return Response(body, media_type=MEDIA_TYPES[fmt],
                         headers={"X-Stylecast-Model": model.name, "X-Stylecast-Style": model.style})
 
@@ -214,6 +310,9 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
 
     @app.get("/v2/health/ready")
     async def ready() -> Response:
+        """Not ready once the dispatcher has stopped: no request would ever be answered."""
+        if not batcher.running:
+            raise HttpError(503, "the inference dispatcher is not running; the server log has the cause")
         return Response(status_code=200)
 
     def versioned(name: str, version: str | None) -> str:
@@ -221,6 +320,11 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
         if version not in (None, VERSION):
             raise HttpError(404, f"model {name!r} has only version {VERSION}")
         return model.name
+
+    # Registered before /v2/models/{name}, which would otherwise take "stats" for a model's name.
+    @app.get("/v2/models/stats", dependencies=guarded)
+    async def v2_all_stats() -> dict:
+        return metrics.stats.report(list(models.models), VERSION)
 
     @app.get("/v2/models/{name}", dependencies=guarded)
     @app.get("/v2/models/{name}/versions/{version}", dependencies=guarded)
@@ -233,18 +337,45 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
         versioned(name, version)
         return Response(status_code=200)
 
+    @app.get("/v2/models/{name}/config", dependencies=guarded)
+    @app.get("/v2/models/{name}/versions/{version}/config", dependencies=guarded)
+    async def v2_config(name: str, version: str | None = None) -> dict:
+        model = models.by_name(versioned(name, version))
+        return model_config(model.name, model.platform, settings.max_batch, settings.batch_window_ms / 1000)
+
+    @app.get("/v2/models/{name}/stats", dependencies=guarded)
+    @app.get("/v2/models/{name}/versions/{version}/stats", dependencies=guarded)
+    async def v2_stats(name: str, version: str | None = None) -> dict:
+        return metrics.stats.report([versioned(name, version)], VERSION)
+
+    @app.post("/v2/repository/index", dependencies=guarded)
+    async def v2_repository_index(request: Request) -> list[dict]:
+        check_index_request(await body_of(request, INDEX_REQUEST_BYTES))
+        return [{"name": name, "version": VERSION, "state": "READY"} for name in models.models]
+
+    @app.post("/v2/repository/models/{name}/load", dependencies=guarded)
+    @app.post("/v2/repository/models/{name}/unload", dependencies=guarded)
+    async def v2_repository_load(name: str) -> Response:
+        versioned(name, None)
+        raise HttpError(400, "this server's models are fixed when it starts (--model): it does not load or unload")
+
     @app.post("/v2/models/{name}/infer", dependencies=guarded)
     @app.post("/v2/models/{name}/versions/{version}/infer", dependencies=guarded)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         name = versioned(name, version)
-        admit()
-        body = await read_body(request, settings.max_upload_bytes)
-        parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), settings.max_batch, settings.max_pixels,
-                             models.by_name(name).stylizer.min_side)
-        _, _, height, width = parsed.image.shape
-        result = await run(("v2", name, height, width), parsed.image, size=len(parsed.image))
-        content, headers = infer_response(name, parsed, result)
-        return Response(content, headers=headers)
+        with metrics.stats.request(name) as timing:
+            admit()
+            body = await body_of(request)
+            model = models.by_name(name)
+            with timing.input():
+                parsed = await codec.parse(body, request.headers.get(HEADER_LENGTH), model.stylizer.min_side)
+            _, _, height, width = parsed.image.shape
+            model.check_tensor(height, width)
+            with admitted(pixels_of(parsed.image)):
+                result = await run(("v2", name, height, width), parsed.image, len(parsed.image), request)
+                with timing.output():
+                    parts, headers = await codec.answer(name, parsed, result)
+        return StreamingResponse(stream(parts), headers=headers)  # tens of MiB sent whole would stall the loop
 
     @app.get("/metrics", dependencies=guarded)
     async def prometheus() -> Response:

@@ -2,11 +2,13 @@
 
 The socket is bound here, before uvicorn starts, so a port in use is a one-line error and ``--port 0`` can
 print the port it got. SIGTERM (and Ctrl-C) stop accepting connections, let uvicorn answer every request in
-flight, and exit 0.
+flight, and exit 0. Connections are bounded by uvicorn's own settings (how many, how long idle) and by
+:class:`HeaderDeadline` (how long a request's headers may take), which uvicorn lacks.
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import socket
 import sys
@@ -18,7 +20,17 @@ import typer
 from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.runtime.formats import BACKENDS, BackendOptions
 from stylecast.runtime.params import expand_options
-from stylecast.serve.limits import API_KEY_ENV, require_key_off_loopback
+from stylecast.serve.limits import (
+    API_KEY_ENV,
+    BODY_GRACE_S,
+    HEADER_TIMEOUT_S,
+    LOOPBACK_NAMES,
+    MIN_UPLOAD_RATE,
+    READ_TIMEOUT_S,
+    HeaderDeadline,
+    is_loopback,
+    require_key_off_loopback,
+)
 
 MISSING = ("stylecast serve needs its extra and a backend's: pip install 'stylecast[serve,cpu]' (or "
            f"{', '.join(f'[serve,{row.extra}]' for row in BACKENDS.values() if row.extra != 'cpu')})")
@@ -37,6 +49,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
+    """The Host names answered: on loopback this machine's own and ``extra`` (DNS rebinding); elsewhere any, unless
+    ``extra`` names some (the API key guards an exposed server)."""
+    if is_loopback(host):
+        return (*LOOPBACK_NAMES, host, *extra)
+    return tuple(extra)
+
+
 @expand_options
 def serve(
     model: Annotated[list[Path], typer.Option(help="Exported model (.onnx or .engine); repeat to serve several.")],
@@ -52,10 +72,29 @@ def serve(
                                                                "its size to batch with.")] = 5.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Images per inference call (1: batching off); also the "
                                                        "v2 max_batch_size.")] = 8,
-    max_queue: Annotated[int, typer.Option(min=1, help="Images waiting at most; more get 503 + Retry-After.")] = 32,
+    max_batch_mp: Annotated[float, typer.Option(min=0.001, help="Megapixels one inference call may hold (memory "
+                                                                "grows with them); a larger image runs in "
+                                                                "tiles.")] = 2.1,
+    max_queue_mp: Annotated[float, typer.Option(min=0.001, help="Megapixels admitted requests may hold at once, "
+                                                                "from upload to answer; more get 503 + "
+                                                                "Retry-After.")] = 64.0,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may wait and run before a 503.")] = 30.0,
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (MB): 413 above.")] = 32.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest image (width x height): 413 above.")] = 25_000_000,
+    max_connections: Annotated[int, typer.Option(min=2, help="Open connections (and requests) at once; a request "
+                                                             "beyond them gets 503.")] = 256,
+    header_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a client may take to send a request's "
+                                                                "headers: the connection is closed after.")] = (
+        HEADER_TIMEOUT_S),
+    read_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a client may take to send a request's "
+                                                              "body: 408 after.")] = READ_TIMEOUT_S,
+    min_upload_rate: Annotated[float, typer.Option(min=0.001, help=f"KiB/s a body must average after its first "
+                                                                   f"{BODY_GRACE_S:g} s: 408 below.")] = (
+        MIN_UPLOAD_RATE / 1024),
+    allowed_host: Annotated[list[str] | None, typer.Option(help="Also answer requests whose Host header names this "
+                                                                "(repeatable; behind a proxy). On loopback only "
+                                                                "localhost, 127.0.0.1 and [::1] are answered without "
+                                                                "it.")] = None,
     styles_dir: Annotated[Path, typer.Option(help="Where the page finds each style's painting (<style>.jpg).")] = Path(
         "styles"),
     log_level: Annotated[str, typer.Option(help="uvicorn log level (warning hides the access log).")] = "info",
@@ -68,16 +107,19 @@ def serve(
     from stylecast.serve.models import ModelSet
 
     models = ModelSet(model, styles_dir, backend_options)
-    settings = Settings(batch_window_ms=batch_window_ms, max_batch=max_batch, max_queue=max_queue, timeout_s=timeout,
+    settings = Settings(batch_window_ms=batch_window_ms, max_batch=max_batch, max_batch_pixels=int(max_batch_mp * 1e6),
+                        max_queue_pixels=int(max_queue_mp * 1e6), timeout_s=timeout,
                         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels, api_key=api_key,
-                        cors_origins=tuple(cors_origin or ()))
+                        cors_origins=tuple(cors_origin or ()), read_timeout_s=read_timeout,
+                        min_upload_rate=min_upload_rate * 1024, allowed_hosts=allowed_hosts(host, allowed_host or []))
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     names = ", ".join(f"{m.name} ({m.style})" for m in models.models.values())
     print(f"stylecast serve: http://{shown}:{bound_port} serving {names}", file=sys.stderr, flush=True)
     config = uvicorn.Config(create_app(models, settings), log_level=log_level, server_header=False,
-                            timeout_graceful_shutdown=timeout + 5)
+                            timeout_graceful_shutdown=timeout + 5, limit_concurrency=max_connections,
+                            http=functools.partial(HeaderDeadline, header_timeout=header_timeout))
     # uvicorn re-raises the signal it stopped on once it has shut down; with these handlers that is a no-op,
     # so a graceful stop exits 0 instead of dying by the signal.
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -11,3 +11,7 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+    def __reduce__(self) -> tuple:
+        # Raised in the v2 JSON decoder's worker process too; pickle's default would lose the status.
+        return HttpError, (self.status, self.message, self.headers)

@@ -1,33 +1,130 @@
-"""What a request may send, and who may send it: the upload size limit, the API key, and the rule that a
-server reachable from other machines needs one."""
+"""What a request may send, and who may send it: the upload size limit, how long its headers and body may take,
+which Host it may name, the API key, and the rule that a server reachable from other machines needs one."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import socket
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urlsplit
 
+import anyio
+from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from stylecast.runtime.errors import StylecastError
 from stylecast.serve.errors import HttpError
 
 API_KEY_ENV = "STYLECAST_API_KEY"
+HEADER_TIMEOUT_S = 10.0  # a request's headers, from the connection (or the previous answer) on
+READ_TIMEOUT_S = 60.0  # a whole request body
+MIN_UPLOAD_RATE = 16 << 10  # bytes/s a body must average once its first BODY_GRACE_S are over (a slow phone: ~64 KB/s)
+BODY_GRACE_S = 5.0
+# The names a browser sends as Host for a server on this machine. A DNS-rebinding page (evil.example re-pointed at
+# 127.0.0.1) reaches a loopback server from the user's browser, but with its own name as Host.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (announced or streamed)."""
+async def read_body(request: Request, limit: int, timeout_s: float = READ_TIMEOUT_S,
+                    min_rate: float = MIN_UPLOAD_RATE) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (announced or streamed), and with
+    408 (connection closed) once it is slower than ``min_rate`` bytes/s after a short grace or takes longer than
+    ``timeout_s``: a client trickling its body would otherwise hold a connection and its buffer for ever."""
     announced = request.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > limit:
         raise HttpError(413, f"upload of {int(announced)} bytes is above this server's limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, f"upload is above this server's limit of {limit} bytes")
-        chunks.append(chunk)
+    start = anyio.current_time()
+    with anyio.move_on_after(min(BODY_GRACE_S, timeout_s)) as reading:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"upload is above this server's limit of {limit} bytes")
+            chunks.append(chunk)
+            # Each byte buys 1/min_rate seconds, up to the cap: a steady slow upload passes, a trickle does not.
+            reading.deadline = min(start + timeout_s, start + BODY_GRACE_S + size / min_rate)
+    if reading.cancelled_caught:
+        raise HttpError(408, f"request body too slow: {size} bytes in {anyio.current_time() - start:.0f} s; this "
+                             f"server needs {min_rate / 1024:.0f} KiB/s and at most {timeout_s:.0f} s per upload",
+                        {"Connection": "close"})
     return b"".join(chunks)
+
+
+class HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers.
+
+    uvicorn times out only idle keep-alive connections, restarting the clock on every byte, and an ASGI middleware
+    runs only once the headers are in: a client sending them a byte at a time (slowloris) would hold a connection
+    for ever. Here the clock starts when the connection opens or the previous answer is sent, and stops only
+    when the next request's headers are complete.
+    """
+
+    def __init__(self, *args: Any, header_timeout: float = HEADER_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self.header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+
+    def _watch_headers(self) -> None:
+        """Armed while the connection waits for a request's headers, disarmed once a request is under way."""
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and self.header_timer is None and not self.transport.is_closing():
+            self.header_timer = self.loop.call_later(self.header_timeout, self.transport.close)
+        elif not waiting and self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+
+def host_name(host: str) -> str | None:
+    """The name in a Host header (``[::1]:8000`` -> ``::1``), or None when it is not a plain host[:port]."""
+    try:
+        parts = urlsplit(f"//{host}")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:  # an unbalanced '[' or a port that is not a number
+        return None
+    return parts.hostname if parts.netloc == host and parts.username is None else None
+
+
+class AllowedHosts:
+    """Pure ASGI middleware: requests whose Host header names none of ``names`` get 421 before any route runs
+    (starlette's TrustedHostMiddleware answers in plain text, without the fix)."""
+
+    def __init__(self, app: ASGIApp, names: Collection[str]) -> None:
+        self.app = app
+        self.names = {name.lower().strip("[]") for name in names}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            if host_name(host) not in self.names:
+                message = (f"Host {host[:64]!r} is not a name of this server (it answers "
+                           f"{', '.join(sorted(self.names))}); pass --allowed-host NAME to add one")
+                await JSONResponse({"error": message}, status_code=421)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def upload_bytes(request: Request, body: bytes) -> bytes:

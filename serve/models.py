@@ -4,7 +4,7 @@ function the batcher calls to run a batch of them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.formats import FILE_KINDS, ONNX, BackendOptions, kind_of, triton_model_name
 from stylecast.runtime.images import encode_image, load_image, resize_long_side
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.tiling import AUTO_TILE_LONG_SIDE, DEFAULT_OVERLAP
+from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+from stylecast.serve.batching import Cancelled
 from stylecast.serve.errors import HttpError
 
 # Names a request may use for a model or style. They are only ever dictionary keys, never paths; the pattern
@@ -40,6 +41,25 @@ class ServedModel:
     def platform(self) -> str:
         kind = kind_of(self.path.suffix)
         return (kind or FILE_KINDS[ONNX]).triton[0]
+
+    def fits(self, batch: int, height: int, width: int) -> bool:
+        """Within the largest input the model's engine was built for (any size where it has no such bound)."""
+        largest = self.stylizer.backend.max_shape()
+        return largest is None or (batch <= largest[0] and height <= largest[2] and width <= largest[3])
+
+    def check_tensor(self, height: int, width: int) -> None:
+        """A v2 tensor runs as sent, so one larger than the engine's profile is refused, naming the limit (a
+        batch above the profile's is split instead)."""
+        largest = self.stylizer.backend.max_shape()
+        if not self.fits(1, height, width):
+            raise HttpError(400, f"input 'image': {width}x{height} is above the engine's profile of "
+                                 f"{largest[3]}x{largest[2]}; send smaller tiles or use /v1/stylize, which tiles")
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The model alone on ``batch``, in chunks of the engine profile's largest batch."""
+        largest = self.stylizer.backend.max_shape()
+        step = largest[0] if largest else len(batch)
+        return np.concatenate([self.stylizer.forward(batch[i:i + step]) for i in range(0, len(batch), step)])
 
     def describe(self) -> dict:
         return {"name": self.style, "model": self.name, "precision": self.stylizer.precision,
@@ -72,6 +92,15 @@ class ModelSet:
             stylizer = Stylizer(Path(path), options=options)
             self.models[name] = ServedModel(name, Path(path), stylizer, thumbnail(styles_dir, stylizer.style))
 
+    def bind_thread(self) -> None:
+        """Called on the inference thread before its first batch."""
+        for model in self.models.values():
+            model.stylizer.bind_thread()
+
+    def release_thread(self) -> None:
+        for model in self.models.values():
+            model.stylizer.release_thread()
+
     def by_name(self, name: str) -> ServedModel:
         """A v2 model; 404 names the loaded ones."""
         if name not in self.models:
@@ -92,25 +121,33 @@ class ModelSet:
             raise HttpError(404, f"unknown style {style!r}; available: {', '.join(known)}")
         return found
 
-    def run(self, key: Hashable, items: list[Any]) -> list[Any]:
+    def run(self, key: Hashable, items: list[Any], should_stop: Callable[[], bool]) -> list[Any]:
         """The batcher's work for ``key = (kind, model name, size...)``:
 
         - ``v2``: float NCHW tensors, concatenated and run through the model alone (what Triton computes);
         - ``image``: (HxWx3 uint8, strength) pairs of one size, run as one batch as `stylecast stylize` runs them;
-        - ``tiled``: one large image, in tiles as `stylecast stylize` does above AUTO_TILE_LONG_SIDE.
+        - ``tiled``: one large image in tiles, as `stylecast stylize` tiles large photos; it stops between tiles
+          once ``should_stop()`` says its request was given up.
         """
         kind, name = key[0], key[1]
         stylizer = self.models[name].stylizer
         if kind == "v2":
-            out = stylizer.forward(np.concatenate(items))
+            out = self.models[name].forward(np.concatenate(items))
             return np.split(out, np.cumsum([len(item) for item in items])[:-1])
         if kind == "tiled":
-            return [run_image(stylizer, rgb, None, DEFAULT_OVERLAP, strength=strength) for rgb, strength in items]
+            def step(done: int, total: int) -> None:
+                if should_stop():
+                    raise Cancelled(f"given up after {done} of {total} tiles")
+
+            return [run_image(stylizer, rgb, DEFAULT_TILE, DEFAULT_OVERLAP, step, strength=strength)
+                    for rgb, strength in items]
         return stylizer.stylize_batch([rgb for rgb, _ in items], [strength for _, strength in items])
 
 
-def image_key(model: ServedModel, rgb: np.ndarray) -> tuple:
-    """Same-size images of one model batch together; a large one runs alone, in tiles."""
-    if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE:
+def image_key(model: ServedModel, rgb: np.ndarray, max_pixels: int) -> tuple:
+    """Same-size images of one model batch together; one above ``max_pixels`` (the most a batch may hold) or
+    outside the model's profile runs alone, in tiles."""
+    height, width = rgb.shape[:2]
+    if height * width > max_pixels or not model.fits(1, height, width):
         return ("tiled", model.name, id(rgb))
-    return ("image", model.name, *rgb.shape)
+    return ("image", model.name, height, width)

@@ -185,11 +185,12 @@ def test_hostile_requests_get_one_line_4xx(server, inputs):
 
 
 def test_overload_burst_counted_by_metrics_and_sigterm_finishes_in_flight(tiny_onnx, inputs):
-    """A queue of 4 and a 300 ms window: a burst of 40 gets only 200s and 503s (with Retry-After), and the
-    server's counts agree. Then SIGTERM with requests in flight: all are answered and the exit code is 0."""
+    """Room for 4 photos (72x48) in flight and a 300 ms window: a burst of 40 gets only 200s and 503s (with
+    Retry-After), and the server's counts agree. Then SIGTERM with requests in flight: all are answered and the exit
+    code is 0."""
     photo = (inputs / "plain.png").read_bytes()
     auth = {"Authorization": f"Bearer {KEY}"}
-    with running_server([tiny_onnx], "--max-queue", "4", "--max-batch", "8", "--batch-window-ms", "300",
+    with running_server([tiny_onnx], "--max-queue-mp", "0.014", "--max-batch", "8", "--batch-window-ms", "300",
                         env={"STYLECAST_API_KEY": KEY}) as server:
         url = f"{server.url}/v1/stylize"
         assert httpx.post(url, content=photo).status_code == 401

@@ -23,7 +23,7 @@ URL_LINE = re.compile(r"stylecast serve: (http://\S+)")
 class ServerProcess:
     process: subprocess.Popen
     url: str = ""
-    log: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # its stderr and stdout, line by line
 
     def peak_rss_mib(self) -> float:
         """The server's peak resident memory so far (VmHWM), while it runs."""
@@ -38,8 +38,8 @@ class ServerProcess:
 
 
 def _drain(server: ServerProcess, seen: threading.Event) -> None:
-    """Keep reading the server's stderr (a full pipe would block it); note the URL it prints."""
-    for line in server.process.stderr:
+    """Keep reading the server's output (a full pipe would block it); note the URL it prints."""
+    for line in server.process.stdout:
         server.log.append(line)
         match = URL_LINE.search(line)
         if match and not server.url:
@@ -52,7 +52,9 @@ def start_server(models: list[Path], *args: str, env: dict | None = None, timeou
     """`stylecast serve --port 0` with ``args``; returns once /v2/health/ready answers."""
     command = [sys.executable, "-m", "stylecast.cli", "serve", "--port", "0", "--log-level", "warning",
                *[part for model in models for part in ("--model", str(model))], *args]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    # stderr and stdout in one pipe: uvicorn's access log goes to stdout, and the tests read it for what it must not
+    # show.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, **(env or {})})
     server = ServerProcess(process)
     seen = threading.Event()

@@ -100,6 +100,17 @@ class Backend(ABC):
     def describe(self) -> str:
         return self.name
 
+    def max_shape(self) -> tuple[int, int, int, int] | None:
+        """The largest NCHW input the engine was built for, which a server must tile or split to; None where
+        any size runs (memory permitting)."""
+        return None
+
+    def bind_thread(self) -> None:  # noqa: B027 - only engines with thread-bound state need it
+        """Make the engine usable from the calling thread (a server runs inference on a thread of its own)."""
+
+    def release_thread(self) -> None:  # noqa: B027 - only engines with thread-bound state need it
+        """Undo ``bind_thread`` on the calling thread before it ends."""
+
     def close(self) -> None:  # noqa: B027 - engines that hold nothing beyond Python objects need no close
         """Free what the engine holds; the object is not used afterwards."""
 

@@ -50,6 +50,12 @@ class CudaDevice(Protocol):
 
     def synchronize(self) -> None: ...
 
+    def bind_thread(self) -> None:
+        """Make the device's context current on the calling thread (CUDA contexts are per thread)."""
+
+    def release_thread(self) -> None:
+        """Undo ``bind_thread`` on the calling thread before it ends."""
+
     def close(self) -> None:
         """Release the stream (and pycuda's context) after every allocation is freed; safe to call twice."""
 
@@ -69,6 +75,12 @@ class CudaPython:
         if err != self.rt.cudaError_t.cudaSuccess:
             raise StylecastError(f"CUDA call failed: {self.rt.cudaGetErrorString(err)[1].decode()}")
         return rest[0] if len(rest) == 1 else rest
+
+    def bind_thread(self) -> None:
+        self._check(self.rt.cudaSetDevice(0))  # the runtime API then uses the primary context on this thread
+
+    def release_thread(self) -> None:
+        """The runtime API keeps nothing per thread to undo."""
 
     def describe(self) -> tuple[str, str]:
         prop = self._check(self.rt.cudaGetDeviceProperties(0))
@@ -152,6 +164,13 @@ class PyCuda:
 
     def synchronize(self) -> None:
         self.stream.synchronize()
+
+    def bind_thread(self) -> None:
+        self.context.push()
+
+    def release_thread(self) -> None:
+        """Pop what ``bind_thread`` pushed: pycuda aborts at exit while a thread's context stack is not empty."""
+        self.context.pop()
 
     def close(self) -> None:
         """Free what is left while the context is still current, then pop it (the other order crashes pycuda)."""

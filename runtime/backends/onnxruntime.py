@@ -147,5 +147,9 @@ class OnnxRuntimeBackend(Backend):
             raise StylecastError(f"{self.path}: inference failed on a {'x'.join(map(str, batch.shape))} input "
                                  f"({first[:200]}); try --tile 512 or --max-side") from exc
 
+    def max_shape(self) -> tuple[int, int, int, int] | None:
+        """The TensorRT provider's profile (what its engine cache is built for); other providers take any size."""
+        return TRT_PROFILE["max"] if self.session.get_providers()[0] == "TensorrtExecutionProvider" else None
+
     def describe(self) -> str:
         return f"onnxruntime {self.session.get_providers()[0]}"

@@ -198,6 +198,15 @@ class TensorRTBackend(Backend):
         self.device.synchronize()
         return result.reshape(out_shape).copy()
 
+    def max_shape(self) -> tuple[int, int, int, int]:
+        return self.profile.max
+
+    def bind_thread(self) -> None:
+        self.device.bind_thread()
+
+    def release_thread(self) -> None:
+        self.device.release_thread()
+
     def describe(self) -> str:
         return f"tensorrt {self.sidecar.get('tensorrt_version')} {self.sidecar.get('precision')}"
 
