@@ -23,6 +23,8 @@
 #   make bench-tiles        tiled vs whole-image agreement on a 12 MP photo per tile normalisation and precision,
 #                           sky crops, peak memory at 12 and 48 MP -> benchmarks/results/tiles/
 #   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
+#   make bench-ray          Ray's overhead: 200 (RAY_PHOTOS) 512 px photos through local stylize and --ray with
+#                           1 and 2 actors on the same cores, interleaved -> benchmarks/results/ray/ray.{md,json}
 #   make check-trt          the exports of $(STYLE) against TensorRT's documented ONNX-parser constraints (CPU)
 #   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
 #   make gpu-wheels         the small wheels a GPU box without network needs for gpu-check -> wheels/
@@ -65,7 +67,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see docs/benchmarks.md).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video bench-ray int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -229,6 +231,13 @@ bench-tiles: export
 
 bench-video: setup $(MODEL)
 	$(PY) -m stylecast.benchmarks.media.video --model $(MODEL) --photo $(PHOTO)
+
+# Photos made from $(DATA) (benchmarks/photos, cycled, where it is absent); a 2-CPU local Ray cluster. RAY_PHOTOS=10
+# for a quick check. Regenerate on a quiet machine.
+RAY_PHOTOS ?= 200
+bench-ray: $(ART)/$(STYLE).fp32.onnx
+	$(PY) -m stylecast.benchmarks.ray_overhead --model $(ART)/$(STYLE).fp32.onnx --photos $(RAY_PHOTOS) \
+		--source $(DATA) $(ARGS)
 
 check-trt: setup
 	for r in 10.3 10.x 11; do $(SC) check-trt $(wildcard $(ART)/$(STYLE).*.onnx) --trt $$r || exit 1; done

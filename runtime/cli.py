@@ -18,28 +18,26 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stylecast.runtime.artifacts import read_metadata, sha256_file
+from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.backends import backend_class
 from stylecast.runtime.errors import Interrupted, StylecastError
 from stylecast.runtime.formats import BACKENDS, FILE_KINDS, BackendOptions
 from stylecast.runtime.gallery import make_gallery
-from stylecast.runtime.images import IMAGE_SUFFIXES, load_image, resize_max_side, save_image
-from stylecast.runtime.params import expand_options, option
-from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.temporal import check_blend, check_hold
-from stylecast.runtime.tiling import (
-    AUTO_TILE_LONG_SIDE,
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
-    DEFAULT_TILE_NORM,
-    check_tile_norm,
-    check_tiling,
-    stylize_tiled,
+from stylecast.runtime.images import load_image, save_image
+from stylecast.runtime.media import (
+    KEEP_SUFFIXES,
+    MEDIA_SUFFIXES,
+    StylizeOptions,
+    model_summary,
+    output_name,
+    run_video,
+    stylize_image,
 )
-from stylecast.runtime.video import VIDEO_SUFFIXES, VideoReport, stylize_video
-
-_KEEP_SUFFIX = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", *VIDEO_SUFFIXES}
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+from stylecast.runtime.media import run_image as run_image  # where the server and its tests import it from
+from stylecast.runtime.params import expand_options
+from stylecast.runtime.ray_data import RayOptions, stylize_on_ray
+from stylecast.runtime.stylizer import Stylizer
+from stylecast.runtime.video import VIDEO_SUFFIXES, VideoReport
 
 
 @dataclass
@@ -78,7 +76,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 def is_file_out(out: Path) -> bool:
     """``--out`` names one output file (not a folder) when it has a media suffix and is no folder."""
-    return out.suffix.lower() in _KEEP_SUFFIX and not out.is_dir()
+    return out.suffix.lower() in KEEP_SUFFIXES and not out.is_dir()
 
 
 def real_path(path: Path) -> Path:
@@ -105,12 +103,7 @@ def plan_outputs(sources: list[Path], out: Path, tag: str) -> list[Job]:
         planned = []
         taken: set[Path] = set()
         for source in sources:
-            suffix = source.suffix.lower() if source.suffix.lower() in _KEEP_SUFFIX else ".png"
-            dest = out / f"{source.stem}.{tag}{suffix}"
-            n = 1
-            while real_path(dest) in taken:
-                n += 1
-                dest = out / f"{source.stem}.{tag}-{n}{suffix}"
+            dest = out / output_name(source, tag, lambda name: real_path(out / name) in taken)
             taken.add(real_path(dest))
             planned.append(Job(source, dest))
     for job in planned:
@@ -130,69 +123,11 @@ def prepare_folder(out: Path) -> None:
                              "choose another --out") from exc
 
 
-def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: int,
-              progress: Callable[[int, int], None] | None = None, norm: str = DEFAULT_TILE_NORM,
-              strength: float | None = None) -> np.ndarray:
-    """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``); tiles are
-    normalised by statistics that stand for the whole image (``norm``: mosaic or thumbnail) or each by its own
-    (``"tile"``).
-    ``strength`` overrides the stylizer's own (a server's per-request choice)."""
-    strengths = None if strength is None else [strength]
-    if tile is None:
-        tile = DEFAULT_TILE if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE else 0
-    if tile and max(rgb.shape[:2]) > tile:
-        stats = None if norm == "tile" else stylizer.tile_stats(rgb, norm)
-        return stylize_tiled(lambda part: stylizer.stylize_batch([part], strengths, stats)[0], rgb, tile, overlap,
-                             progress)
-    return stylizer.stylize_batch([rgb], strengths)[0]
-
-
-def frame_runner(stylizer: Stylizer, tile: int | None, overlap: int,
-                 norm: str = DEFAULT_TILE_NORM) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """Video frames run as batches, unless they are large enough to need tiles (4K and up by default)."""
-    def run(frames: list[np.ndarray]) -> list[np.ndarray]:
-        side = max(frames[0].shape[:2])
-        if tile or (tile is None and side > AUTO_TILE_LONG_SIDE):
-            return [run_image(stylizer, frame, tile, overlap, norm=norm) for frame in frames]
-        return stylizer.stylize_batch(frames)
-
-    return run
-
-
 def summarise(failures: list[tuple[Path, str]]) -> str:
     """'2 not an image Pillow can read, 1 no such file': failures grouped by reason."""
     reasons = Counter(message.removeprefix(f"{source}: ").split(" (")[0].split(";")[0]
                       for source, message in failures)
     return ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-
-
-@dataclass
-class StylizeOptions:
-    """How `stylecast stylize` treats each input (the backend's options are their own group)."""
-
-    max_side: int | None = option(None, "Downscale inputs so the long side is at most this.")
-    allow_huge: bool = option(False, "Lift Pillow's decompression-bomb limit.")
-    quality: int = option(95, "JPEG/WebP quality.")
-    tile: int | None = option(None, f"Tile size for large images (default: {DEFAULT_TILE} above a "
-                                    f"{AUTO_TILE_LONG_SIDE}px long side; 0 = never).")
-    overlap: int = option(DEFAULT_OVERLAP, "Pixels shared by neighbouring tiles, blended smoothly.")
-    tile_norm: str = option(DEFAULT_TILE_NORM, "How tiles are normalised: mosaic (by the whole image's "
-                                               "statistics, from full-resolution patches: no patchwork), thumbnail "
-                                               "(from a 1024 px copy: less memory, colours further off) or tile "
-                                               "(each by its own: a patchwork; for comparison).")
-    temporal_blend: float = option(0.0, "Video: blend up to this share of the previous output where the input did "
-                                        "not change (0 = off).")
-    input_hold: float = option(0.0, "Video: an input pixel passes to the net only once it moves more than this many "
-                                    "grey levels (0 = off; 3 steadies a still camera's codec noise).")
-    video_batch: int = option(1, "Video: frames per inference call.", min=1)
-    strength: float = option(1.0, "Style strength: 1 full style, 0 the photo (a blend between).")
-
-    def check(self) -> None:
-        check_tile_norm(self.tile_norm)
-        if self.tile:
-            check_tiling(self.tile, self.overlap)
-        check_blend(self.temporal_blend)
-        check_hold(self.input_hold)
 
 
 @expand_options
@@ -201,14 +136,23 @@ def stylize(
     model: Annotated[list[Path], typer.Option(help="Model (.onnx or .engine); repeat to chain models in order.")],
     settings: StylizeOptions,
     backend_options: BackendOptions,
-    out: Annotated[Path, typer.Option(help="Output folder, or one output file for a single input.")] = Path("stylized"),
+    ray_options: RayOptions,
+    out: Annotated[str, typer.Option(help="Output folder (with --ray also a URI), or one output file for a single "
+                                          "input.")] = "stylized",
     gallery: Annotated[Path | None, typer.Option(help="Also write a side-by-side PNG of inputs and outputs.")] = None,
     gallery_style: Annotated[Path | None, typer.Option(help="Style image to show atop the gallery.")] = None,
 ) -> None:
-    """Stylize images and videos with an exported model; continues past bad files and sums up at the end."""
+    """Stylize images and videos with an exported model; continues past bad files and sums up at the end. With
+    --ray, as a Ray Data job on a cluster: folders and buckets of any size, reruns skip what is done."""
     settings.check()
+    if ray_options.wanted:
+        if gallery:
+            raise StylecastError("--gallery is made on one machine: leave it out with --ray, or run without --ray")
+        stylize_ray(inputs, model, out, settings, backend_options, ray_options)
+        return
+    folder = Path(out)
     stylizer = Stylizer(model, strength=settings.strength, options=backend_options)
-    jobs = plan_outputs(expand_inputs(inputs), out, stylizer.style)
+    jobs = plan_outputs(expand_inputs(inputs), folder, stylizer.style)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     failures: list[tuple[Path, str]] = []
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -234,18 +178,38 @@ def stylize(
                 bar.update(task, advance=1, detail="")
     except KeyboardInterrupt as exc:
         raise Interrupted(f"interrupted after {done} of {len(jobs)} inputs ({done - len(failures)} stylized into "
-                          f"{out}); finished outputs are complete and no partial file was left") from exc
+                          f"{folder}); finished outputs are complete and no partial file was left") from exc
     if gallery and pairs:
         style_rgb = load_image(gallery_style).rgb if gallery_style else None
         make_gallery(pairs, gallery, title=f"stylecast: {stylizer.style} ({stylizer.precision})", style=style_rgb)
         console.print(f"gallery: {gallery}", markup=False)
     ok = len(jobs) - len(failures)
-    where = out.parent if is_file_out(out) else out
+    where = folder.parent if is_file_out(folder) else folder
     console.print(f"{ok} stylized into {where}, {len(failures)} failed" +
                   (f": {summarise(failures)}" if failures else ""), markup=False)
     if failures:
         raise typer.Exit(1)
 
+
+
+def stylize_ray(inputs: list[str], model: list[Path], out: str, settings: StylizeOptions,
+                backend_options: BackendOptions, ray_options: RayOptions) -> None:
+    """`stylize --ray`: the job's own progress bars, each failure as it comes, then one summary line."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def show(row: dict) -> None:
+        if row["status"] == "failed":
+            console.print(f"failed: {row['reason']}", markup=False, style="red")
+        elif row.get("note"):
+            console.print(f"{row['name']}: {row['note']}", markup=False)
+
+    summary = stylize_on_ray(inputs, model, out, settings, backend_options, ray_options, show)
+    failures = summary.failures
+    console.print(f"{summary.stylized} stylized, {summary.skipped} skipped (done before), {len(failures)} failed into "
+                  f"{out} in {summary.seconds:.1f} s ({summary.rate:.2f} stylized/s)" +
+                  (f": {summarise(failures)}; see {summary.report}" if failures else ""), markup=False)
+    if failures:
+        raise typer.Exit(1)
 
 @dataclass
 class Run:
@@ -259,14 +223,10 @@ class Run:
 
     def image(self, job: Job) -> tuple[np.ndarray, np.ndarray]:
         """Stylize and save one image; returns (input, output) for the gallery."""
-        settings = self.settings
-        image = load_image(job.source, allow_huge=settings.allow_huge)
-        rgb = resize_max_side(image.rgb, settings.max_side)
-        alpha = None if image.alpha is None else resize_max_side(image.alpha, settings.max_side)
-        result = run_image(self.stylizer, rgb, settings.tile, settings.overlap,
-                           progress=lambda n, total: self.status(f"{job.source.name} tile {n}/{total}"),
-                           norm=settings.tile_norm)
-        save_image(job.dest, result, alpha, quality=settings.quality)
+        image = load_image(job.source, allow_huge=self.settings.allow_huge)
+        rgb, result, alpha = stylize_image(self.stylizer, image, self.settings,
+                                           lambda n, total: self.status(f"{job.source.name} tile {n}/{total}"))
+        save_image(job.dest, result, alpha, quality=self.settings.quality)
         if image.note:
             self.console.print(f"{job.source}: {image.note}", markup=False)
         return rgb, result
@@ -278,22 +238,10 @@ class Run:
             fps = n / max(time.perf_counter() - started, 1e-9)
             self.status(f"{job.source.name} frame {n}/{total or '?'} {fps:.1f} fps")
 
-        settings = self.settings
-        runner = frame_runner(self.stylizer, settings.tile, settings.overlap, settings.tile_norm)
-        report = stylize_video(job.source, job.dest, runner,
-                               batch=settings.video_batch, temporal_blend=settings.temporal_blend,
-                               input_hold=settings.input_hold, progress=frames_done,
-                               model_meta=model_summary(self.stylizer, self.models))
+        report = run_video(self.stylizer, job.source, job.dest, self.settings,
+                           model_summary(self.stylizer, self.models), frames_done)
         self.console.print(video_summary(report), markup=False)
         return report
-
-
-def model_summary(stylizer: Stylizer, models: list[Path]) -> dict[str, str]:
-    """The model lineage a video's sidecar and container tags carry (a chain joins its models with '+')."""
-    meta = stylizer.backend.metadata
-    return {"model": "+".join(str(m) for m in models), "model_sha256": "+".join(sha256_file(m) for m in models),
-            **{k: meta[k] for k in ("arch", "source_sha256", "versions") if k in meta},
-            "style": stylizer.style, "precision": stylizer.precision}
 
 
 def video_summary(report: VideoReport) -> str:

@@ -31,6 +31,7 @@ from stylecast.serve.limits import (
     is_loopback,
     require_key_off_loopback,
 )
+from stylecast.serve.ray_serve import RayServeOptions, serve_on_ray
 
 MISSING = ("stylecast serve needs its extra and a backend's: pip install 'stylecast[serve,cpu]' (or "
            f"{', '.join(f'[serve,{row.extra}]' for row in BACKENDS.values() if row.extra != 'cpu')})")
@@ -61,6 +62,7 @@ def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
 def serve(
     model: Annotated[list[Path], typer.Option(help="Exported model (.onnx or .engine); repeat to serve several.")],
     backend_options: BackendOptions,
+    ray_options: RayServeOptions,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed at start).")] = 8000,
     api_key: Annotated[str | None, typer.Option(envvar=API_KEY_ENV, show_default=False,
@@ -106,12 +108,15 @@ def serve(
     from stylecast.serve.app import Settings, create_app
     from stylecast.serve.models import ModelSet
 
-    models = ModelSet(model, styles_dir, backend_options)
     settings = Settings(batch_window_ms=batch_window_ms, max_batch=max_batch, max_batch_pixels=int(max_batch_mp * 1e6),
                         max_queue_pixels=int(max_queue_mp * 1e6), timeout_s=timeout,
                         max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels, api_key=api_key,
                         cors_origins=tuple(cors_origin or ()), read_timeout_s=read_timeout,
                         min_upload_rate=min_upload_rate * 1024, allowed_hosts=allowed_hosts(host, allowed_host or []))
+    if ray_options.wanted:  # the same application, as a Ray Serve deployment
+        serve_on_ray(model, styles_dir, backend_options, settings, host, port, ray_options, max_connections)
+        return
+    models = ModelSet(model, styles_dir, backend_options)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

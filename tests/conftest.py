@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,31 @@ def tiny_onnx(tmp_path_factory, tiny_checkpoint, photos) -> Path:
     result = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
     assert result.returncode == 0, result.stderr + result.stdout
     return out / "tiny.fp32.onnx"
+
+
+# A test on the Ray cluster runs a few jobs of well under a minute each on 2 CPUs: this bounds a hang.
+RAY_TEST_SECONDS = 300
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs for one test module, shut down after it. Its GCS address lets a `stylecast`
+    child process join it; Ray's token authentication, on for a local cluster, asks such a client for
+    RAY_AUTH_MODE=token."""
+    ray = pytest.importorskip("ray", reason="the Ray tests need the extra: pip install 'stylecast[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def deadline():
+    """Fail a test whose Ray job hangs instead of blocking the suite."""
+    def expired(*_: object) -> None:
+        raise TimeoutError(f"the test took over {RAY_TEST_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(RAY_TEST_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
