@@ -238,3 +238,28 @@ def test_tiled_statistics_and_tiles_agree_across_backends_and_precisions(tiny_ex
         batch = rgb.transpose(2, 0, 1)[None].astype(np.float32)
         assert np.abs(apply.run(batch, stats.run(batch)) - ort.forward(batch)).max() < 0.5, precision
         assert stats_patches(rgb, "mosaic").shape[0] == 16  # 4x4: the smallest grid, for a small photo
+
+
+def test_serve_on_openvino_answers_v1_and_v2_as_the_backend_computes(tiny_onnx):
+    """`stylecast serve --backend openvino`: the same server on OpenVINO's compiled models, answers equal to the
+    backend called directly (v2) and to the same image through a Stylizer on OpenVINO (v1)."""
+    import httpx
+
+    from stylecast.benchmarks.load.server import running_server
+    from stylecast.runtime.stylizer import Stylizer
+
+    rgb = np.asarray(Image.open(Path(__file__).parent / "data" / "photos" / "chelsea.jpg").convert("RGB"))
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, "PNG")
+    tensor = rgb.transpose(2, 0, 1)[None].astype(np.float32)
+    with running_server([tiny_onnx], "--backend", "openvino") as server, Stylizer(tiny_onnx, backend="openvino") as ref:
+        answer = httpx.post(server.url + "/v1/stylize?format=png", content=png.getvalue(), timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(answer.content))), ref(rgb))
+        body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": list(tensor.shape),
+                            "data": tensor.ravel().tolist()}]}
+        v2 = httpx.post(server.url + "/v2/models/tiny_fp32/infer", json=body, timeout=60)
+        assert v2.status_code == 200, v2.text
+        out = np.asarray(v2.json()["outputs"][0]["data"], np.float32).reshape(tensor.shape)
+        assert np.abs(out - ref.forward(tensor)).max() < 1e-3
+        assert "openvino" in httpx.get(server.url + "/v1/styles").json()[0]["backend"].lower()
