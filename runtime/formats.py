@@ -101,6 +101,16 @@ FILE_KINDS = {k.name: k for k in (
 )}
 ONNX = FILE_KINDS["onnx"].name
 ENGINE_FORMAT = FILE_KINDS["tensorrt-engine"].name
+# ONNX Runtime's providers that run on a GPU (the rest run on the host).
+DEVICE_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+
+def runs_on_gpu(models: list[Path], options: BackendOptions) -> bool:
+    """Whether these models under ``options`` need a GPU: an engine file, the TensorRT backend, or an ONNX Runtime
+    GPU provider asked for by name (a scheduler reserves one for each worker that does)."""
+    engines = FILE_KINDS["tensorrt-engine"].suffixes
+    return (options.backend == "tensorrt" or any(m.suffix.lower() in engines for m in models)
+            or bool(set(options.provider or ()) & DEVICE_PROVIDERS))
 
 
 def register(kind: FileKind | None = None, backend: BackendRow | None = None) -> None:

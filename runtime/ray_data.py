@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from stylecast.runtime.artifacts import read_metadata, sidecar_path
-from stylecast.runtime.backends.onnxruntime import DEVICE_PROVIDERS
 from stylecast.runtime.errors import Interrupted, StylecastError, import_optional
-from stylecast.runtime.formats import FILE_KINDS, BackendOptions, companion_path
+from stylecast.runtime.formats import BackendOptions, companion_path, runs_on_gpu
 from stylecast.runtime.images import atomic_write, decode_image, encode_image, refuse_special, write_error
 from stylecast.runtime.media import (
     KEEP_SUFFIXES,
@@ -515,13 +514,6 @@ class StylizeActor:
         return "", size
 
 
-def needs_gpu(models: list[Path], backend: BackendOptions) -> bool:
-    """Whether each actor needs a GPU: a TensorRT engine, or an ONNX Runtime GPU provider asked for by name."""
-    engines = FILE_KINDS["tensorrt-engine"].suffixes
-    return (backend.backend == "tensorrt" or any(m.suffix.lower() in engines for m in models)
-            or bool(set(backend.provider or ()) & DEVICE_PROVIDERS))
-
-
 def plan_roots(inputs: list[str], out: Output) -> tuple[Root, ...]:
     """Each input as a folder or a file; refuses patterns, two folders of one name, and --out inside an input."""
     pafs = import_optional("pyarrow.fs", RAY_MISSING)
@@ -628,7 +620,7 @@ def stylize_on_ray(inputs: list[str], models: list[Path], out_location: str, set
     ray = import_optional("ray", RAY_MISSING)
     bundle = ModelBundle.read(models)
     out = prepare_output(out_location)
-    gpu = needs_gpu(models, backend)
+    gpu = runs_on_gpu(models, backend)
     threads = backend.threads or 1
     if not gpu:  # opened here first, a bad model or option is one line naming the user's file, not an actor's trace
         Stylizer(models, strength=settings.strength, options=replace(backend, threads=1)).close()

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from stylecast.runtime.artifacts import read_metadata
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import BackendOptions, triton_model_name
+from stylecast.runtime.formats import BackendOptions, runs_on_gpu, triton_model_name
 from stylecast.runtime.params import option
-from stylecast.runtime.ray_data import RAY_MISSING, ModelBundle, RayCluster, connect, needs_gpu
+from stylecast.runtime.ray_data import RAY_MISSING, ModelBundle, RayCluster, connect
 
 if TYPE_CHECKING:
     from stylecast.serve.app import Settings
@@ -89,7 +89,7 @@ def serve_on_ray(models: list[Path], styles_dir: Path, backend: BackendOptions, 
     from stylecast.serve.models import ModelSet
 
     bundle = ModelBundle.read(models)
-    gpu = needs_gpu(models, backend)
+    gpu = runs_on_gpu(models, backend)
     if not gpu:  # opened here first, a bad model is one line naming the user's file, not a replica's traceback
         ModelSet(models, styles_dir, replace(backend, threads=1))
     ray = import_optional("ray", RAY_MISSING)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from stylecast.benchmarks.media.synthetic import moving_frames, write_video
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import BackendOptions
+from stylecast.runtime.formats import BackendOptions, runs_on_gpu
 from stylecast.runtime.media import StylizeOptions
 from stylecast.runtime.ray_data import (
     MANIFEST,
@@ -26,7 +26,6 @@ from stylecast.runtime.ray_data import (
     RayOptions,
     StylizeActor,
     list_folder,
-    needs_gpu,
     plan_pool,
     plan_roots,
     prepare_output,
@@ -266,6 +265,6 @@ def test_the_pool_takes_the_cluster_s_cpus_or_shares_its_gpus():
     assert plan_pool(cluster, gpu=True, threads=1, asked=2) == Pool(2, 1, 1.0)
     with pytest.raises(StylecastError, match="the Ray cluster has none"):
         plan_pool({"CPU": 8.0}, gpu=True, threads=1, asked=None)
-    assert needs_gpu([Path("m.engine")], BackendOptions())
-    assert needs_gpu([Path("m.onnx")], BackendOptions(provider=["CUDAExecutionProvider"]))
-    assert not needs_gpu([Path("m.onnx")], BackendOptions(provider=["CPUExecutionProvider"]))
+    assert runs_on_gpu([Path("m.engine")], BackendOptions())
+    assert runs_on_gpu([Path("m.onnx")], BackendOptions(provider=["CUDAExecutionProvider"]))
+    assert not runs_on_gpu([Path("m.onnx")], BackendOptions(provider=["CPUExecutionProvider"]))

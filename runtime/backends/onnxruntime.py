@@ -12,13 +12,12 @@ import numpy as np
 from stylecast.runtime.artifacts import onnx_metadata, require
 from stylecast.runtime.backends.base import Backend, Stages, Variant, check_inputs
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import INPUT, STATS, TRT_PROFILE, BackendOptions
+from stylecast.runtime.formats import DEVICE_PROVIDERS, INPUT, STATS, TRT_PROFILE, BackendOptions
 from stylecast.runtime.timing import elapsed_ms
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 # Providers that run no local graph (Azure calls remote endpoints): a bench row for them would time CPU twice.
 NOT_ENGINES = {"AzureExecutionProvider"}
-DEVICE_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 NO_SPINNING = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
 
