@@ -19,7 +19,7 @@ pytest.importorskip("openvino")
 from stylecast.runtime.backends import load_backend  # noqa: E402
 from stylecast.runtime.backends import openvino as ovb  # noqa: E402
 from stylecast.runtime.errors import StylecastError  # noqa: E402
-from stylecast.runtime.formats import PRECISIONS, kind_of  # noqa: E402
+from stylecast.runtime.formats import PRECISIONS, companion_path, kind_of  # noqa: E402
 from stylecast.runtime.metrics import psnr  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -234,9 +234,10 @@ def test_tiled_statistics_and_tiles_agree_across_backends_and_precisions(tiny_ex
         tiles = [stylize_tiled(lambda part, s=s, st=st: s.stylize_batch([part], None, [st])[0], rgb, 256, 32)
                  for s, st in ((ort, ort_stats), (ov, ov_stats))]
         assert np.abs(tiles[0].astype(int) - tiles[1].astype(int)).max() <= 2, precision
-        (stats, apply), = ort.tiled_graphs()
+        apply, = ort.apply_graphs()
         batch = rgb.transpose(2, 0, 1)[None].astype(np.float32)
-        assert np.abs(apply.run(batch, stats.run(batch)) - ort.forward(batch)).max() < 0.5, precision
+        with load_backend(companion_path(tiny_exports[precision], "stats")) as stats:
+            assert np.abs(apply.run(batch, stats.run(batch)) - ort.forward(batch)).max() < 0.5, precision
         assert stats_patches(rgb, "mosaic").shape[0] == 16  # 4x4: the smallest grid, for a small photo
 
 

@@ -374,5 +374,8 @@ def test_health_stays_fast_while_a_large_json_request_is_served(server, tmp_path
             time.sleep(0.01)
     status, size = sender.stdout.read().split()
     assert sender.returncode == 0 and status == "200" and int(size) > 12 << 20
-    # Before the work moved off the event loop a probe waited over a second; now ~10-40 ms on a busy 2-core box.
-    assert len(latencies) >= 10 and max(latencies) <= 0.1, (len(latencies), max(latencies))
+    # Before the work moved off the event loop, the probe that met the parse and the one that met the answer's
+    # serialisation each waited over a second; now ~10-40 ms on a busy 2-core box. One probe may still meet the
+    # scheduler's worst (the decoder process starting on the same two cores: 0.64 s once in CI).
+    worst, second = sorted(latencies)[-1], sorted(latencies)[-2]
+    assert len(latencies) >= 10 and second <= 0.1 and worst < 1.0, (len(latencies), worst, second)
