@@ -33,7 +33,6 @@ from stylecast.runtime.media import (
     run_video,
     stylize_image,
 )
-from stylecast.runtime.media import run_image as run_image  # where the server and its tests import it from
 from stylecast.runtime.params import expand_options
 from stylecast.runtime.ray_data import RayOptions, stylize_on_ray
 from stylecast.runtime.stylizer import Stylizer

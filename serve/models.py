@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from stylecast.runtime.cli import run_image
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.formats import FILE_KINDS, ONNX, BackendOptions, kind_of, triton_model_name
 from stylecast.runtime.images import encode_image, load_image, resize_long_side
+from stylecast.runtime.media import run_image
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from stylecast.serve.batching import Cancelled

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from stylecast.benchmarks.load.server import running_server
-from stylecast.runtime.cli import run_image
+from stylecast.runtime.media import run_image
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from stylecast.serve.errors import HttpError
