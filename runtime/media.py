@@ -18,10 +18,10 @@ from stylecast.runtime.temporal import check_blend, check_hold
 from stylecast.runtime.tiling import (
     AUTO_TILE_LONG_SIDE,
     DEFAULT_OVERLAP,
-    DEFAULT_TILE,
     DEFAULT_TILE_NORM,
     check_tile_norm,
     check_tiling,
+    default_tile,
     stylize_tiled,
 )
 from stylecast.runtime.video import VIDEO_SUFFIXES, VideoReport, stylize_video
@@ -38,8 +38,10 @@ class StylizeOptions:
     max_side: int | None = option(None, "Downscale inputs so the long side is at most this.")
     allow_huge: bool = option(False, "Lift Pillow's decompression-bomb limit.")
     quality: int = option(95, "JPEG/WebP quality.")
-    tile: int | None = option(None, f"Tile size for large images (default: {DEFAULT_TILE} above a "
-                                    f"{AUTO_TILE_LONG_SIDE}px long side; 0 = never).")
+    tile: int | None = option(None, "Largest tile side for large images (default: "
+                                    f"{default_tile(DEFAULT_TILE_NORM)} px under whole-image statistics, "
+                                    f"{default_tile('tile')} under --tile-norm tile, above a {AUTO_TILE_LONG_SIDE} "
+                                    "px long side; 0 = never).")
     overlap: int = option(DEFAULT_OVERLAP, "Pixels shared by neighbouring tiles, blended smoothly.")
     tile_norm: str = option(DEFAULT_TILE_NORM, "How tiles are normalised: mosaic (by the whole image's "
                                                "statistics, from full-resolution patches: no patchwork), thumbnail "
@@ -51,6 +53,8 @@ class StylizeOptions:
                                     "grey levels (0 = off; 3 steadies a still camera's codec noise).")
     video_batch: int = option(1, "Video: frames per inference call.", min=1)
     strength: float = option(1.0, "Style strength: 1 full style, 0 the photo (a blend between).")
+    style: str | None = option(None, "A multi-style model's style: one of its styles (starry_night) or a blend "
+                                     "(wave=0.6,starry_night=0.4); default: its first style.")
 
     def check(self) -> None:
         check_tile_norm(self.tile_norm)
@@ -73,19 +77,21 @@ def output_name(source: PurePath, tag: str, taken: Callable[[str], bool]) -> str
 
 def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: int,
               progress: Callable[[int, int], None] | None = None, norm: str = DEFAULT_TILE_NORM,
-              strength: float | None = None) -> np.ndarray:
+              strength: float | None = None, style: np.ndarray | None = None) -> np.ndarray:
     """Whole-image inference, or tiled when asked (``tile``) or when the image is large (``None``); tiles are
     normalised by statistics that stand for the whole image (``norm``: mosaic or thumbnail) or each by its own
     (``"tile"``).
-    ``strength`` overrides the stylizer's own (a server's per-request choice)."""
+    ``strength`` and ``style`` (a style vector from ``Stylizer.weights``) override the stylizer's own (a server's
+    per-request choices)."""
     strengths = None if strength is None else [strength]
+    styles = None if style is None else [style]
     if tile is None:
-        tile = DEFAULT_TILE if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE else 0
+        tile = default_tile(norm) if max(rgb.shape[:2]) > AUTO_TILE_LONG_SIDE else 0
     if tile and max(rgb.shape[:2]) > tile:
-        stats = None if norm == "tile" else stylizer.tile_stats(rgb, norm)
-        return stylize_tiled(lambda part: stylizer.stylize_batch([part], strengths, stats)[0], rgb, tile, overlap,
-                             progress)
-    return stylizer.stylize_batch([rgb], strengths)[0]
+        stats = None if norm == "tile" else stylizer.tile_stats(rgb, norm, style)
+        return stylize_tiled(lambda part: stylizer.stylize_batch([part], strengths, stats, styles)[0], rgb, tile,
+                             overlap, progress, even=stats is not None)
+    return stylizer.stylize_batch([rgb], strengths, styles=styles)[0]
 
 
 def frame_runner(stylizer: Stylizer, tile: int | None, overlap: int,

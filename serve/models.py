@@ -3,6 +3,7 @@ function the batcher calls to run a batch of them."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from stylecast.runtime.formats import FILE_KINDS, ONNX, BackendOptions, kind_of,
 from stylecast.runtime.images import encode_image, load_image, resize_long_side
 from stylecast.runtime.media import run_image
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_NORM, default_tile
 from stylecast.serve.batching import Cancelled
 from stylecast.serve.errors import HttpError
 
@@ -126,8 +127,8 @@ class ModelSet:
 
         - ``v2``: float NCHW tensors, concatenated and run through the model alone (what Triton computes);
         - ``image``: (HxWx3 uint8, strength) pairs of one size, run as one batch as `stylecast stylize` runs them;
-        - ``tiled``: one large image in tiles, as `stylecast stylize` tiles large photos; it stops between tiles
-          once ``should_stop()`` says its request was given up.
+        - ``tiled``: one large image in tiles of the key's side and overlap, as `stylecast stylize` tiles large
+          photos; it stops between tiles once ``should_stop()`` says its request was given up.
         """
         kind, name = key[0], key[1]
         stylizer = self.models[name].stylizer
@@ -139,8 +140,8 @@ class ModelSet:
                 if should_stop():
                     raise Cancelled(f"given up after {done} of {total} tiles")
 
-            return [run_image(stylizer, rgb, DEFAULT_TILE, DEFAULT_OVERLAP, step, strength=strength)
-                    for rgb, strength in items]
+            tile, overlap = key[3], key[4]
+            return [run_image(stylizer, rgb, tile, overlap, step, strength=strength) for rgb, strength in items]
         return stylizer.stylize_batch([rgb for rgb, _ in items], [strength for _, strength in items])
 
 
@@ -149,5 +150,13 @@ def image_key(model: ServedModel, rgb: np.ndarray, max_pixels: int) -> tuple:
     outside the model's profile runs alone, in tiles."""
     height, width = rgb.shape[:2]
     if height * width > max_pixels or not model.fits(1, height, width):
-        return ("tiled", model.name, id(rgb))
+        return ("tiled", model.name, id(rgb), *serve_tiling(model, max_pixels))
     return ("image", model.name, height, width)
+
+
+def serve_tiling(model: ServedModel, max_pixels: int) -> tuple[int, int]:
+    """(tile side, overlap) for an image run in tiles: the default tiles, smaller where the batch budget
+    (``max_pixels``) or the engine's profile is."""
+    largest = model.stylizer.backend.max_shape()
+    tile = max(32, min(default_tile(DEFAULT_TILE_NORM), math.isqrt(max_pixels), *(largest[2:] if largest else ())))
+    return tile, min(DEFAULT_OVERLAP, tile // 4)

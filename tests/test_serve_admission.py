@@ -15,7 +15,6 @@ from PIL import Image
 from stylecast.benchmarks.load.server import running_server
 from stylecast.runtime.media import run_image
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 from stylecast.serve.errors import HttpError
 from stylecast.serve.models import ModelSet, image_key
 
@@ -57,7 +56,7 @@ def test_an_image_above_the_batch_budget_is_tiled_as_stylize_tiles_it(server, ti
     answer = httpx.post(server.url + "/v1/stylize?format=png", content=body, timeout=60)
     assert answer.status_code == 200, answer.text
     rgb = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
-    expected = run_image(Stylizer(tiny_onnx), rgb, DEFAULT_TILE, DEFAULT_OVERLAP)
+    expected = run_image(Stylizer(tiny_onnx), rgb, 547, 64)  # the largest tile within the 0.3 MP batch budget
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(answer.content))), expected)
 
 
@@ -87,6 +86,7 @@ def test_the_engine_profile_bounds_batches_tiles_and_tensors(tiny_onnx, tmp_path
     small, wide = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 65, 3), np.uint8)
     assert image_key(model, small, 10**6)[0] == "image" and image_key(model, wide, 10**6)[0] == "tiled"
     assert image_key(model, small, 64 * 64 - 1)[0] == "tiled"  # above the batch budget
+    assert image_key(model, wide, 10**6)[3:] == (64, 16)  # tiles within the profile
     with pytest.raises(HttpError, match="65x64 is above the engine's profile of 64x64"):
         model.check_tensor(64, 65)
     calls = []

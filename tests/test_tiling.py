@@ -9,7 +9,7 @@ from PIL import Image
 from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.metrics import psnr, ssim
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.tiling import check_tiling, ramp, stylize_tiled, tile_starts
+from stylecast.runtime.tiling import TILE_ALIGN, check_tiling, even_tiles, ramp, stylize_tiled, tile_starts
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(100, 32, 8), (32, 32, 8), (20, 32, 8), (1000, 512, 64), (97, 40, 12)])
@@ -21,6 +21,17 @@ def test_tiles_cover_everything_and_end_flush(length, tile, overlap):
         covered[s:s + size] = True
     assert covered.all() and starts[0] == 0 and starts[-1] + size == length
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(3024, 1024, 64), (4032, 1024, 64), (4032, 512, 64), (1001, 160, 32),
+                                                 (2049, 512, 64), (500, 512, 64), (97, 40, 12)])
+def test_even_tiles_are_few_equal_aligned_and_overlap_enough(length, tile, overlap):
+    starts, size = even_tiles(length, tile, overlap)
+    assert size <= tile and starts[0] == 0 and starts[-1] + size == length
+    assert all(s % TILE_ALIGN == 0 for s in starts)
+    assert all(a + size - b >= overlap for a, b in zip(starts, starts[1:], strict=False))
+    assert len(starts) <= len(tile_starts(length, tile, overlap))
+    assert len(set(starts)) == len(starts)
 
 
 def test_ramp_is_positive_and_cross_fades():

@@ -24,9 +24,10 @@ from stylecast.benchmarks.media.harness import stylecast
 from stylecast.benchmarks.report import readme_parts, splice_block
 from stylecast.runtime.images import atomic_write, fit, save_image
 from stylecast.runtime.machine import describe_class, fingerprint
+from stylecast.runtime.media import run_image
 from stylecast.runtime.options import parse_size
 from stylecast.runtime.stylizer import Stylizer
-from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, DEFAULT_TILE_NORM, TILE_NORMS, stylize_tiled
+from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_NORM, TILE_NORMS
 
 BLOCK = 448  # the side of the squares whose mean luminance shifts are compared
 TARGETS = {"mad": 3.0, "block_std": 1.5, "time_ratio": 1.2}
@@ -45,10 +46,8 @@ def block_shifts(a: np.ndarray, b: np.ndarray, block: int = BLOCK) -> np.ndarray
 
 
 def tiled(stylizer: Stylizer, rgb: np.ndarray, norm: str) -> np.ndarray:
-    """What `stylecast stylize` does above the auto-tiling side, with ``norm``."""
-    stats = None if norm == "tile" else stylizer.tile_stats(rgb, norm)
-    return stylize_tiled(lambda part: stylizer.stylize_batch([part], None, stats)[0], rgb, DEFAULT_TILE,
-                         DEFAULT_OVERLAP)
+    """What `stylecast stylize` does with ``norm`` above the auto-tiling side, each norm with its default tiles."""
+    return run_image(stylizer, rgb, None, DEFAULT_OVERLAP, norm=norm)
 
 
 def smoothest_crop(rgb: np.ndarray, side: int) -> tuple[int, int]:
