@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import socket
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import h11
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -58,18 +60,48 @@ async def read_body(request: Request, limit: int, timeout_s: float = READ_TIMEOU
 
 
 class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers.
+    """uvicorn's h11 protocol with a deadline on each request's headers, and its refusals as JSON.
 
     uvicorn times out only idle keep-alive connections, restarting the clock on every byte, and an ASGI middleware
     runs only once the headers are in: a client sending them a byte at a time (slowloris) would hold a connection
     for ever. Here the clock starts when the connection opens or the previous answer is sent, and stops only
     when the next request's headers are complete.
+
+    uvicorn answers a request it cannot parse, and one over its connection limit, in plain text (the latter
+    without Retry-After); clients of this server read ``{"error": ...}`` from every refusal.
     """
 
     def __init__(self, *args: Any, header_timeout: float = HEADER_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.header_timer: asyncio.TimerHandle | None = None
+        # The connection limit is checked by the app wrapper below instead of uvicorn, whose refusal is plain text.
+        self.connection_limit, self.limit_concurrency = self.limit_concurrency, None
+        if self.connection_limit is not None:
+            self.app = self._limited(self.app)
+
+    def _limited(self, app: ASGIApp) -> ASGIApp:
+        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+            # As uvicorn counts: every open connection, and every request under way but this one.
+            if len(self.connections) >= self.connection_limit or len(self.tasks) > self.connection_limit:
+                message = (f"this server is at its limit of {self.connection_limit} connections at once; retry "
+                           "shortly (the operator sets it with --max-connections)")
+                await JSONResponse({"error": message}, 503, {"Retry-After": "1", "Connection": "close"})(
+                    scope, receive, send)
+                return
+            await app(scope, receive, send)
+
+        return limited
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (a bad Content-Length, a malformed request line or header)."""
+        body = json.dumps({"error": f"malformed HTTP request ({msg.rstrip('.')}); send a valid HTTP/1.1 request"})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body.encode()), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

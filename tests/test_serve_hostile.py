@@ -53,14 +53,17 @@ def _head(server: ServerProcess, method: str, path: str, *headers: str) -> bytes
     return "\r\n".join(lines).encode()
 
 
-def _answer(sock: socket.socket) -> tuple[int, dict]:
-    """Read one response to its end (Content-Length bodies): status code and JSON body."""
+def _answer(sock: socket.socket, headers: dict | None = None) -> tuple[int, dict]:
+    """Read one response to its end (Content-Length bodies): status code and JSON body (its headers, lower-cased,
+    into ``headers`` when given)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed before an answer: {data!r}"
         data += chunk
     head, body = data.split(b"\r\n\r\n", 1)
+    if headers is not None:
+        headers.update(line.decode().lower().split(": ", 1) for line in head.split(b"\r\n")[1:])
     length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length"))
     while len(body) < length:
         body += sock.recv(65536)
@@ -151,13 +154,26 @@ def test_connections_beyond_the_limit_get_503_and_the_server_stays_live(server):
     try:
         for sock in sockets:
             sock.sendall(_head(server, "GET", "/v2/health/live"))
-        codes = [_answer(sock)[0] for sock in sockets]
+        heads = [{} for _ in sockets]
+        answers = [_answer(sock, head) for sock, head in zip(sockets, heads, strict=True)]
     finally:
         for sock in sockets:
             sock.close()
+    codes = [code for code, _ in answers]
     assert 503 in codes and set(codes) <= {200, 503}, codes
+    for (code, body), head in zip(answers, heads, strict=True):
+        if code == 503:  # typed like every other refusal, with when to come back
+            assert "--max-connections" in _one_line_error(body) and head["retry-after"] == "1", (body, head)
     time.sleep(0.2)  # the server notices the closed connections
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["Content-Length: 12x", "Content-Length: 5, 6", "Bad Header Without Colon"])
+def test_a_request_h11_cannot_parse_gets_a_json_400(server, bad):
+    with _connect(server) as sock:
+        sock.sendall(_head(server, "POST", "/v1/stylize", bad))
+        code, body = _answer(sock)
+    assert code == 400 and "malformed HTTP request" in _one_line_error(body)
 
 
 def test_heic_upload_is_stylized(server):
