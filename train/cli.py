@@ -20,29 +20,70 @@ weights_app = typer.Typer(help="Fetch and convert ImageNet VGG weights for the p
 @expand_options
 def train(
     *,
-    style: Annotated[str, typer.Option(help="Style name; defaults come from styles/<style>.toml (any option below).")],
+    style: Annotated[str | None, typer.Option(help="Style name; defaults come from styles/<style>.toml (any option "
+                                                   "below).")] = None,
+    styles: Annotated[str | None, typer.Option(help="Train one multi-style net on these styles (comma-separated "
+                                                    "preset names): each style's loss and painting are its own "
+                                                    "preset's, every other setting the first style's (under the "
+                                                    "options below).")] = None,
+    add_style: Annotated[str | None, typer.Option(help="Add this style (its preset's loss) to the multi-style "
+                                                       "--base net: only its new row trains; the others and every "
+                                                       "conv stay bit-identical.")] = None,
+    base: Annotated[Path | None, typer.Option(help="The multi-style net --add-style extends.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of a multi-style net (default: catalogue; with --add-style "
+                                                  "the base's, which replaces models/<name>.safetensors).")] = None,
     data: Annotated[Path, typer.Option(help="Folder of training photos (e.g. MS-COCO train2014).")],
     style_image: Annotated[Path | None, typer.Option(help="Style painting (default: styles/<style>.jpg).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: models/<style>.safetensors).")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Resume state, loss log and curve (default: runs/<style>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: models/<style>.safetensors, "
+                                                  "models/<name>.safetensors for a multi-style net).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Resume state, loss log and curve (default: runs/<style>, "
+                                                      "runs/<name> or runs/<name>+<added style>).")] = None,
     styles_dir: Annotated[Path, typer.Option(help="Where style images and presets live.")] = Path("styles"),
     given: Annotated[TrainSettings, OVERRIDES],
     loss_net_weights: Annotated[Path | None, typer.Option(help="Converted VGG safetensors (default: the cache).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir exactly where it stopped.")] = False,
     init: Annotated[Path | None, typer.Option(help="Start from this model's weights under the settings above (a "
                                                    "fine-tune): steps, CPU time and batches carry on from it, the "
-                                                   "optimizer starts afresh.")] = None,
+                                                   "optimizer starts afresh. With --styles, a single-style model "
+                                                   "seeds every style of a fresh run.")] = None,
 ) -> None:
-    """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos."""
+    """Train a feed-forward style network (Johnson et al. 2016) on a folder of photos, or one net of several
+    styles (conditional instance normalisation, Dumoulin et al. 2017)."""
     need_torch()
-    from stylecast.train.trainer import Trainer, pick_device
+    from stylecast.train.trainer import pick_device
 
-    settings = resolve(style, styles_dir, given)
-    if pick_device(settings["device"]).type == "cuda":
-        settings = resolve(style, styles_dir, given, cuda=True)
-    config = train_config(style, data, styles_dir, settings, style_image=style_image, out=out, run_dir=run_dir,
-                          loss_net_weights=loss_net_weights, init=init)
-    written = Trainer(config).run(resume=resume)
+    if sum(map(bool, (style, styles, add_style))) != 1:
+        raise StylecastError("name what to train: --style NAME, --styles A,B,... or --add-style NAME --base MODEL")
+    if bool(add_style) != bool(base):
+        raise StylecastError("--add-style NAME and --base MODEL go together")
+    if styles and style_image:
+        raise StylecastError("--style-image: with --styles each style's painting is its preset's image")
+    if name and style:
+        raise StylecastError("--name names a multi-style net; a single style's net is named by --style")
+    first = style or add_style or styles.split(",")[0].strip()
+    cuda = pick_device(resolve(first, styles_dir, given)["device"]).type == "cuda"
+    if styles:
+        from stylecast.train.multistyle import JointTrainer, joint_config
+
+        trainer_type = JointTrainer
+        names = [part.strip() for part in styles.split(",")]
+        config = joint_config(names, data, styles_dir, given, cuda=cuda, name=name, out=out, run_dir=run_dir,
+                              loss_net_weights=loss_net_weights, init=init)
+    elif add_style:
+        from stylecast.train.multistyle import AddStyleTrainer, add_style_config
+
+        trainer_type = AddStyleTrainer
+        config = add_style_config(add_style, base, data, styles_dir, given, cuda=cuda, name=name,
+                                  style_image=style_image, out=out, run_dir=run_dir,
+                                  loss_net_weights=loss_net_weights, init=init)
+    else:
+        from stylecast.train.trainer import Trainer
+
+        trainer_type = Trainer
+        config = train_config(style, data, styles_dir, resolve(style, styles_dir, given, cuda=cuda),
+                              style_image=style_image, out=out, run_dir=run_dir, loss_net_weights=loss_net_weights,
+                              init=init)
+    written = trainer_type(config).run(resume=resume)
     typer.echo(f"wrote {written} (log and loss curve in {config.run_dir})")
 
 

@@ -3,6 +3,10 @@ convs and explicit per-layer channel counts as knobs for distilled and pruned st
 
 Input and output are plain RGB in [0, 255]: the normalisation lives inside the net, so an
 exported graph needs no pre-processing beyond HWC->NCHW, and the output is clamped there too.
+
+A net of N > 1 styles (Dumoulin et al., ICLR 2017, "conditional instance normalisation") shares every conv and
+keeps one row of InstanceNorm scale and shift per style; its forward takes a [B, N] style vector of weights, and
+the norms apply ``style @ scale`` and ``style @ shift``: a one-hot row is one style, convex weights a blend.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stylecast.runtime.styles_catalog import style_weights
 
 HEADS = ("conv", "shuffle")
 
@@ -37,6 +43,8 @@ class ArchConfig:
     # net never sees an image edge where it paints, which removes the motifs along the border.
     # Inside the net, so every export and runtime applies it; costs compute on the padded area.
     input_pad: int = 0
+    # Styles the net holds (rows of its conditional InstanceNorms); 1 is the plain single-style net.
+    styles: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -46,6 +54,8 @@ class ArchConfig:
             raise ValueError(f"channels needs 5 + res_blocks = {5 + self.res_blocks} entries, got {len(self.channels)}")
         if self.input_pad < 0:
             raise ValueError(f"input_pad {self.input_pad}: must be 0 or more pixels")
+        if self.styles < 1:
+            raise ValueError(f"styles {self.styles}: a net holds at least 1 style")
         if self.channels:  # width then just names the first layer, so equal nets compare equal
             object.__setattr__(self, "width", self.channels[0])
 
@@ -62,6 +72,8 @@ class ArchConfig:
         for name in ("depthwise", "channels", "input_pad"):
             if not data[name]:
                 del data[name]
+        if data["styles"] == 1:
+            del data["styles"]
         if data["head"] == "conv":
             del data["head"]
         if "channels" in data:
@@ -77,6 +89,8 @@ class ArchConfig:
             parts.append(f"head={self.head}")
         if self.input_pad:
             parts.append(f"input_pad={self.input_pad}")
+        if self.styles != 1:
+            parts.append(f"styles={self.styles}")
         parts.append("channels=" + "/".join(map(str, self.channels)) if self.channels else f"width={self.width}")
         return ",".join(parts)
 
@@ -127,36 +141,72 @@ class SeparableConvLayer(nn.Sequential):
                          nn.Conv2d(cin, cout, 1))
 
 
-class ConvNormReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, separable: bool = False) -> None:
+class ConditionalInstanceNorm(nn.Module):
+    """InstanceNorm with one affine row per style: the [B, N] style weights pick (one-hot) or blend the rows."""
+
+    def __init__(self, channels: int, styles: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)  # exports as InstanceNormalization, unit scale
+        self.scale = nn.Parameter(torch.ones(styles, channels))
+        self.shift = nn.Parameter(torch.zeros(styles, channels))
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        # The rows are mixed in fp32 outside autocast: a bf16 autocast matmul here, compiled, gave non-finite
+        # gradients to the first conv (measured, torch 2.13 on CPU); in eager mode and in exports nothing changes.
+        with torch.autocast(x.device.type, enabled=False):
+            style = style.to(self.scale.dtype)
+            gamma = (style @ self.scale)[:, :, None, None]
+            beta = (style @ self.shift)[:, :, None, None]
+        return self.norm(x) * gamma + beta
+
+
+def instance_norm(channels: int, styles: int) -> nn.Module:
+    """Johnson's affine InstanceNorm for one style (the module every single-style checkpoint holds), else a
+    conditional one."""
+    return nn.InstanceNorm2d(channels, affine=True) if styles == 1 else ConditionalInstanceNorm(channels, styles)
+
+
+class Styled(nn.Sequential):
+    """A Sequential that hands the style vector on to the layers that take one (conditional norms and the blocks
+    holding them); a single-style net passes None, which no layer of it reads."""
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, style) if isinstance(layer, (Styled, ResidualBlock, ConditionalInstanceNorm)) else layer(x)
+        return x
+
+
+class ConvNormReLU(Styled):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, separable: bool = False,
+                 styles: int = 1) -> None:
         conv = SeparableConvLayer(cin, cout, kernel) if separable else ConvLayer(cin, cout, kernel, stride)
-        super().__init__(conv, nn.InstanceNorm2d(cout, affine=True), nn.ReLU())
+        super().__init__(conv, instance_norm(cout, styles), nn.ReLU())
 
 
 class ResidualBlock(nn.Module):
     """x + body(x): ``inner`` channels live only inside the block, so pruning may cut them freely."""
 
-    def __init__(self, channels: int, inner: int | None = None, separable: bool = False) -> None:
+    def __init__(self, channels: int, inner: int | None = None, separable: bool = False, styles: int = 1) -> None:
         super().__init__()
         inner = inner or channels
-        self.body = nn.Sequential(
-            ConvNormReLU(channels, inner, 3, separable=separable),
+        self.body = Styled(
+            ConvNormReLU(channels, inner, 3, separable=separable, styles=styles),
             SeparableConvLayer(inner, channels, 3) if separable else ConvLayer(inner, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True),
+            instance_norm(channels, styles),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.body(x, style)
 
 
-class UpsampleConv(nn.Sequential):
+class UpsampleConv(Styled):
     """Nearest upsample then conv: no checkerboard artefacts, unlike transposed conv."""
 
-    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+    def __init__(self, cin: int, cout: int, kernel: int, styles: int = 1) -> None:
         super().__init__(
             nn.Upsample(scale_factor=2, mode="nearest"),
             ConvLayer(cin, cout, kernel),
-            nn.InstanceNorm2d(cout, affine=True),
+            instance_norm(cout, styles),
             nn.ReLU(),
         )
 
@@ -168,36 +218,51 @@ class TransformerNet(nn.Module):
         super().__init__()
         self.config = config or ArchConfig()
         cfg = self.config
+        n = cfg.styles
         e1, e2, trunk, *inner, d1, d2 = cfg.layer_channels()
-        self.encoder = nn.Sequential(
-            ConvNormReLU(3, e1, cfg.first_kernel),
-            ConvNormReLU(e1, e2, 3, stride=2),
-            ConvNormReLU(e2, trunk, 3, stride=2),
+        self.encoder = Styled(
+            ConvNormReLU(3, e1, cfg.first_kernel, styles=n),
+            ConvNormReLU(e1, e2, 3, stride=2, styles=n),
+            ConvNormReLU(e2, trunk, 3, stride=2, styles=n),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(trunk, c, cfg.depthwise) for c in inner])
+        self.residuals = Styled(*[ResidualBlock(trunk, c, cfg.depthwise, n) for c in inner])
         if cfg.head == "shuffle":
-            self.decoder = nn.Sequential(
-                UpsampleConv(trunk, d1, 3),
-                ConvNormReLU(d1, d2, 3),
+            self.decoder = Styled(
+                UpsampleConv(trunk, d1, 3, n),
+                ConvNormReLU(d1, d2, 3, styles=n),
                 ConvLayer(d2, 3 * 4, cfg.last_kernel),
                 nn.PixelShuffle(2),
             )
         else:
-            self.decoder = nn.Sequential(
-                UpsampleConv(trunk, d1, 3),
-                UpsampleConv(d1, d2, 3),
+            self.decoder = Styled(
+                UpsampleConv(trunk, d1, 3, n),
+                UpsampleConv(d1, d2, 3, n),
                 ConvLayer(d2, 3, cfg.last_kernel),
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """``style``: [B, N] (or [1, N] for the whole batch) float weights of the N styles, required when N > 1;
+        a single-style net ignores it."""
+        n = self.config.styles
+        if n == 1:
+            style = None
+        elif style is None or style.dim() != 2 or style.shape[-1] != n:
+            got = "none" if style is None else f"shape {tuple(style.shape)}"
+            raise ValueError(f"this net holds {n} styles: pass style, a [batch, {n}] tensor of weights (got {got})")
         height, width = x.shape[-2], x.shape[-1]
         pad = self.config.input_pad
         if pad:
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")  # reflect needs pad < H and W
-        y = self.decoder(self.residuals(self.encoder(x / 255.0)))
+        y = self.decoder(self.residuals(self.encoder(x / 255.0, style), style), style)
         # Strided convs round odd sizes; crop back (and the padding off) so output matches input exactly.
         y = y[..., pad:pad + height, pad:pad + width]
         return torch.clamp(y, 0.0, 255.0) if not self.training else y
+
+
+def style_vector(names: list[str], choice: dict[str, float]) -> torch.Tensor:
+    """The [1, N] style input of a net whose styles are ``names`` (row order) for ``choice``, e.g. {"wave": 1}
+    or a blend (:func:`stylecast.runtime.styles_catalog.parse_style_choice` reads one from text)."""
+    return torch.from_numpy(style_weights(names, choice)).unsqueeze(0)
 
 
 def count_parameters(model: nn.Module) -> int:

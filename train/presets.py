@@ -118,15 +118,22 @@ def loss_weights(settings: dict[str, Any]):  # noqa: ANN201 - LossWeights (torch
     return TrainSettings(**settings).loss_weights()
 
 
-def train_config(style: str, data: Path, styles_dir: Path, settings: dict[str, Any], *, style_image: Path | None = None,
-                 out: Path | None = None, run_dir: Path | None = None, loss_net_weights: Path | None = None,
-                 init: Path | None = None):  # noqa: ANN201
-    """The TrainConfig of ``settings`` (from :func:`resolve`)."""
-    from stylecast.train.trainer import TrainConfig
-
+def painting(settings: dict[str, Any], styles_dir: Path, style_image: Path | None = None,
+             hint: str = "pass --style-image PATH") -> Path:
+    """The style image ``settings`` (from :func:`resolve`) name, unless the command line gave one; it must exist."""
     style_image = style_image or styles_dir / settings["image"]
     if not style_image.is_file():
-        raise StylecastError(f"{style_image}: style image not found; pass --style-image PATH")
-    return TrainConfig(**settings, style=style, style_image=style_image, data=data,
-                       out=out or Path("models") / f"{style}.safetensors", run_dir=run_dir or Path("runs") / style,
-                       loss_net_weights=loss_net_weights, exclude_list=exclusion_list(settings, styles_dir), init=init)
+        raise StylecastError(f"{style_image}: style image not found; {hint}")
+    return style_image
+
+
+def train_config(style: str, data: Path, styles_dir: Path, settings: dict[str, Any], *, style_image: Path | None = None,
+                 out: Path | None = None, run_dir: Path | None = None, loss_net_weights: Path | None = None,
+                 init: Path | None = None, config_type: type | None = None, **extra: Any):  # noqa: ANN201
+    """The TrainConfig of ``settings`` (from :func:`resolve`), or the ``config_type`` subclass given ``extra``."""
+    from stylecast.train.trainer import TrainConfig
+
+    return (config_type or TrainConfig)(
+        **settings, style=style, style_image=painting(settings, styles_dir, style_image), data=data,
+        out=out or Path("models") / f"{style}.safetensors", run_dir=run_dir or Path("runs") / style,
+        loss_net_weights=loss_net_weights, exclude_list=exclusion_list(settings, styles_dir), init=init, **extra)

@@ -180,7 +180,8 @@ class Trainer:
         criterion = self._criterion(model).to(self.device)
         if self.config.channels_last:
             model, criterion = model.to(memory_format=torch.channels_last), criterion.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        # Only what trains: a net that adds a style keeps every other weight frozen, and out of Adam's reach.
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.config.lr)
         return model, criterion, optimizer
 
     def _student(self) -> TransformerNet:
@@ -225,13 +226,17 @@ class Trainer:
             **self.config.resume_key(),
         }
 
+    def _check_init_arch(self, path: Path, arch: ArchConfig) -> None:
+        """Refuse an ``--init`` net whose weights do not fit this run's net."""
+        # The input padding holds no weights: a fine-tune may add it (the border remedy learnt inside the net).
+        if replace(arch, input_pad=0) != replace(self.config.arch, input_pad=0):
+            raise StylecastError(f"{path}: --init's architecture {arch.to_json()} differs from this "
+                                 f"run's {self.config.arch.to_json()}; set --width etc. to match it")
+
     def _start_from(self, path: Path, model: TransformerNet) -> int:
         """Load ``--init``'s weights into ``model``; returns its step count, where this run carries on."""
         loaded = load_model(path)
-        # The input padding holds no weights: a fine-tune may add it (the border remedy learnt inside the net).
-        if replace(loaded.model.config, input_pad=0) != replace(self.config.arch, input_pad=0):
-            raise StylecastError(f"{path}: --init's architecture {loaded.model.config.to_json()} differs from this "
-                                 f"run's {self.config.arch.to_json()}; set --width etc. to match it")
+        self._check_init_arch(path, loaded.model.config)
         steps = int(loaded.meta.get("steps", "0"))
         if steps >= self.config.steps:
             raise StylecastError(f"{path}: --init has trained {steps} steps already; pass --steps above that")
@@ -239,6 +244,10 @@ class Trainer:
         self.cpu_seconds = float(loaded.meta.get("cpu_seconds", "0"))
         self.compile_cpu_seconds = float(loaded.meta.get("compile_cpu_seconds", "0"))
         return steps
+
+    def _shipped(self, model: TransformerNet) -> TransformerNet:
+        """The net the model file and snapshots hold: the trained one, unless a subclass builds it from that."""
+        return model
 
     def _on_sigint(self, *_: object) -> None:
         self.interrupted = True
@@ -289,7 +298,7 @@ class Trainer:
             save_state(state_path, model, optimizer, step, self._meta(step))
             plot_losses(log_path, cfg.run_dir / "loss.png", title=self.curve_title(), series=self.terms)
             if not self.interrupted:
-                save_model(cfg.out, model, self._meta(step), cfg.model_weights)
+                save_model(cfg.out, self._shipped(model), self._meta(step), cfg.model_weights)
                 # The log and curve travel with the checkpoint (models/<style>.log.csv, .loss.png).
                 shutil.copyfile(log_path, cfg.out.with_suffix(".log.csv"))
                 shutil.copyfile(cfg.run_dir / "loss.png", cfg.out.with_suffix(".loss.png"))
@@ -352,7 +361,8 @@ class Trainer:
                 if self.main and step % cfg.checkpoint_every == 0:
                     save_state(cfg.run_dir / "state.safetensors", model, optimizer, step, self._meta(step))
                 if self.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                    save_model(snapshot_path(cfg.run_dir, step), model, self._meta(step), cfg.model_weights)
+                    save_model(snapshot_path(cfg.run_dir, step), self._shipped(model), self._meta(step),
+                               cfg.model_weights)
                 if self.interrupted or (cfg.cpu_budget_s and self.cpu_seconds >= cfg.cpu_budget_s):
                     break
         return step
@@ -362,14 +372,23 @@ class Trainer:
         the same batch (InstanceNorm keeps the images independent)."""
         cfg = self.config
         if not cfg.stability_weight:
-            return criterion(train_model(images), images)
+            return self._score(criterion, self._stylize(train_model, images, step), images, step)
         noise = step_noise(images, cfg.stability_sigma, cfg.seed, step, cfg.stability_noise)
         noise = noise.to(images.device)
-        clean, noisy = train_model(torch.cat([images, (images + noise).clamp(0, 255)])).chunk(2)
-        losses = criterion(clean, images)
+        clean, noisy = self._stylize(train_model, torch.cat([images, (images + noise).clamp(0, 255)]), step).chunk(2)
+        losses = self._score(criterion, clean, images, step)
         losses["stability"] = cfg.stability_weight * noise_stability(clean, noisy, cfg.stability_loss)
         losses["total"] = losses["total"] + losses["stability"]
         return losses
+
+    def _stylize(self, train_model, images: torch.Tensor, step: int) -> torch.Tensor:  # noqa: ANN001
+        """The net's output for training step ``step`` (a multi-style run feeds that step's style)."""
+        return train_model(images)
+
+    def _score(self, criterion: torch.nn.Module, output: torch.Tensor, images: torch.Tensor,
+               step: int) -> dict[str, torch.Tensor]:
+        """The criterion's terms for step ``step`` (a multi-style run scores under that step's style)."""
+        return criterion(output, images)
 
     def _truncate_log(self, path: Path, start: int, earlier: Path | None = None) -> None:
         """Start the log with the rows up to ``start``: on resume this run's own (rows logged after the
