@@ -15,6 +15,11 @@ every call would slow down the single-pass use (most photos) for the sake of the
 by surgery on the exported graph of each precision, so they keep its fp16 casts and int8 Q/DQ exactly, and every
 InstanceNorm stays in fp32 as in the single-pass graph. The statistics vector is one row per photo:
 for each InstanceNorm in graph order, its C means then its C variances.
+
+A multi-style graph's InstanceNorms have unit scale and no shift; the style's affine is the Mul and Add after each,
+fed by its ``style`` input. The surgery leaves those alone, so both graphs take ``style`` too: the apply graph one
+row per tile, the statistics graph one row for the photo (its statistics depend on the style, through the affine
+of every earlier layer).
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stylecast.runtime.artifacts import onnx_metadata, sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import GRAPH_KEY, SINGLE_SHA_KEY, STATS, STATS_LAYOUT_KEY, GraphRole, companion_path
+from stylecast.runtime.formats import (
+    GRAPH_KEY,
+    SINGLE_SHA_KEY,
+    STATS,
+    STATS_LAYOUT_KEY,
+    STYLE,
+    GraphRole,
+    companion_path,
+)
 
 # Raised when the surgery changes, so that exports remake the graphs an older stylecast left beside a model (the
 # older ones still compute the same sums and stay usable).
@@ -93,14 +106,18 @@ def _with_role(model: onnx.ModelProto, role: GraphRole, layout: list[int], singl
 
 
 def stats_graph(single: onnx.ModelProto, single_sha: str = "") -> onnx.ModelProto:
-    """``image`` [N, 3, H, W] -> ``in_stats`` [1, 2 * sum(C)]: the N images are patches of one photo, and every
-    InstanceNorm normalises over all of them at once (batch and space pooled), returning the means and (biased)
-    variances it used. One image (N = 1) gives exactly its InstanceNorm statistics; patches give the statistics
-    of the photo they sample, without the seams a mosaic of them would add."""
+    """``image`` [N, 3, H, W] (and a multi-style graph's ``style`` [1, S], the photo's) -> ``in_stats``
+    [1, 2 * sum(C)]: the N images are patches of one photo, and every InstanceNorm normalises over all of them at
+    once (batch and space pooled), returning the means and (biased) variances it used. One image (N = 1) gives
+    exactly its InstanceNorm statistics; patches give the statistics of the photo they sample, without the seams a
+    mosaic of them would add."""
     model = onnx.ModelProto()
     model.CopyFrom(single)
     graph = model.graph
     layers = norm_layers(model)
+    for value in graph.input:
+        if value.name == STYLE:  # one row, broadcast over the photo's patches
+            value.type.tensor_type.shape.dim[0].dim_value = 1
     graph.initializer.extend([_const("stats_axes", [0, 2, 3]), _const("stats_flat", [1, -1]),
                               _const("stats_shape", [1, -1, 1, 1])])
     replaced, parts = {}, []
@@ -135,7 +152,8 @@ def stats_graph(single: onnx.ModelProto, single_sha: str = "") -> onnx.ModelProt
 
 
 def apply_graph(single: onnx.ModelProto, single_sha: str = "") -> onnx.ModelProto:
-    """(``image``, ``in_stats``) -> ``stylized``: each InstanceNorm normalises with the given statistics."""
+    """(``image``, [``style``,] ``in_stats``) -> ``stylized``: each InstanceNorm normalises with the given
+    statistics."""
     model = onnx.ModelProto()
     model.CopyFrom(single)
     graph = model.graph

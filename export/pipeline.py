@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -55,18 +56,37 @@ def is_current(path: Path, checkpoint_sha: str, conversion: str = "") -> bool:
 
 def check_parity(reference: parity.Reference, backend: Backend, precision: str,
                  sizes: tuple[tuple[int, int], ...]) -> dict:
-    """One backend's outputs against the PyTorch reference, judged by the precision's floors."""
+    """One backend's outputs against the PyTorch reference, judged by the precision's floors; a multi-style model
+    is judged in every style (one-hot), each reported under ``styles``, and passes when all of them do."""
     results = parity.measure(reference, backend, sizes)
-    worst, worst_ssim = min(r.psnr_min for r in results), min(r.ssim_min for r in results)
     row = formats.PRECISIONS[precision]
-    return {"psnr_min": worst, "ssim_min": worst_ssim, "psnr_floor_db": row.psnr_floor_db, "ssim_floor": row.ssim_floor,
-            "passed": worst >= row.psnr_floor_db and worst_ssim >= row.ssim_floor, "parity": parity.as_dicts(results)}
+
+    def judged(rows: list[parity.SizeParity]) -> dict:
+        worst, worst_ssim = min(r.psnr_min for r in rows), min(r.ssim_min for r in rows)
+        return {"psnr_min": worst, "ssim_min": worst_ssim,
+                "passed": worst >= row.psnr_floor_db and worst_ssim >= row.ssim_floor}
+
+    checked = {**judged(results), "psnr_floor_db": row.psnr_floor_db, "ssim_floor": row.ssim_floor,
+               "parity": parity.as_dicts(results)}
+    if None not in reference.styles:
+        checked["styles"] = {style: {key: parity.json_safe(value)
+                                     for key, value in judged([r for r in results if r.style == style]).items()}
+                             for style in reference.styles}
+    return checked
+
+
+def log_parity(checked: dict, label: str, log: Callable[[str], None]) -> None:
+    """Each style's worst PSNR and SSIM (a multi-style model's), under ``label``."""
+    for style, found in checked.get("styles", {}).items():
+        log(f"{label} {style}: worst PSNR {found['psnr_min']:.1f} dB, SSIM {found['ssim_min']:.4f}"
+            + ("" if found["passed"] else " - BELOW the floor"))
 
 
 def tiled_parity(dest: Path, photos: list[np.ndarray], sizes: tuple[tuple[int, int], ...],
-                 log: Callable[[str], None]) -> dict:
+                 styles: list[np.ndarray | None], log: Callable[[str], None]) -> dict:
     """Write the statistics and apply graphs of tiled inference beside ``dest``, and check that on a whole image,
-    with its own statistics, they compute what ``dest`` computes, on the default backend. They hold the same
+    with its own statistics, they compute what ``dest`` computes, on the default backend (in each of ``styles``,
+    a multi-style model's style weights, else ``[None]``). They hold the same
     operations with InstanceNorm written out: fp32 and fp16 graphs agree to float rounding, but an int8 graph
     quantizes the normalised activations before its next conv, where the written-out sum's last-bit differences
     move some values across a rounding step (about 44 dB apart at every ONNX Runtime optimisation level), so the
@@ -79,9 +99,10 @@ def tiled_parity(dest: Path, photos: list[np.ndarray], sizes: tuple[tuple[int, i
     with (load_backend(dest, default) as single, load_backend(files["stats"], default) as stats,
           load_backend(files["apply"], default) as apply):
         for height, width in sizes:
-            for rgb in photos:
+            for rgb, style in itertools.product(photos, styles):
                 batch = fit(rgb, height, width).transpose(2, 0, 1)[None].astype(np.float32)
-                compared.add(single.run(batch), apply.run(batch, stats.run(batch)))
+                row = None if style is None else style[None]
+                compared.add(single.run(batch, style=row), apply.run(batch, stats.run(batch, style=row), row))
     passed = compared.within(floor)
     log(f"{dest.name}'s tiled graphs vs the single pass: worst PSNR {compared.psnr_min:.1f} dB"
         + ("" if passed else f" - BELOW {floor:.0f} dB"))
@@ -111,8 +132,15 @@ def other_backends_parity(reference: parity.Reference, dest: Path, precision: st
                 continue
             log(f"{precision} on {label} ({backend.describe()}): worst PSNR {checked['psnr_min']:.1f} dB, "
                 f"SSIM {checked['ssim_min']:.4f}" + ("" if checked["passed"] else " - BELOW the floor"))
-            found[name] = {"passed": checked["passed"], **backend.details(), "parity": checked["parity"]}
+            log_parity(checked, f"{precision} on {label}", log)
+            found[name] = {"passed": checked["passed"], **backend.details(), "parity": checked["parity"],
+                           **_per_style(checked)}
     return found
+
+
+def _per_style(checked: dict) -> dict:
+    """A multi-style model's per-style verdicts, for its report entry."""
+    return {"styles": checked["styles"]} if "styles" in checked else {}
 
 
 def _how_it_was_made(report_path: Path, dest: Path) -> dict:
@@ -148,10 +176,13 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
     if unknown:
         raise StylecastError(f"unknown precision(s) {unknown}; choose from {', '.join(EXPORTED)}")
     photos = parity.parity_images(request.parity_images)
-    reference = parity.Reference(source.model, photos)  # PyTorch outputs once, for every precision
+    # PyTorch outputs once, for every precision (a multi-style model's in each of its styles)
+    reference = parity.Reference(source.model, photos, source.styles)
     held_out = {sha256_file(p) for p in parity.parity_files(request.parity_images)}
     name = request.checkpoint.stem  # wave, wave-slim: students never overwrite their teacher's files
-    report = {"style": style, "name": name, "source_checkpoint": str(request.checkpoint), "source_sha256": checkpoint_sha,
+    multi = {"styles": source.styles} if source.model.config.styles > 1 else {}
+    report = {"style": style, **multi, "name": name, "source_checkpoint": str(request.checkpoint),
+              "source_sha256": checkpoint_sha,
               "parity_images": len(photos), "versions": json.loads(tool_versions(*to_onnx.EXPORT_TOOLS)),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "exports": []}
     failures = []
@@ -177,7 +208,8 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
             floor_db, floor_ssim = checked["psnr_floor_db"], checked["ssim_floor"]
             log(f"{precision}: worst PSNR {worst:.1f} dB, SSIM {worst_ssim:.4f} vs PyTorch fp32 "
                 f"(floors {floor_db:.0f} dB, {floor_ssim})")
-            tiled = tiled_parity(dest, photos, request.sizes, log)
+            log_parity(checked, precision, log)
+            tiled = tiled_parity(dest, photos, request.sizes, list(reference.styles.values()), log)
             if not tiled["passed"]:
                 failures.append(f"{dest.name}'s tiled graphs differ from it ({tiled['psnr_min_vs_single']:.1f} dB)")
             parser = trt_conformance.check_releases(dest)
@@ -193,7 +225,7 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = print,
             report["exports"].append({
                 "precision": precision, "file": dest.name, "bytes": dest.stat().st_size,
                 "sha256": sha256_file(dest), "reused": reused, "psnr_floor_db": floor_db,
-                "ssim_floor": floor_ssim, "passed": passed, "parity": checked["parity"],
+                "ssim_floor": floor_ssim, "passed": passed, "parity": checked["parity"], **_per_style(checked),
                 "tensorrt_parser": {release: lines or "conforms" for release, lines in parser.items()}, "tiled": tiled,
                 **details, **other_backends_parity(reference, dest, precision, request.sizes, log),
             })

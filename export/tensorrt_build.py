@@ -49,6 +49,7 @@ def make_sidecar(onnx_path: Path, onnx_meta: dict[str, str], profile: Profile, t
     return {
         FORMAT_KEY: ENGINE_FORMAT,
         "style": onnx_meta["style"], "arch": onnx_meta["arch"], "precision": onnx_meta["precision"],
+        **{key: onnx_meta[key] for key in ("styles",) if key in onnx_meta},  # a multi-style model's row names
         "onnx_file": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
         "source_sha256": onnx_meta.get("source_sha256", ""),
         "tensorrt_version": target.trt_version, "gpu_name": target.gpu_name,
@@ -81,7 +82,7 @@ class EngineBuilder:
         return network, parser
 
     def build(self, onnx_path: Path, precision: str, profile: Profile, workspace_mib: int,
-              timing_cache: Path, stats_batch: tuple[int, int, int] = (1, 1, 1)) -> bytes:
+              timing_cache: Path) -> bytes:
         """The serialized engine; the timing cache file is read first and written back after."""
         trt = self.trt
         builder = trt.Builder(self.logger)
@@ -93,10 +94,13 @@ class EngineBuilder:
         config.clear_flag(trt.BuilderFlag.TF32)
         shapes = builder.create_optimization_profile()
         shapes.set_shape(network.get_input(0).name, profile.min, profile.opt, profile.max)
-        for i in range(1, network.num_inputs):  # an apply graph's statistics: one row per image of the batch
-            stats = network.get_input(i)
-            width = stats.shape[1]
-            shapes.set_shape(stats.name, *((n, width) for n in stats_batch))
+        # A multi-style graph's style weights and an apply graph's statistics: one row per image of the batch (a
+        # statistics graph's style weights are one fixed row for the whole photo: no range to give).
+        for i in range(1, network.num_inputs):
+            extra = network.get_input(i)
+            if extra.shape[0] < 0:
+                width = extra.shape[1]
+                shapes.set_shape(extra.name, (profile.min[0], width), (profile.opt[0], width), (profile.max[0], width))
         config.add_optimization_profile(shapes)
         self._use_timing_cache(config, timing_cache)
         plan = builder.build_serialized_network(network, config)
@@ -127,24 +131,23 @@ def build_engine(onnx_path: Path, onnx_meta: dict[str, str], out_dir: Path, prof
     plan = builder.build(Path(onnx_path), onnx_meta["precision"], profile, workspace_mib, timing_cache)
     _write(dest, plan, make_sidecar(onnx_path, onnx_meta, profile, target, workspace_mib))
     single_sha = sha256_file(dest)
-    for role, (graph_profile, stats_batch) in tiled_profiles(profile).items():
+    for role, graph_profile in tiled_profiles(profile).items():
         graph = companion_path(Path(onnx_path), role)
         if not graph.is_file():
             continue
-        plan = builder.build(graph, onnx_meta["precision"], graph_profile, workspace_mib, timing_cache, stats_batch)
+        plan = builder.build(graph, onnx_meta["precision"], graph_profile, workspace_mib, timing_cache)
         sidecar = make_sidecar(graph, onnx_meta, graph_profile, target, workspace_mib)
         sidecar.update({GRAPH_KEY: role, SINGLE_SHA_KEY: single_sha})
         _write(companion_path(dest, role), plan, sidecar)
     return dest
 
 
-def tiled_profiles(profile: Profile) -> dict[str, tuple[Profile, tuple[int, int, int]]]:
-    """The statistics engine takes up to a full batch of statistics patches (no side over STATS_PATCH_MAX); the
-    apply engine takes the single engine's tiles, with one statistics row per image."""
+def tiled_profiles(profile: Profile) -> dict[str, Profile]:
+    """The statistics engine takes up to a full batch of statistics patches (no side over STATS_PATCH_MAX) of one
+    photo; the apply engine takes the single engine's tiles."""
     patches = Profile((1, 3, 16, 16), (STATS_BATCH_MAX, 3, 160, 160),
                       (STATS_BATCH_MAX, 3, STATS_PATCH_MAX, STATS_PATCH_MAX))
-    batch = (profile.min[0], profile.opt[0], profile.max[0])
-    return {"stats": (patches, (1, 1, 1)), "apply": (profile, batch)}
+    return {"stats": patches, "apply": profile}
 
 
 def _write(dest: Path, plan: bytes, sidecar: dict) -> None:

@@ -4,7 +4,8 @@ ONNX Runtime's static quantizer writes the Q/DQ pairs: per-channel symmetric int
 per-tensor symmetric int8 activations, scales calibrated on real photos at the deployment size.
 A quantized conv has Q/DQ on its input and its output, so ONNX Runtime fuses it into an int8
 QLinearConv and TensorRT into an int8-in, int8-out kernel; InstanceNormalization, ReLU and the
-residual adds stay fp32 between them.
+residual adds stay fp32 between them, and so does a multi-style net's style path (the MatMul of its style weights
+and the Mul/Add that apply them after each InstanceNorm): only convs are quantized.
 
 Not every conv is quantized. Measured on the wave model by `make int8-sensitivity` (one conv at a time): the
 first encoder convs amplify rounding noise into whole-image texture changes (the first conv's input
@@ -35,7 +36,7 @@ from onnxruntime.quantization import (
 
 from stylecast.runtime.artifacts import sha256_file
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import INT8_METHODS
+from stylecast.runtime.formats import INT8_METHODS, STYLE
 from stylecast.runtime.images import IMAGE_SUFFIXES, fit, load_image
 
 METHODS = dict(zip(INT8_METHODS, (CalibrationMethod.Entropy, CalibrationMethod.MinMax, CalibrationMethod.Percentile),
@@ -68,16 +69,21 @@ def photos_digest(files: list[Path]) -> str:
 
 
 class PhotoReader(CalibrationDataReader):
-    """Real photos centre-cropped and resized to the deployment size, one NCHW float32 batch each."""
+    """Real photos centre-cropped and resized to the deployment size, one NCHW float32 batch each. A graph of
+    ``styles`` > 1 paints photo ``i`` in style ``i mod styles`` (one-hot), so every style's activations set the
+    scales that all of them share."""
 
-    def __init__(self, files: list[Path], input_name: str, size: tuple[int, int]) -> None:
-        self.files, self.input_name, self.size = files, input_name, size
+    def __init__(self, files: list[Path], input_name: str, size: tuple[int, int], styles: int = 1) -> None:
+        self.files, self.input_name, self.size, self.styles = files, input_name, size, styles
         self._iter: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
-        for path in self.files:
+        for index, path in enumerate(self.files):
             rgb = fit(load_image(path).rgb, *self.size)
-            yield {self.input_name: rgb.transpose(2, 0, 1)[None].astype(np.float32)}
+            batch = {self.input_name: rgb.transpose(2, 0, 1)[None].astype(np.float32)}
+            if self.styles > 1:
+                batch[STYLE] = np.eye(self.styles, dtype=np.float32)[None, index % self.styles]
+            yield batch
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._iter is None:
@@ -116,7 +122,8 @@ def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[in
     None calibrates afresh (a one-off quantization)."""
     if method not in METHODS:
         raise StylecastError(f"unknown calibration method '{method}'; choose from {sorted(METHODS)}")
-    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    inputs = onnx.load(str(fp32_path), load_external_data=False).graph.input
+    styles = next((i.type.tensor_type.shape.dim[1].dim_value for i in inputs if i.name == STYLE), 1)
     options = dict(QUANTIZER_OPTIONS)
     # The quantizer prints calibration chatter and warns about pre-processing our graph does not need
     # (onnxslim already simplified it): keep the export's own progress readable.
@@ -125,7 +132,7 @@ def quantize_int8(fp32_path: Path, dest: Path, files: list[Path], size: tuple[in
     root.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(fp32_path), str(dest), PhotoReader(files, input_name, size),
+            quantize_static(str(fp32_path), str(dest), PhotoReader(files, inputs[0].name, size, styles),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
                             calibrate_method=METHODS[method], extra_options=options,

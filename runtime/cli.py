@@ -150,7 +150,7 @@ def stylize(
         stylize_ray(inputs, model, out, settings, backend_options, ray_options)
         return
     folder = Path(out)
-    stylizer = Stylizer(model, strength=settings.strength, options=backend_options)
+    stylizer = Stylizer(model, strength=settings.strength, options=backend_options, style=settings.style)
     jobs = plan_outputs(expand_inputs(inputs), folder, stylizer.style)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     failures: list[tuple[Path, str]] = []

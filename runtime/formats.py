@@ -31,6 +31,9 @@ class Precision:
 
 # The graph's tensor names: export writes them, Triton configs and the TensorRT EP's profiles name them.
 INPUT, OUTPUT = "image", "stylized"
+# A multi-style graph's second input: [batch, N] float32 weights of its N styles, one row per image (a one-hot row is
+# one style, convex weights a blend); the graph's ``styles`` metadata names the rows.
+STYLE = "style"
 # Tiled inference normalised by the whole image: a statistics graph (image -> STATS, run on a small image that
 # stands for the photo) and an apply graph ((image, STATS) -> stylized, run per tile) beside each single-pass
 # graph, in its tiled/ folder.
@@ -42,6 +45,14 @@ STATS_BATCH_MAX, STATS_PATCH_MAX = 144, 192
 # The TensorRT EP's optimisation profile (NCHW): any photo up to 1920 px on either side, portrait or landscape,
 # so the EP builds its engine once instead of once per new image size.
 TRT_PROFILE = {"min": (1, 3, 16, 16), "opt": (1, 3, 512, 512), "max": (4, 3, 1920, 1920)}
+
+
+def trt_profile(styles: int = 1) -> dict[str, dict[str, tuple[int, ...]]]:
+    """TRT_PROFILE per input of a graph: the image's shapes, and a multi-style graph's style weights (one row per
+    image of the batch, its ``styles`` columns fixed)."""
+    return {end: {INPUT: dims, **({STYLE: (dims[0], styles)} if styles > 1 else {})}
+            for end, dims in TRT_PROFILE.items()}
+
 
 PRECISIONS = {p.name: p for p in (
     Precision("fp32", exported=True, psnr_floor_db=60.0, ssim_floor=0.0),

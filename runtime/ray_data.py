@@ -50,7 +50,7 @@ from stylecast.runtime.media import (
     stylize_image,
 )
 from stylecast.runtime.params import option
-from stylecast.runtime.stylizer import Stylizer
+from stylecast.runtime.stylizer import Stylizer, style_tag
 from stylecast.runtime.video import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -430,7 +430,8 @@ class StylizeActor:
     def __init__(self, job: Job, bundle: ModelBundle) -> None:
         self.job = job
         models = bundle.materialize()
-        self.stylizer = Stylizer(models, strength=job.settings.strength, options=job.backend)
+        self.stylizer = Stylizer(models, strength=job.settings.strength, options=job.backend,
+                                 style=job.settings.style)
         self.restarted = import_optional("ray", RAY_MISSING).get_runtime_context().was_current_actor_reconstructed
         # The user's model names, not this node's copies: a video's tags are then the same wherever it ran.
         self.model_meta = {**model_summary(self.stylizer, models), "model": bundle.names}
@@ -623,8 +624,8 @@ def stylize_on_ray(inputs: list[str], models: list[Path], out_location: str, set
     gpu = runs_on_gpu(models, backend)
     threads = backend.threads or 1
     if not gpu:  # opened here first, a bad model or option is one line naming the user's file, not an actor's trace
-        Stylizer(models, strength=settings.strength, options=replace(backend, threads=1)).close()
-    tag = "+".join(dict.fromkeys(read_metadata(m).get("style", "unknown") for m in models))
+        Stylizer(models, strength=settings.strength, options=replace(backend, threads=1), style=settings.style).close()
+    tag = style_tag([read_metadata(m) for m in models], settings.style)
     job = Job(plan_roots(inputs, out), out, settings, backend if gpu else replace(backend, threads=threads),
               bundle.sha256, tag, options.files_per_task, secrets.token_hex(8), output_options(settings, backend))
     joined = connect(options.ray_address)

@@ -11,15 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from stylecast.runtime.errors import StylecastError
-from stylecast.runtime.formats import BACKENDS, STATS, BackendOptions
+from stylecast.runtime.formats import BACKENDS, INPUT, STATS, STYLE, BackendOptions
+from stylecast.runtime.styles_catalog import model_styles, style_weights
 
 
-def check_inputs(path: Path, inputs: list[tuple[str, int]]) -> None:
-    """A model takes one NCHW image, and a tiled apply graph also the statistics (NxS) of the whole image."""
-    ranks = [rank for _, rank in inputs]
-    if not (ranks == [4] or (ranks == [4, 2] and inputs[1][0] == STATS)):
-        raise StylecastError(f"{path}: expected one NCHW image input (and {STATS} for a tiled graph), found "
-                             f"{[name for name, _ in inputs]} of ranks {ranks}; re-export it with `stylecast export`")
+def check_inputs(path: Path, inputs: list[tuple[str, int]]) -> tuple[str, ...]:
+    """A model takes one NCHW image first; a multi-style graph also its style weights (N x styles), and a tiled apply
+    graph the statistics (N x S) of the whole image. Returns the input names in the model's order."""
+    names, ranks = [name for name, _ in inputs], [rank for _, rank in inputs]
+    extra = names[1:]
+    if ranks[:1] != [4] or set(ranks[1:]) - {2} or set(extra) - {STYLE, STATS} or len(set(extra)) < len(extra):
+        raise StylecastError(f"{path}: expected one NCHW image input (and {STYLE} for a multi-style graph, {STATS} for "
+                             f"a tiled graph), found {names} of ranks {ranks}; re-export it with `stylecast export`")
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,15 @@ class Variant:
 class Backend(ABC):
     """One model file on one inference engine.
 
-    ``run`` takes float32 NCHW RGB in [0, 255] and returns the same layout, already clamped; an apply graph of
-    tiled inference also takes the whole image's InstanceNorm statistics (``stats``), and a statistics graph
-    returns them instead of an image. A backend is a context manager: leaving it frees its sessions, engines and
-    device memory (``close``).
+    ``run`` takes float32 NCHW RGB in [0, 255] and returns the same layout, already clamped; a multi-style graph
+    also takes the weights of its styles (``style``, one row per image), an apply graph of tiled inference the whole
+    image's InstanceNorm statistics (``stats``), and a statistics graph returns them instead of an image. A backend
+    is a context manager: leaving it frees its sessions, engines and device memory (``close``).
     """
 
     name: str = "backend"
     requires: str | None = None  # the Python package the engine comes in
+    inputs: tuple[str, ...] = (INPUT,)  # the model's input names, the image first (as check_inputs returns them)
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -80,18 +85,38 @@ class Backend(ABC):
     def metadata(self) -> dict[str, str]:
         """The artifact's stylecast metadata (style, arch, precision, hashes, versions)."""
 
+    @property
+    def styles(self) -> list[str]:
+        """The model's styles in the row order of its style input (a single-style model's one style)."""
+        return model_styles(self.metadata, str(self.path))
+
     @abstractmethod
-    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray: ...
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None,
+            style: np.ndarray | None = None) -> np.ndarray: ...
+
+    def feeds(self, batch: np.ndarray, stats: np.ndarray | None = None,
+              style: np.ndarray | None = None) -> list[np.ndarray]:
+        """One call's arrays in the order of ``inputs``, float32 and contiguous; one the model does not take, or
+        one it needs and is not given, is refused."""
+        given = {self.inputs[0]: batch, STATS: stats, STYLE: style}
+        named = [name for name, array in given.items() if array is not None]
+        if set(named) != set(self.inputs):
+            raise StylecastError(f"{self.path}: takes {', '.join(self.inputs)}; given {', '.join(named)}")
+        return [np.ascontiguousarray(given[name], np.float32) for name in self.inputs]
 
     def run_staged(self, batch: np.ndarray) -> tuple[np.ndarray, Stages | None]:
         """``run``, with its stages timed apart where the engine can (device engines); None on the host."""
         return self.run(batch), None
 
     def warmup(self, shape: tuple[int, ...], calls: int = 1) -> None:
-        """Run ``calls`` times on a zero batch of ``shape``: kernels chosen, memory set up, shapes compiled."""
+        """Run ``calls`` times on a zero batch of ``shape`` (a multi-style model's first style): kernels chosen,
+        memory set up, shapes compiled."""
         batch = np.zeros(shape, np.float32)
+        extra = {}
+        if STYLE in self.inputs:
+            extra["style"] = np.repeat(style_weights(self.styles, {self.styles[0]: 1.0})[None], shape[0], axis=0)
         for _ in range(calls):
-            self.run(batch)
+            self.run(batch, **extra)
 
     def details(self) -> dict[str, str]:
         """Settings this engine chose for itself (an inference-precision hint and why), for reports."""

@@ -12,7 +12,8 @@ import numpy as np
 from stylecast.runtime.artifacts import onnx_metadata, require
 from stylecast.runtime.backends.base import Backend, Stages, Variant, check_inputs
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import DEVICE_PROVIDERS, INPUT, STATS, TRT_PROFILE, BackendOptions
+from stylecast.runtime.formats import DEVICE_PROVIDERS, TRT_PROFILE, BackendOptions, trt_profile
+from stylecast.runtime.styles_catalog import model_styles
 from stylecast.runtime.timing import elapsed_ms
 
 PREFERENCE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -45,8 +46,9 @@ def choose_providers(available: list[str], requested: list[str] | None) -> list[
     return [p for p in PREFERENCE if p in available] or available
 
 
-def provider_options(provider: str, cache_dir: Path) -> dict[str, str]:
-    """TensorRT EP: engine and timing caches, one optimisation profile, and strong typing.
+def provider_options(provider: str, cache_dir: Path, styles: int = 1) -> dict[str, str]:
+    """TensorRT EP: engine and timing caches, one optimisation profile (with a multi-style graph's ``styles``
+    weights per image), and strong typing.
 
     The precision is in the graph (fp16 tensors, int8 Q/DQ with their scales), so the EP's fp16/int8 flags
     stay off: the EP builds strongly typed only when both are (onnxruntime PR #24298), and weak typing could
@@ -57,7 +59,8 @@ def provider_options(provider: str, cache_dir: Path) -> dict[str, str]:
         return {}
     engines = cache_dir / "ort-trt"
     engines.mkdir(parents=True, exist_ok=True)  # the EP does not create parents and falls back to CUDA silently
-    shapes = {key: f"{INPUT}:{'x'.join(map(str, dims))}" for key, dims in TRT_PROFILE.items()}
+    shapes = {end: ",".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in inputs.items())
+              for end, inputs in trt_profile(styles).items()}
     return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines), "trt_timing_cache_enable": "True",
             "trt_fp16_enable": "False", "trt_int8_enable": "False", "trt_profile_min_shapes": shapes["min"],
             "trt_profile_opt_shapes": shapes["opt"], "trt_profile_max_shapes": shapes["max"]}
@@ -82,7 +85,8 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(ort.get_available_providers(), providers)
         self._meta = onnx_metadata(self.path)  # checked before any session is built for a foreign file
         require(self._meta, "onnx", path)
-        with_options = [(p, provider_options(p, cache_dir())) for p in chosen]
+        styles = len(model_styles(self._meta, str(path)))
+        with_options = [(p, provider_options(p, cache_dir(), styles)) for p in chosen]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=with_options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
@@ -94,8 +98,7 @@ class OnnxRuntimeBackend(Backend):
             raise StylecastError(f"{path}: ONNX Runtime fell back from {providers[0]} to {used}; check that "
                                  f"{short_name(providers[0])}'s libraries load, or choose another --provider")
         inputs = self.session.get_inputs()
-        check_inputs(path, [(i.name, len(i.shape)) for i in inputs])
-        self.input_name = inputs[0].name
+        self.inputs = check_inputs(path, [(i.name, len(i.shape)) for i in inputs])
         # Kernel failures come back as exceptions that run() turns into one-line errors; ORT's own log of
         # them would only repeat that on stderr.
         self.run_options = ort.RunOptions()
@@ -125,7 +128,7 @@ class OnnxRuntimeBackend(Backend):
         device_in = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(batch, np.float32), "cuda", 0)
         uploaded = time.perf_counter_ns()
         binding = session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, device_in)
+        binding.bind_ortvalue_input(self.inputs[0], device_in)
         binding.bind_output(session.get_outputs()[0].name, "cuda", 0)
         session.run_with_iobinding(binding)
         computed = time.perf_counter_ns()
@@ -135,10 +138,9 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self.session = None  # with it goes the memory arena
 
-    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
-        feeds = {self.input_name: np.ascontiguousarray(batch, np.float32)}
-        if stats is not None:
-            feeds[STATS] = np.ascontiguousarray(stats, np.float32)
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None,
+            style: np.ndarray | None = None) -> np.ndarray:
+        feeds = dict(zip(self.inputs, self.feeds(batch, stats, style), strict=True))
         try:
             return self.session.run(None, feeds, self.run_options)[0]
         except Exception as exc:  # ORT's errors are untyped; memory exhaustion is the usual one

@@ -137,7 +137,7 @@ class OpenVinoBackend(Backend):
         except Exception as exc:  # OpenVINO raises its own untyped errors for bad files
             raise StylecastError(f"{path}: OpenVINO cannot read this model ({first_line(exc)}); "
                                  "re-export it with `stylecast export`") from exc
-        check_inputs(path, [(i.any_name, len(i.partial_shape)) for i in self.model.inputs])
+        self.inputs = check_inputs(path, [(i.any_name, len(i.partial_shape)) for i in self.model.inputs])
         if device != "CPU" and precision != "f32":
             raise StylecastError(f"--openvino-precision {precision}: sets the CPU's inference precision; the "
                                  f"{device} device runs at its own (drop the option)")
@@ -187,8 +187,9 @@ class OpenVinoBackend(Backend):
             self._compiled.popitem(last=False)
         return self._compiled[shapes]
 
-    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
-        feeds = [np.ascontiguousarray(a, np.float32) for a in (batch, stats) if a is not None]
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None,
+            style: np.ndarray | None = None) -> np.ndarray:
+        feeds = self.feeds(batch, stats, style)
         try:
             request = self.request(*(tuple(a.shape) for a in feeds))
             request.infer(dict(enumerate(feeds)))

@@ -146,15 +146,14 @@ class TensorRTBackend(Backend):
         outputs = [n for n in names if n not in inputs]
         if len(outputs) != 1:
             raise StylecastError(f"{self.path}: expected one output tensor, found {names}")
-        check_inputs(self.path, [(n, len(self.engine.get_tensor_shape(n))) for n in inputs])
-        self.inputs, self.output_name = inputs, outputs[0]
-        self.input_name = inputs[0]
+        self.inputs = check_inputs(self.path, [(n, len(self.engine.get_tensor_shape(n))) for n in inputs])
+        self.output_name = outputs[0]
         for tensor in names:  # run() hands TensorRT float32 buffers: an engine with other I/O would read garbage
             if self.engine.get_tensor_dtype(tensor) != trt.float32:
                 raise StylecastError(f"{self.path}: tensor '{tensor}' is {self.engine.get_tensor_dtype(tensor)}, "
                                      "stylecast engines take and give float32; rebuild it from an ONNX written by "
                                      "`stylecast export`")
-        self.profile = Profile(*(tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0)))
+        self.profile = Profile(*(tuple(s) for s in self.engine.get_tensor_profile_shape(self.inputs[0], 0)))
         self._buffers: dict[str, tuple[int, np.ndarray]] = {}
 
     @classmethod
@@ -176,11 +175,9 @@ class TensorRTBackend(Backend):
             self._buffers[name] = held
         return held
 
-    def run(self, batch: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
-        feeds = [np.ascontiguousarray(a, np.float32) for a in (batch, stats) if a is not None]
-        if len(feeds) != len(self.inputs):
-            raise StylecastError(f"{self.path}: takes {len(self.inputs)} input(s) ({', '.join(self.inputs)}), "
-                                 f"given {len(feeds)}")
+    def run(self, batch: np.ndarray, stats: np.ndarray | None = None,
+            style: np.ndarray | None = None) -> np.ndarray:
+        feeds = self.feeds(batch, stats, style)
         check_shape(feeds[0].shape, self.profile, self.path)
         for name, array in zip(self.inputs, feeds, strict=True):
             self.context.set_input_shape(name, array.shape)
