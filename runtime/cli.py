@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import numpy as np
@@ -32,6 +32,7 @@ from stylecast.runtime.media import (
     output_name,
     run_video,
     stylize_image,
+    tree_prefixes,
 )
 from stylecast.runtime.params import expand_options
 from stylecast.runtime.ray_data import RayOptions, stylize_on_ray
@@ -49,28 +50,41 @@ class Job:
         return self.source.suffix.lower() in VIDEO_SUFFIXES
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Files, folders (recursively, images and videos) and glob patterns, in a stable order.
+def expand_inputs(items: list[str]) -> list[tuple[Path, PurePosixPath]]:
+    """Files, folders (recursively, images and videos) and glob patterns, in a stable order, each with the subfolder
+    of --out its output goes to: a folder's tree is kept (under the folder's name when there are other inputs, as
+    `--ray` keeps it), files and pattern matches go to --out itself.
 
     In folders, anything with a media suffix that is not a folder is taken, so broken links and
     special files are reported rather than silently skipped.
     """
-    found: list[Path] = []
+    folders = [Path(item) for item in items if Path(item).is_dir()]
+    prefixes = dict(zip(folders, tree_prefixes([str(f) for f in folders], len(items)), strict=True))
+    found: list[tuple[Path, PurePosixPath]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and not p.is_dir())
+            found += [(p, PurePosixPath(prefixes[path], p.parent.relative_to(path).as_posix()))
+                      for p in sorted(path.rglob("*")) if p.suffix.lower() in MEDIA_SUFFIXES and not p.is_dir()]
         elif any(ch in item for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if not Path(m).is_dir())
             if not matches:
                 raise StylecastError(f"{item}: pattern matches no files")
-            found += matches
+            found += [(m, PurePosixPath()) for m in matches]
         else:
-            found.append(path)  # a missing file is reported per file, not up front
-    unique = list(dict.fromkeys(found))
+            found.append((path, PurePosixPath()))  # a missing file is reported per file, not up front
+    unique = list(dict(found).items())  # an input named twice is stylized once, where it was first named
     if not unique:
         raise StylecastError(f"no images or videos found in {' '.join(items)}")
     return unique
+
+
+def check_out_outside(items: list[str], out: Path) -> None:
+    """--out inside an input folder would have a rerun stylize its outputs again, as inputs."""
+    for item in items:
+        if Path(item).is_dir() and real_path(out).is_relative_to(real_path(Path(item))):
+            raise StylecastError(f"--out {out} is inside the input folder {item}: its outputs would be read as "
+                                 "inputs; choose an --out outside it")
 
 
 def is_file_out(out: Path) -> bool:
@@ -86,23 +100,26 @@ def real_path(path: Path) -> Path:
         return path.absolute()
 
 
-def plan_outputs(sources: list[Path], out: Path, tag: str) -> list[Job]:
-    """``OUT/<stem>.<tag><suffix>`` (or ``OUT`` itself for one input); an input is never a destination."""
-    inputs = {real_path(p) for p in sources}
+def plan_outputs(sources: list[tuple[Path, PurePosixPath]], out: Path, tag: str) -> list[Job]:
+    """``OUT/<subfolder>/<stem>.<tag><suffix>`` for each (input, subfolder) (or ``OUT`` itself for one input); an
+    input is never a destination."""
+    inputs = {real_path(p) for p, _ in sources}
     if is_file_out(out):
         if len(sources) != 1:
             raise StylecastError(f"--out {out} names one file but {len(sources)} inputs were given; give a folder")
-        source_is_video = sources[0].suffix.lower() in VIDEO_SUFFIXES
+        source = sources[0][0]
+        source_is_video = source.suffix.lower() in VIDEO_SUFFIXES
         if source_is_video != (out.suffix.lower() in VIDEO_SUFFIXES):
             kind = "a video" if source_is_video else "an image"
-            raise StylecastError(f"--out {out}: {sources[0]} is {kind}; give {kind} file name or a folder")
-        planned = [Job(sources[0], out)]
+            raise StylecastError(f"--out {out}: {source} is {kind}; give {kind} file name or a folder")
+        planned = [Job(source, out)]
     else:
         prepare_folder(out)
         planned = []
         taken: set[Path] = set()
-        for source in sources:
-            dest = out / output_name(source, tag, lambda name: real_path(out / name) in taken)
+        for source, sub in sources:
+            folder = out / sub
+            dest = folder / output_name(source, tag, lambda name, f=folder: real_path(f / name) in taken)
             taken.add(real_path(dest))
             planned.append(Job(source, dest))
     for job in planned:
@@ -120,6 +137,15 @@ def prepare_folder(out: Path) -> None:
     except OSError as exc:
         raise StylecastError(f"--out {out}: cannot create this folder ({exc.strerror or exc}); "
                              "choose another --out") from exc
+
+
+def make_parent(dest: Path) -> None:
+    """The subfolder an output of a folder's tree goes to; one that cannot be made fails that input alone."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StylecastError(f"{dest.parent}: cannot create this folder for {dest.name} ({exc.strerror or exc})") \
+            from exc
 
 
 def summarise(failures: list[tuple[Path, str]]) -> str:
@@ -150,6 +176,7 @@ def stylize(
         stylize_ray(inputs, model, out, settings, backend_options, ray_options)
         return
     folder = Path(out)
+    check_out_outside(inputs, folder)
     stylizer = Stylizer(model, strength=settings.strength, options=backend_options, style=settings.style)
     jobs = plan_outputs(expand_inputs(inputs), folder, stylizer.style)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -164,6 +191,7 @@ def stylize(
             run = Run(stylizer, model, console, lambda text: bar.update(task, detail=text), settings)
             for job in jobs:
                 try:
+                    make_parent(job.dest)
                     if job.is_video:
                         run.video(job)
                     else:

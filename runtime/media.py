@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 
 import numpy as np
 
 from stylecast.runtime.artifacts import sha256_file
+from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.images import IMAGE_SUFFIXES, LoadedImage, resize_max_side
 from stylecast.runtime.params import option
 from stylecast.runtime.stylizer import Stylizer
@@ -73,6 +74,18 @@ def output_name(source: PurePath, tag: str, taken: Callable[[str], bool]) -> str
         n += 1
         name = f"{source.stem}.{tag}-{n}{suffix}"
     return name
+
+
+def tree_prefixes(folders: list[str], inputs: int) -> list[str]:
+    """The subfolder of --out each input folder's tree is written under: none when the folder is the only input,
+    else its own name, so the files of two inputs never collide; two input folders of one name are refused."""
+    if inputs == 1:
+        return [""] * len(folders)
+    names = [PurePosixPath(folder.rstrip("/")).name for folder in folders]
+    if len(set(names)) < len(names):
+        raise StylecastError(f"two input folders are named {max(names, key=names.count)!r}; their outputs would "
+                             "collide under --out: stylize them separately")
+    return names
 
 
 def run_image(stylizer: Stylizer, rgb: np.ndarray, tile: int | None, overlap: int,

@@ -48,6 +48,7 @@ from stylecast.runtime.media import (
     output_name,
     run_video,
     stylize_image,
+    tree_prefixes,
 )
 from stylecast.runtime.params import option
 from stylecast.runtime.stylizer import Stylizer, style_tag
@@ -528,13 +529,9 @@ def plan_roots(inputs: list[str], out: Output) -> tuple[Root, ...]:
         except OSError as exc:
             raise StylecastError(f"{item}: cannot list ({exc}); check the URI and your credentials") from exc
         roots.append(Root(fs, path, item, folder=kind == pafs.FileType.Directory))
+    prefixes = iter(tree_prefixes([r.path for r in roots if r.folder], len(roots)))
+    roots = [replace(r, prefix=next(prefixes)) if r.folder else r for r in roots]
     folders = [r for r in roots if r.folder]
-    if len(roots) > 1:  # each folder's tree under its own name, so two folders' files never collide
-        names = [PurePosixPath(r.path.rstrip("/")).name for r in folders]
-        if len(set(names)) < len(names):
-            raise StylecastError(f"two input folders are named {max(names, key=names.count)!r}; their outputs would "
-                                 "collide under --out: run them as separate jobs")
-        roots = [replace(r, prefix=PurePosixPath(r.path.rstrip("/")).name) if r.folder else r for r in roots]
     for root in folders:
         inside = out.path.rstrip("/") + "/"
         if type(root.fs) is type(out.fs) and inside.startswith(root.path.rstrip("/") + "/"):

@@ -41,7 +41,7 @@ def _tree(root: Path) -> dict[str, str]:
 def _output_name(case_name: str) -> str:
     path = Path(case_name)
     suffix = path.suffix.lower() if path.suffix.lower() not in (".gif", ".pgm", ".ppm", ".heic") else ".png"
-    return f"{path.stem}.tiny{suffix}"
+    return (path.parent / f"{path.stem}.tiny{suffix}").as_posix()  # a subfolder's input keeps its subfolder
 
 
 def test_hostile_folder_end_to_end(tiny_onnx, tmp_path):
@@ -63,7 +63,7 @@ def test_hostile_folder_end_to_end(tiny_onnx, tmp_path):
     assert f"{good} stylized into {out}, {len(cases) - good} failed: " in result.stderr
     assert "animated (3 frames): used the first frame" in result.stderr
     assert _tree(source) == before  # inputs byte-identical, modes and links unchanged
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == sorted([_output_name(c.name) for c in cases if c.ok] + ["clip.tiny.mp4.json"])
     rotated = {n: Image.open(out / f"exif-{n}.tiny.jpg").size for n in range(1, 9)}
     assert all(rotated[n] == (40, 30) for n in (1, 2, 3, 4)) and all(rotated[n] == (30, 40) for n in (5, 6, 7, 8))
@@ -256,3 +256,27 @@ def test_zero_or_negative_step_counts_are_refused(photos, style_image, tiny_vgg,
                         "--size 0")):
         done = run_cli(*args)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_folders_keep_their_tree_and_out_stays_outside_them(tiny_onnx, tmp_path):
+    """As `stylize --ray` names outputs: a lone folder's tree under --out, several inputs' folders each under its
+    own name, files at the top; two folders of one name and an --out inside an input are refused up front."""
+    for folder in ("one/photos", "one/photos/sub", "two/photos", "more"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    for name in ("one/photos/a.png", "one/photos/sub/a.png", "more/b.png", "lone.png"):
+        Image.new("RGB", (24, 20), "gray").save(tmp_path / name)
+    out = tmp_path / "out"
+    done = run_cli("stylize", str(tmp_path / "one/photos"), "--model", str(tiny_onnx), "--out", str(out / "lone"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.relative_to(out / "lone").as_posix() for p in (out / "lone").rglob("*.png")) == [
+        "a.tiny.png", "sub/a.tiny.png"]
+    done = run_cli("stylize", str(tmp_path / "one/photos"), str(tmp_path / "more"), str(tmp_path / "lone.png"),
+                   "--model", str(tiny_onnx), "--out", str(out / "many"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.relative_to(out / "many").as_posix() for p in (out / "many").rglob("*.png")) == [
+        "lone.tiny.png", "more/b.tiny.png", "photos/a.tiny.png", "photos/sub/a.tiny.png"]
+    for args, message in (([str(tmp_path / "one/photos"), str(tmp_path / "two/photos")], "two input folders are named"),
+                          ([str(tmp_path / "one")], "is inside the input folder")):
+        refused = run_cli("stylize", *args, "--model", str(tiny_onnx), "--out", str(tmp_path / "one" / "out"))
+        assert refused.returncode != 0 and message in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "one" / "out").exists()

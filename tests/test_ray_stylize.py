@@ -63,9 +63,9 @@ def media(tmp_path_factory) -> Path:
 
 
 def media_files(folder: Path) -> dict[str, Path]:
-    """The outputs under ``folder`` by file name (the Ray job keeps subfolders, local `stylize` flattens them)."""
-    return {p.name: p for p in folder.rglob("*") if p.is_file() and not p.relative_to(folder).parts[0].startswith(".")
-            and p.suffix != ".jsonl"}
+    """The outputs under ``folder`` by their path in it (both keep the input's subfolders)."""
+    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()
+            and not p.relative_to(folder).parts[0].startswith(".") and p.suffix != ".jsonl"}
 
 
 def frames(path: Path) -> list[np.ndarray]:
@@ -102,11 +102,11 @@ def test_ray_job_matches_local_stylize_and_a_rerun_skips_everything(tiny_onnx, m
     report = [json.loads(line) for line in (remote / "failures.jsonl").read_text().splitlines()]
     assert [r["source"] for r in report] == [str(media / "bad.jpg")] and "Pillow" in report[0]["reason"]
 
-    # Same names (the subfolder kept), same pixels within one grey level, the video's frames too.
-    assert (remote / "sub" / "alpha.tiny.png").is_file()
+    # Same names in the same subfolders, same pixels within one grey level, the video's frames too.
     ours, theirs = media_files(remote), media_files(local)
-    assert sorted(ours) == sorted(theirs) == ["alpha.tiny.png", "astronaut.tiny.jpg", "chelsea.tiny.jpg", "clip.tiny.mp4",
-                                              "clip.tiny.mp4.json", "coffee.tiny.jpg", "rocket.tiny.jpg", "wide.tiny.jpg"]
+    assert sorted(ours) == sorted(theirs) == ["astronaut.tiny.jpg", "chelsea.tiny.jpg", "clip.tiny.mp4",
+                                              "clip.tiny.mp4.json", "coffee.tiny.jpg", "rocket.tiny.jpg",
+                                              "sub/alpha.tiny.png", "wide.tiny.jpg"]
     for name in ours:
         if name.endswith(".json"):
             continue
@@ -117,7 +117,7 @@ def test_ray_job_matches_local_stylize_and_a_rerun_skips_everything(tiny_onnx, m
         assert len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b, strict=True)), name
         worst = max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True))
         assert worst <= 1, f"{name}: {worst} grey levels from local stylize"
-    assert Image.open(ours["alpha.tiny.png"]).mode == "RGBA"
+    assert Image.open(ours["sub/alpha.tiny.png"]).mode == "RGBA"
     assert leftovers(remote) == []
 
     # A rerun recomputes nothing: every output and manifest record stays as it was, and it is done sooner.
