@@ -40,7 +40,7 @@ from stylecast.serve.batching import Batcher, Cancelled, Overloaded, TimedOut, p
 from stylecast.serve.errors import HttpError
 from stylecast.serve.limits import MIN_UPLOAD_RATE, READ_TIMEOUT_S, AllowedHosts, check_key, read_body, upload_bytes
 from stylecast.serve.metrics import Metrics
-from stylecast.serve.models import ModelSet, image_key
+from stylecast.serve.models import MAX_CHOICE, ModelSet, image_key
 from stylecast.serve.protocol import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -255,22 +255,33 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
     # --- human endpoints ---
     @app.get("/v1/styles", dependencies=guarded)
     async def styles() -> list[dict]:
-        return [model.describe() for model in models.models.values()]
+        return [entry for model in models.models.values() for entry in model.describe()]
+
+    def thumbnail_of(model_name: str, style: str | None) -> Response:
+        """Open to the page's <img> tags, which send no key: so its 404 names no other model or style."""
+        model = models.models.get(model_name)
+        jpeg = None if model is None else model.thumbnails.get(model.styles[0] if style is None else style)
+        if jpeg is None:
+            raise HttpError(404, f"no thumbnail for {model_name[:64]!r}: GET /v1/styles lists the styles with one")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/v1/styles/{name}/thumbnail.jpg")
     async def style_thumbnail(name: str) -> Response:
-        """Open to the page's <img> tags, which send no key: so its 404 names no other model."""
-        model = models.models.get(name)
-        if model is None or model.thumbnail is None:
-            raise HttpError(404, f"no thumbnail for {name[:64]!r}: GET /v1/styles lists the styles with one")
-        return Response(model.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        """A model's style (a multi-style model's first)."""
+        return thumbnail_of(name, None)
+
+    @app.get("/v1/styles/{name}/{style}/thumbnail.jpg")
+    async def multi_style_thumbnail(name: str, style: str) -> Response:
+        """One style of a multi-style model."""
+        return thumbnail_of(name, style)
 
     @app.post("/v1/stylize", dependencies=guarded)
-    async def stylize(request: Request, style: str | None = Query(None, max_length=64),
+    async def stylize(request: Request, style: str | None = Query(None, max_length=MAX_CHOICE),
+                      model: str | None = Query(None, max_length=64),
                       strength: float = Query(1.0, ge=0.0, le=1.0),
                       asked: str | None = Query(None, alias="format", pattern="^(png|jpeg|jpg|webp)$")) -> Response:
-        model = models.pick(style)
-        with metrics.stats.request(model.name) as timing:
+        served, vector = models.pick(style, model)
+        with metrics.stats.request(served.name) as timing:
             admit()
             data = await upload_bytes(request, await body_of(request))
             if not data:
@@ -292,12 +303,12 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
             except Unencodable as exc:
                 raise HttpError(422, str(exc)) from exc
             with admitted(pixels_of(image.rgb)):
-                key = image_key(model, image.rgb, settings.max_batch_pixels)
-                result = await run(key, (image.rgb, strength), request=request)
+                key = image_key(served, image.rgb, settings.max_batch_pixels)
+                result = await run(key, (image.rgb, strength, vector), request=request)
                 with timing.output():
                     body = await in_codec_pool(encode_image, result, image.alpha, fmt, settings.quality)
         return Response(body, media_type=MEDIA_TYPES[fmt],
-                        headers={"X-Stylecast-Model": model.name, "X-Stylecast-Style": model.style})
+                        headers={"X-Stylecast-Model": served.name, "X-Stylecast-Style": served.label(vector)})
 
     # --- Open Inference Protocol (KServe v2), as Triton ---
     @app.get("/v2")
@@ -329,7 +340,8 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
     @app.get("/v2/models/{name}", dependencies=guarded)
     @app.get("/v2/models/{name}/versions/{version}", dependencies=guarded)
     async def v2_metadata(name: str, version: str | None = None) -> dict:
-        return model_metadata(versioned(name, version), models.by_name(name).platform)
+        model = models.by_name(versioned(name, version))
+        return model_metadata(model.name, model.platform, len(model.styles))
 
     @app.get("/v2/models/{name}/ready", dependencies=guarded)
     @app.get("/v2/models/{name}/versions/{version}/ready", dependencies=guarded)
@@ -341,7 +353,8 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
     @app.get("/v2/models/{name}/versions/{version}/config", dependencies=guarded)
     async def v2_config(name: str, version: str | None = None) -> dict:
         model = models.by_name(versioned(name, version))
-        return model_config(model.name, model.platform, settings.max_batch, settings.batch_window_ms / 1000)
+        return model_config(model.name, model.platform, settings.max_batch, settings.batch_window_ms / 1000,
+                            len(model.styles))
 
     @app.get("/v2/models/{name}/stats", dependencies=guarded)
     @app.get("/v2/models/{name}/versions/{version}/stats", dependencies=guarded)
@@ -368,11 +381,14 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
             body = await body_of(request)
             model = models.by_name(name)
             with timing.input():
-                parsed = await codec.parse(body, request.headers.get(HEADER_LENGTH), model.stylizer.min_side)
-            _, _, height, width = parsed.image.shape
+                parsed = await codec.parse(body, request.headers.get(HEADER_LENGTH), model.stylizer.min_side,
+                                           len(model.styles))
+            batch, _, height, width = parsed.image.shape
             model.check_tensor(height, width)
+            style = model.v2_styles(parsed.style, parsed.choice, batch)
             with admitted(pixels_of(parsed.image)):
-                result = await run(("v2", name, height, width), parsed.image, len(parsed.image), request)
+                # the key leaves the style out: requests in different styles run as one batch, a row each
+                result = await run(("v2", name, height, width), (parsed.image, style), batch, request)
                 with timing.output():
                     parts, headers = await codec.answer(name, parsed, result)
         return StreamingResponse(stream(parts), headers=headers)  # tens of MiB sent whole would stall the loop

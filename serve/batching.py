@@ -29,8 +29,8 @@ Runner = Callable[[Hashable, list[Any], Callable[[], bool]], list[Any]]
 
 
 def pixels_of(item: Any) -> int:
-    """What an item weighs: height x width, times the batch of a v2 tensor (NCHW); an image item is an HxWx3 array
-    or an (array, strength) pair."""
+    """What an item weighs: height x width, times the batch of a v2 tensor (NCHW); an item is the array, or a tuple
+    that holds it first (with its strength, style...)."""
     array = item[0] if isinstance(item, tuple) else item
     shape = getattr(array, "shape", ())
     if len(shape) == 4:

@@ -120,7 +120,7 @@ def serve(
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    names = ", ".join(f"{m.name} ({m.style})" for m in models.models.values())
+    names = ", ".join(f"{m.name} ({', '.join(m.styles)})" for m in models.models.values())
     print(f"stylecast serve: http://{shown}:{bound_port} serving {names}", file=sys.stderr, flush=True)
     config = uvicorn.Config(create_app(models, settings), log_level=log_level, server_header=False,
                             timeout_graceful_shutdown=timeout + 5, limit_concurrency=max_connections,

@@ -1,6 +1,7 @@
-"""The Open Inference Protocol (KServe v2) as Triton speaks it, for one image-in, image-out model: metadata,
-model configuration, and infer requests and responses in JSON or with the binary tensor extension (a JSON header
-of ``Inference-Header-Content-Length`` bytes followed by the raw little-endian tensors).
+"""The Open Inference Protocol (KServe v2) as Triton speaks it, for one image-in, image-out model (a multi-style
+one also takes its style weights, ``style`` [batch, N]): metadata, model configuration, and infer requests and
+responses in JSON or with the binary tensor extension (a JSON header of ``Inference-Header-Content-Length`` bytes
+followed by the raw little-endian tensors, in the order of the inputs).
 
 Names are Triton's: the model name `stylecast export --triton` gives the file, and the graph's tensor names.
 Everything here is a pure function of the request's bytes, so it can run in a worker thread or process; every
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stylecast.runtime.formats import INPUT, OUTPUT
+from stylecast.runtime.formats import INPUT, OUTPUT, STYLE
 from stylecast.serve.errors import HttpError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -44,20 +45,25 @@ def tensor_metadata(name: str) -> dict:
     return {"name": name, "datatype": DATATYPE, "shape": [-1, *TENSOR_DIMS]}
 
 
-def model_metadata(name: str, platform: str) -> dict:
-    return {"name": name, "versions": [VERSION], "platform": platform,
-            "inputs": [tensor_metadata(INPUT)], "outputs": [tensor_metadata(OUTPUT)]}
+def model_metadata(name: str, platform: str, styles: int = 1) -> dict:
+    """A multi-style model (``styles`` > 1) has a second input, its style weights: a row of ``styles`` per image."""
+    inputs = [tensor_metadata(INPUT)]
+    if styles > 1:
+        inputs.append({"name": STYLE, "datatype": DATATYPE, "shape": [-1, styles]})
+    return {"name": name, "versions": [VERSION], "platform": platform, "inputs": inputs,
+            "outputs": [tensor_metadata(OUTPUT)]}
 
 
-def model_config(name: str, platform: str, max_batch: int, batch_window_s: float) -> dict:
+def model_config(name: str, platform: str, max_batch: int, batch_window_s: float, styles: int = 1) -> dict:
     """Triton's model configuration as its HTTP API answers it (the ModelConfig protobuf as JSON, int64 fields as
     numbers): what `stylecast export --triton` writes to config.pbtxt, with this server's batching, so
     perf_analyzer and model_analyzer find ``max_batch_size``."""
-    def tensor(name: str) -> dict:
-        return {"name": name, "data_type": CONFIG_DATATYPE, "dims": TENSOR_DIMS}
+    def tensor(name: str, dims: list[int]) -> dict:
+        return {"name": name, "data_type": CONFIG_DATATYPE, "dims": dims}
 
+    inputs = [tensor(INPUT, TENSOR_DIMS), *([tensor(STYLE, [styles])] if styles > 1 else [])]
     return {"name": name, "platform": platform, "max_batch_size": max_batch,
-            "input": [tensor(INPUT)], "output": [tensor(OUTPUT)],
+            "input": inputs, "output": [tensor(OUTPUT, TENSOR_DIMS)],
             "dynamic_batching": {"max_queue_delay_microseconds": round(batch_window_s * 1e6)}}
 
 
@@ -126,27 +132,27 @@ def _flag(owner: dict[str, Any], key: str, where: str, default: bool = False) ->
     return value
 
 
-def _shape(tensor: dict, max_batch: int, max_pixels: int, min_side: int) -> tuple[int, int, int, int]:
+def _shape(tensor: dict, where: str, max_batch: int, max_pixels: int, min_side: int) -> tuple[int, int, int, int]:
     shape = tensor.get("shape")
     # type() is int, not isinstance: JSON's true is not a dimension
     if (not isinstance(shape, list) or len(shape) != 4 or not all(type(d) is int and d > 0 for d in shape)
             or shape[1] != 3):
-        raise HttpError(400, f"inputs[0].shape must be [batch, 3, height, width] of positive integers, "
+        raise HttpError(400, f"{where}.shape must be [batch, 3, height, width] of positive integers, "
                              f"got {_brief.repr(shape)}")
     batch, _, height, width = shape
     if batch > max_batch:
-        raise HttpError(400, f"inputs[0].shape: batch {batch} is above the model's max_batch_size {max_batch}")
+        raise HttpError(400, f"{where}.shape: batch {batch} is above the model's max_batch_size {max_batch}")
     if min(height, width) < min_side:
-        raise HttpError(400, f"inputs[0].shape: height and width must be at least {min_side} for this model")
+        raise HttpError(400, f"{where}.shape: height and width must be at least {min_side} for this model")
     if height * width > max_pixels:
-        raise HttpError(413, f"inputs[0].shape: {width}x{height} is above this server's limit of {max_pixels} "
+        raise HttpError(413, f"{where}.shape: {width}x{height} is above this server's limit of {max_pixels} "
                              "pixels")
     return batch, 3, height, width
 
 
-def _json_values(data: object, count: int) -> np.ndarray:
-    """``inputs[0].data``: numbers, flat or nested in row-major order, as float32."""
-    where = "inputs[0].data"
+def _json_values(data: object, count: int, where: str) -> np.ndarray:
+    """``data`` of the input at ``where``: numbers, flat or nested in row-major order, as float32."""
+    where = f"{where}.data"
     if not isinstance(data, list):
         raise HttpError(400, f"{where} must be an array of numbers (or binary_data_size with the tensor after the "
                              f"JSON), got {_json_type(data)}")
@@ -168,21 +174,87 @@ class InferRequest:
     id: str | None
     image: np.ndarray  # float32 NCHW
     binary_output: bool
+    style: np.ndarray | None = None  # the ``style`` input's [batch, N] rows, each scaled to sum 1
+    choice: str | None = None  # the ``style`` request parameter: a style or a blend, for the server to weigh
 
 
-def _input_tensor(header: dict) -> dict:
+class _Binary:
+    """The raw tensors after the JSON header, taken by the inputs that declare ``binary_data_size``, in order."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.taken = 0
+
+    def values(self, tensor: dict, where: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The input's values from the binary part or its JSON ``data``, float32 in ``shape``."""
+        count = int(np.prod(shape))
+        size = _parameters(tensor, f"{where}.").get("binary_data_size")
+        if size is None:
+            return _json_values(tensor.get("data"), count, where).reshape(shape)
+        left = len(self.data) - self.taken
+        if type(size) is not int or size != count * 4 or size > left:
+            raise HttpError(400, f"{where}.parameters.binary_data_size: {left} bytes left after the JSON header "
+                                 f"(declared {_brief.repr(size)}) do not hold the {count} FP32 values of the shape")
+        start, self.taken = self.taken, self.taken + size
+        return np.frombuffer(self.data, dtype="<f4", count=count, offset=start).reshape(shape).astype(np.float32)
+
+    def check_used(self) -> None:
+        if self.taken != len(self.data):
+            raise HttpError(400, f"{len(self.data) - self.taken} bytes follow the JSON header that no input's "
+                                 "parameters.binary_data_size declares")
+
+
+def _input_tensors(header: dict, styles: int) -> dict[str, tuple[str, dict]]:
+    """The request's inputs by name, each with where it is (``inputs[i]``): ``image``, and ``style`` where the model
+    takes style weights (``styles`` > 1)."""
+    names = [INPUT, STYLE] if styles > 1 else [INPUT]
+    expected = f"{INPUT!r} and optionally {STYLE!r}" if styles > 1 else f"exactly one input, {INPUT!r}"
     inputs = header.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1:
-        raise HttpError(400, f"inputs must be an array of exactly one input, {INPUT!r}")
-    tensor = inputs[0]
-    if not isinstance(tensor, dict):
-        raise HttpError(400, f"inputs[0] must be a JSON object, got {_json_type(tensor)}")
-    if tensor.get("name") != INPUT:
-        raise HttpError(400, f"inputs[0].name: unknown input {_brief.repr(tensor.get('name'))}; the model's input "
-                             f"is {INPUT!r}")
-    if tensor.get("datatype") != DATATYPE:
-        raise HttpError(400, f"inputs[0].datatype must be {DATATYPE}, got {_brief.repr(tensor.get('datatype'))}")
-    return tensor
+    if not isinstance(inputs, list) or not inputs:
+        raise HttpError(400, f"inputs must be an array of {expected}")
+    found: dict[str, tuple[str, dict]] = {}
+    for i, tensor in enumerate(inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(tensor, dict):
+            raise HttpError(400, f"{where} must be a JSON object, got {_json_type(tensor)}")
+        name = tensor.get("name")
+        if name not in names or name in found:
+            known = (f"the model's inputs are {INPUT!r} and {STYLE!r}" if styles > 1
+                     else f"the model's input is {INPUT!r} (a single-style model takes no {STYLE!r})")
+            raise HttpError(400, f"{where}.name: unknown or repeated input {_brief.repr(name)}; {known}")
+        if tensor.get("datatype") != DATATYPE:
+            raise HttpError(400, f"{where}.datatype: input {name!r} must be {DATATYPE}, got "
+                                 f"{_brief.repr(tensor.get('datatype'))}")
+        found[name] = (where, tensor)
+    if INPUT not in found:
+        raise HttpError(400, f"inputs: no {INPUT!r} input; send {expected}")
+    return found
+
+
+def _style_rows(where: str, tensor: dict, batch: int, styles: int, binary: _Binary) -> np.ndarray:
+    """The ``style`` input: a row of ``styles`` weights per image, >= 0 and summing above 0, each row scaled to sum 1
+    as a blend's weights are."""
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or [type(d) for d in shape] != [int, int] or shape != [batch, styles]:
+        raise HttpError(400, f"{where}.shape: input {STYLE!r} must be [{batch}, {styles}] (a row of the model's "
+                             f"{styles} style weights for each of the {batch} images), got {_brief.repr(shape)}")
+    rows = binary.values(tensor, where, (batch, styles))
+    if not np.isfinite(rows).all() or (rows < 0).any():
+        raise HttpError(400, f"{where}: input {STYLE!r} holds a negative or non-finite weight; weights are >= 0")
+    sums = rows.sum(axis=1, keepdims=True)
+    if (sums <= 0).any():
+        raise HttpError(400, f"{where}: a row of input {STYLE!r} sums to 0; give each image at least one style a "
+                             "positive weight")
+    return rows / sums
+
+
+def _style_choice(header: dict) -> str | None:
+    """The ``style`` request parameter, a style or a blend the server turns into the ``style`` input."""
+    choice = _parameters(header, "").get(STYLE)
+    if choice is not None and not isinstance(choice, str):
+        raise HttpError(400, f"parameters.{STYLE} must be a string (a style, or a blend like "
+                             f"wave=0.6,starry_night=0.4), got {_json_type(choice)}")
+    return choice
 
 
 def _binary_output(header: dict) -> bool:
@@ -203,33 +275,26 @@ def _binary_output(header: dict) -> bool:
     return any(binary) if binary else default
 
 
-def _read(body: bytes, split: int, max_batch: int, max_pixels: int, min_side: int) -> InferRequest:
-    header, binary = load_object(body[:split], "infer request"), body[split:]
+def _read(body: bytes, split: int, max_batch: int, max_pixels: int, min_side: int, styles: int) -> InferRequest:
+    header, binary = load_object(body[:split], "infer request"), _Binary(body[split:])
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise HttpError(400, f"id must be a string, got {_json_type(request_id)}")
-    tensor = _input_tensor(header)
-    shape = _shape(tensor, max_batch, max_pixels, min_side)
-    count = int(np.prod(shape))
-    parameters = _parameters(tensor, "inputs[0].")
-    size = parameters.get("binary_data_size")
-    if size is not None:
-        if type(size) is not int or size != count * 4 or len(binary) != size:
-            raise HttpError(400, f"inputs[0].parameters.binary_data_size: {len(binary)} bytes after the JSON header "
-                                 f"(declared {_brief.repr(size)}) do not hold the {count} FP32 values of the shape")
-        image = np.frombuffer(binary, dtype="<f4").reshape(shape).astype(np.float32)
-    elif binary:
-        raise HttpError(400, f"{len(binary)} bytes follow the JSON header but inputs[0].parameters has no "
-                             "binary_data_size")
-    else:
-        image = _json_values(tensor.get("data"), count).reshape(shape)
-    return InferRequest(request_id, image, _binary_output(header))
+    inputs = _input_tensors(header, styles)
+    where, tensor = inputs[INPUT]
+    shape = _shape(tensor, where, max_batch, max_pixels, min_side)
+    image = binary.values(tensor, where, shape)
+    style = _style_rows(*inputs[STYLE], shape[0], styles, binary) if STYLE in inputs else None
+    binary.check_used()
+    return InferRequest(request_id, image, _binary_output(header), style, _style_choice(header))
 
 
-def parse_infer(body: bytes, split: int, max_batch: int, max_pixels: int, min_side: int) -> InferRequest:
-    """Validate everything a client sends (the JSON header is ``body[:split]``); any fault is a 4xx naming it."""
+def parse_infer(body: bytes, split: int, max_batch: int, max_pixels: int, min_side: int,
+                styles: int = 1) -> InferRequest:
+    """Validate everything a client sends (the JSON header is ``body[:split]``) to a model of ``styles`` styles;
+    any fault is a 4xx naming it."""
     with client_field("infer request"):  # the net under the field checks, for what they did not foresee
-        return _read(body, split, max_batch, max_pixels, min_side)
+        return _read(body, split, max_batch, max_pixels, min_side, styles)
 
 
 def _json_numbers(values: np.ndarray) -> list[bytes]:

@@ -22,6 +22,7 @@ from stylecast.runtime.errors import StylecastError, import_optional
 from stylecast.runtime.formats import BackendOptions, runs_on_gpu, triton_model_name
 from stylecast.runtime.params import option
 from stylecast.runtime.ray_data import RAY_MISSING, ModelBundle, RayCluster, connect
+from stylecast.runtime.styles_catalog import model_styles
 
 if TYPE_CHECKING:
     from stylecast.serve.app import Settings
@@ -59,12 +60,14 @@ class Replica:
 
 
 def paintings_of(models: list[Path], styles_dir: Path) -> dict[str, bytes]:
-    """The paintings the page shows for these models' styles (``styles_dir/<style>.jpg``), by file name."""
+    """The paintings the page shows for these models' styles, every style of a multi-style model's
+    (``styles_dir/<style>.jpg``), by file name."""
     found = {}
     for model in models:
-        painting = styles_dir / f"{read_metadata(model).get('style', '')}.jpg"
-        if painting.is_file():
-            found[painting.name] = painting.read_bytes()
+        for style in model_styles(read_metadata(model), str(model)):
+            painting = styles_dir / f"{style}.jpg"
+            if painting.is_file():
+                found[painting.name] = painting.read_bytes()
     return found
 
 

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +40,14 @@ def _write(path: Path, data: bytes) -> None:
         file.write(data)
 
 
-def _decode_in_folder(folder: str, split: int, max_batch: int, max_pixels: int,
-                      min_side: int) -> tuple[str | None, tuple[int, ...], bool]:
+def _decode_in_folder(folder: str, split: int, max_batch: int, max_pixels: int, min_side: int,
+                      styles: int) -> tuple[tuple[int, ...], InferRequest]:
     """In the decoder process: the request from ``folder/request``, its image left in ``folder/image`` as raw
-    float32. Tens of MiB pickled through the pool's pipe instead would be copied in one call on the server's side,
-    holding its GIL; a file is written and read with the GIL released."""
-    request = parse_infer(Path(folder, "request").read_bytes(), split, max_batch, max_pixels, min_side)
+    float32 and returned empty, with its shape. Tens of MiB pickled through the pool's pipe instead would be copied
+    in one call on the server's side, holding its GIL; a file is written and read with the GIL released."""
+    request = parse_infer(Path(folder, "request").read_bytes(), split, max_batch, max_pixels, min_side, styles)
     request.image.astype("<f4", copy=False).tofile(Path(folder, "image"))
-    return request.id, request.image.shape, request.binary_output
+    return request.image.shape, replace(request, image=np.empty(0, np.float32))
 
 
 class InferCodec:
@@ -58,19 +59,21 @@ class InferCodec:
         self.threads = threads  # the server's pool for decoding and encoding, which bounds their memory
         self._decoder: ProcessPoolExecutor | None = None  # started by the first large JSON request
 
-    async def parse(self, body: bytes, header_length: str | None, min_side: int) -> InferRequest:
+    async def parse(self, body: bytes, header_length: str | None, min_side: int, styles: int) -> InferRequest:
+        """The request to a model of ``styles`` styles (see ``parse_infer``)."""
         split = header_split(len(body), header_length)
         loop = asyncio.get_running_loop()
         if split <= OFFLOAD_BYTES:
             return await loop.run_in_executor(self.threads, parse_infer, body, split, self.max_batch,
-                                              self.max_pixels, min_side)
+                                              self.max_pixels, min_side, styles)
         with tempfile.TemporaryDirectory(prefix="stylecast-v2-") as folder:
             await loop.run_in_executor(self.threads, _write, Path(folder, "request"), body)
-            request_id, shape, binary_output = await self._decode(folder, split, min_side)
+            shape, request = await self._decode(folder, split, min_side, styles)
             image = await loop.run_in_executor(self.threads, np.fromfile, Path(folder, "image"), "<f4")
-        return InferRequest(request_id, image.reshape(shape), binary_output)
+        return replace(request, image=image.reshape(shape))
 
-    async def _decode(self, folder: str, split: int, min_side: int) -> tuple[str | None, tuple[int, ...], bool]:
+    async def _decode(self, folder: str, split: int, min_side: int,
+                      styles: int) -> tuple[tuple[int, ...], InferRequest]:
         if self._decoder is None:
             # spawn, not fork: the server has running threads (inference, the thread pool) a fork would copy mid-work
             self._decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
@@ -78,7 +81,7 @@ class InferCodec:
         decoder = self._decoder
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                decoder, _decode_in_folder, folder, split, self.max_batch, self.max_pixels, min_side)
+                decoder, _decode_in_folder, folder, split, self.max_batch, self.max_pixels, min_side, styles)
         except BrokenProcessPool as exc:  # killed (out of memory?): the next large request starts a new one
             if self._decoder is decoder:
                 self._decoder = None

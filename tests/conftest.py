@@ -13,7 +13,7 @@ import pytest
 DATA = Path(__file__).parent / "data"
 # A test that trains, exports or runs the real command is `slow` (minutes in all); the rest are unit tests
 # (`make test-fast`, under a minute). Fixtures that train or export make every test using them slow.
-SLOW_FIXTURES = {"tiny_checkpoint", "tiny_onnx", "low_precision_export", "clip"}
+SLOW_FIXTURES = {"tiny_checkpoint", "tiny_onnx", "tiny_multi_onnx", "low_precision_export", "clip"}
 SLOW_CALLS = ("run_cli(", "subprocess.", "Trainer(", "run_export(", "GatysOptimizer(", "stylize_video(")
 
 
@@ -84,6 +84,52 @@ def tiny_onnx(tmp_path_factory, tiny_checkpoint, photos) -> Path:
     result = run_cli("export", str(tiny_checkpoint), "--out", str(out), "--parity-images", str(photos))
     assert result.returncode == 0, result.stderr + result.stdout
     return out / "tiny.fp32.onnx"
+
+
+MULTI_STYLES = ["wave", "starry_night", "candy"]  # the rows of the tiny multi-style net
+TINY_SIZES = ((64, 64), (61, 79))  # square, and odd sizes the strided convs must crop back
+
+
+def save_tiny_net(folder: Path, name: str, styles: int = 1) -> Path:
+    """A random-init tiny net (width 4, one residual block) saved without training; a multi-style one holds
+    MULTI_STYLES[:styles], with distinct rows per style."""
+    import json
+
+    import torch
+
+    from stylecast.train.checkpoint import save_model
+    from stylecast.train.model import ArchConfig, TransformerNet
+
+    from .test_multistyle_train import _random_rows
+
+    torch.manual_seed(0)
+    net = TransformerNet(ArchConfig(width=4, res_blocks=1, styles=styles))
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # a fresh net paints about 0, clamped; this one spans the grey levels, so styles differ
+        head.weight.mul_(100.0)
+        head.bias.fill_(128.0)
+    meta = {"style": name, "steps": "0"}
+    if styles > 1:
+        net = _random_rows(net)
+        meta["styles"] = json.dumps(MULTI_STYLES[:styles])
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder / f"{name}.safetensors", net, meta)
+    return folder / f"{name}.safetensors"
+
+
+def export_tiny_net(root: Path, name: str, styles: int, photos: Path) -> Path:
+    """The fp32 export (with its tiled graphs) of ``save_tiny_net``'s net."""
+    from stylecast.export.pipeline import ExportRequest, run_export
+
+    run_export(ExportRequest(save_tiny_net(root / "models", name, styles), root / "out", parity_images=photos,
+                             sizes=TINY_SIZES), log=lambda _: None)
+    return root / "out" / f"{name}.fp32.onnx"
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_onnx(tmp_path_factory, photos) -> Path:
+    """The fp32 export of a tiny untrained net of the three MULTI_STYLES (``trio.fp32.onnx``)."""
+    return export_tiny_net(tmp_path_factory.mktemp("multi"), "trio", len(MULTI_STYLES), photos)
 
 
 # A test on the Ray cluster runs a few jobs of well under a minute each on 2 CPUs: this bounds a hang.

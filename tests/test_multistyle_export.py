@@ -25,34 +25,15 @@ from stylecast.runtime.media import run_image
 from stylecast.runtime.metrics import psnr
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.tiling import stylize_tiled
-from stylecast.train.checkpoint import load_model, save_model
-from stylecast.train.model import ArchConfig, TransformerNet
+from stylecast.train.checkpoint import load_model
 
-from .conftest import run_cli
-from .test_multistyle_train import _random_rows
+from .conftest import MULTI_STYLES, TINY_SIZES, export_tiny_net, run_cli, save_tiny_net
 
 pytestmark = pytest.mark.slow  # every test here stands on a real export of the net
 
-NAMES = ["wave", "starry_night", "candy"]
-SIZES = ((64, 64), (61, 79))  # square, and odd sizes the strided convs must crop back
+NAMES = MULTI_STYLES
+SIZES = TINY_SIZES
 FLOOR = PRECISIONS["fp32"].psnr_floor_db
-
-
-def _save(folder: Path, name: str, styles: int) -> Path:
-    """A random-init tiny net; a multi-style one with distinct rows per style."""
-    torch.manual_seed(0)
-    net = TransformerNet(ArchConfig(width=4, res_blocks=1, styles=styles))
-    head = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    with torch.no_grad():  # a fresh net paints about 0, clamped; this one spans the grey levels, so styles differ
-        head.weight.mul_(100.0)
-        head.bias.fill_(128.0)
-    meta = {"style": name, "steps": "0"}
-    if styles > 1:
-        net = _random_rows(net)
-        meta["styles"] = json.dumps(NAMES)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(folder / f"{name}.safetensors", net, meta)
-    return folder / f"{name}.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +41,7 @@ def trio(tmp_path_factory, photos, calibration_photos) -> tuple[Path, dict, Path
     """(the export folder, its report, the checkpoint) of a 3-style net in fp32, fp16 and int8; a random net may
     miss the int8 floor, which is reported, not fatal."""
     root = tmp_path_factory.mktemp("trio")
-    checkpoint = _save(root / "models", "trio", 3)
+    checkpoint = save_tiny_net(root / "models", "trio", 3)
     int8 = Int8Settings(calibration_images=calibration_photos, count=5, size=(64, 64), method="minmax",
                         fp32_leading=1)
     report = run_export(ExportRequest(checkpoint, root / "out", precisions=["fp32", "fp16", "int8"],
@@ -72,10 +53,7 @@ def trio(tmp_path_factory, photos, calibration_photos) -> tuple[Path, dict, Path
 @pytest.fixture(scope="module")
 def single(tmp_path_factory, photos) -> Path:
     """A single-style net's fp32 export."""
-    root = tmp_path_factory.mktemp("single")
-    run_export(ExportRequest(_save(root / "models", "solo", 1), root / "out", parity_images=photos, sizes=SIZES),
-               log=lambda _: None)
-    return root / "out" / "solo.fp32.onnx"
+    return export_tiny_net(tmp_path_factory.mktemp("single"), "solo", 1, photos)
 
 
 def _rgb(photos: Path, width: int, height: int) -> np.ndarray:

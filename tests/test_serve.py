@@ -110,7 +110,7 @@ def test_v1_stylize_round_trip_equals_stylize(server, tiny_onnx, inputs, tmp_pat
 def test_styles_page_and_metrics(server):
     styles = httpx.get(f"{server.url}/v1/styles").json()
     assert styles == [{"name": "tiny", "model": "tiny_fp32", "precision": "fp32", "backend": styles[0]["backend"],
-                       "thumbnail": "/v1/styles/tiny_fp32/thumbnail.jpg"}]
+                       "multi_style": False, "thumbnail": "/v1/styles/tiny_fp32/thumbnail.jpg"}]
     thumbnail = httpx.get(server.url + styles[0]["thumbnail"])
     assert thumbnail.status_code == 200 and Image.open(io.BytesIO(thumbnail.content)).format == "JPEG"
     page = httpx.get(server.url + "/")

@@ -1,8 +1,11 @@
-// The page of `stylecast serve`: styles from /v1/styles, one POST /v1/stylize per photo, strength or style.
+// The page of `stylecast serve`: styles from /v1/styles, one POST /v1/stylize per photo, strength or style, and
+// a blend of two styles of a multi-style model.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { style: null, file: null, resultUrl: null, photoUrl: null, pending: 0, key: "" };
+// model: the v2 model name sent as ?model=; style: a multi-style model's style or blend, sent as ?style=.
+const state = { model: null, style: null, file: null, resultUrl: null, photoUrl: null, pending: 0, key: "" };
+const multiStyles = new Map(); // a multi-style model's name -> its styles, in row order
 
 function headers(extra) {
   const all = Object.assign({}, extra);
@@ -30,32 +33,68 @@ async function loadStyles() {
   const styles = await response.json();
   const box = $("styles");
   box.replaceChildren();
+  multiStyles.clear();
   for (const style of styles) {
+    if (style.multi_style) multiStyles.set(style.model, [...(multiStyles.get(style.model) || []), style.name]);
     const card = document.createElement("button");
     card.className = "style";
     card.type = "button";
     card.dataset.model = style.model;
+    card.dataset.style = style.name;
     const img = document.createElement("img");
     img.alt = style.name;
     if (style.thumbnail) img.src = style.thumbnail;
     const name = document.createElement("strong");
     name.textContent = style.name;
     const detail = document.createElement("small");
-    detail.textContent = style.precision;
+    detail.textContent = style.multi_style ? `${style.precision}, ${style.model}` : style.precision;
     card.append(img, name, detail);
-    card.addEventListener("click", () => choose(style.model));
+    card.addEventListener("click", () => choose(style));
     box.append(card);
   }
-  if (styles.length) choose(styles[0].model);
+  if (styles.length) choose(styles[0]);
   say(styles.length ? "Drop a photo to stylize it." : "No styles loaded.");
 }
 
-function choose(model) {
-  state.style = model;
+// What ?style= says for `mix` (0..1) of style b over style a: one style at either end, else both weighed.
+function blendChoice(a, b, mix) {
+  if (a === b || mix <= 0) return a;
+  if (mix >= 1) return b;
+  return `${a}=${(1 - mix).toFixed(2)},${b}=${mix.toFixed(2)}`;
+}
+
+function press(model, name) {
   for (const card of document.querySelectorAll(".style")) {
-    card.setAttribute("aria-pressed", String(card.dataset.model === model));
+    card.setAttribute("aria-pressed", String(card.dataset.model === model && card.dataset.style === name));
+  }
+}
+
+function fill(select, names, chosen) {
+  select.replaceChildren(...names.map((name) => new Option(name, name, false, name === chosen)));
+}
+
+// A style card: a single-style model is picked by its name alone; a multi-style model's style also opens the
+// blend control on its model's styles, starting from that style alone.
+function choose(style) {
+  state.model = style.model;
+  state.style = style.multi_style ? style.name : null;
+  press(style.model, style.name);
+  const names = multiStyles.get(style.model);
+  $("blend").hidden = !names;
+  if (names) {
+    fill($("blend-a"), names, style.name);
+    fill($("blend-b"), names, names.find((name) => name !== style.name));
+    $("blend-mix").value = "0";
+    showBlend();
   }
   stylize();
+}
+
+function showBlend() {
+  const a = $("blend-a").value, b = $("blend-b").value, mix = Number($("blend-mix").value);
+  $("blend-value").textContent = a === b ? a : `${a} ${Math.round(100 * (1 - mix))}% · ${b} ${Math.round(100 * mix)}%`;
+  state.style = blendChoice(a, b, mix);
+  press(state.model, state.style);
 }
 
 function setFile(file) {
@@ -68,11 +107,12 @@ function setFile(file) {
 }
 
 async function stylize() {
-  if (!state.file || !state.style) return;
+  if (!state.file || !state.model) return;
   const ticket = ++state.pending;
   const strength = $("strength").value;
   say("Stylizing…");
-  const query = new URLSearchParams({ style: state.style, strength });
+  const query = new URLSearchParams({ model: state.model, strength });
+  if (state.style) query.set("style", state.style);
   let response;
   try {
     response = await fetch("/v1/stylize?" + query, {
@@ -93,17 +133,25 @@ async function stylize() {
   const stem = state.file.name.replace(/\.[^.]*$/, "") || "photo";
   const ext = (blob.type.split("/")[1] || "png").replace("jpeg", "jpg");
   $("download").href = state.resultUrl;
-  $("download").download = `${stem}.${response.headers.get("X-Stylecast-Style") || "stylized"}.${ext}`;
+  const painted = response.headers.get("X-Stylecast-Style") || "stylized";
+  $("download").download = `${stem}.${painted}.${ext}`;
   $("download").hidden = false;
-  say(`Done: ${response.headers.get("X-Stylecast-Model")} at strength ${Number(strength).toFixed(2)}.`);
+  say(`Done: ${response.headers.get("X-Stylecast-Model")} (${painted}) at strength ${Number(strength).toFixed(2)}.`);
 }
 
-let strengthTimer = null;
+// Sliders stylize once they rest, not at every step of a drag.
+let sliderTimer = null;
+function later() {
+  clearTimeout(sliderTimer);
+  sliderTimer = setTimeout(stylize, 250);
+}
+
 $("strength").addEventListener("input", () => {
   $("strength-value").textContent = Number($("strength").value).toFixed(2);
-  clearTimeout(strengthTimer);
-  strengthTimer = setTimeout(stylize, 250);
+  later();
 });
+$("blend-mix").addEventListener("input", () => { showBlend(); later(); });
+for (const id of ["blend-a", "blend-b"]) $(id).addEventListener("change", () => { showBlend(); stylize(); });
 $("file").addEventListener("change", () => setFile($("file").files[0]));
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
