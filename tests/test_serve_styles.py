@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylecast.benchmarks.load.browser import CHROMIUM, WINDOW, missing_browser
+from stylecast.benchmarks.load.browser import headless_chromium, missing_browser
 from stylecast.benchmarks.load.client import request_counts, scrape
 from stylecast.benchmarks.load.server import running_server
 from stylecast.runtime.media import run_image
@@ -334,19 +334,12 @@ def test_the_page_has_a_blend_control_that_sends_what_the_stylizer_paints(server
 def test_the_page_blends_two_styles_in_a_browser(server, tmp_path):
     """Headless Chromium: the blend control shows for the multi-style model's styles only; two styles and the
     slider's mix are sent, and the server's answer names that blend."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     photo = tmp_path / "chelsea.png"
     photo.write_bytes(_png(_photo(72, 48)))
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 f"--window-size={WINDOW[0]},{WINDOW[1]}"):
-        options.add_argument(flag)
-    options.binary_location = next(shutil.which(name) for name in CHROMIUM if shutil.which(name))
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = headless_chromium()
     try:
         driver.get(server.url)
         wait = WebDriverWait(driver, 60)

@@ -21,19 +21,25 @@ def missing_browser() -> str | None:
     return None
 
 
-def stylize_in_page(url: str, photo: Path, screenshot: Path | None = None, timeout: float = 60.0) -> dict:
-    """Upload ``photo`` on the page at ``url``; returns what the page shows (status, result size, download name)."""
+def headless_chromium():  # noqa: ANN201 - a selenium WebDriver (selenium imported lazily)
+    """Debian's Chromium, headless, at the page's test window size; the caller quits it."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  f"--window-size={WINDOW[0]},{WINDOW[1]}"):
         options.add_argument(flag)
     options.binary_location = next(shutil.which(name) for name in CHROMIUM if shutil.which(name))
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+
+
+def stylize_in_page(url: str, photo: Path, screenshot: Path | None = None, timeout: float = 60.0) -> dict:
+    """Upload ``photo`` on the page at ``url``; returns what the page shows (status, result size, download name)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = headless_chromium()
     try:
         driver.get(url)
         wait = WebDriverWait(driver, timeout)
