@@ -40,9 +40,10 @@ def evaluate(
         raise StylecastError("--fid-weights needs --fid-reference IMAGES to compare the outputs with")
     methods = [parse_method(spec) for spec in method]
     vgg = load_loss_net(loss_net, [GATYS_CONTENT_LAYER, *GATYS_STYLE_LAYERS], "cpu", loss_net_weights)
-    evaluation = Evaluation(style=style, contents=expand_inputs(contents), methods=methods, out_dir=out,
+    photos = [path for path, _ in expand_inputs(contents)]  # evaluation reads files; their subfolders do not matter
+    evaluation = Evaluation(style=style, contents=photos, methods=methods, out_dir=out,
                             size=size, loss_net=loss_net, net_id=vgg.net_id, fid_weights=fid_weights,
-                            fid_reference=expand_inputs(fid_reference) if fid_reference else [])
+                            fid_reference=[path for path, _ in expand_inputs(fid_reference)] if fid_reference else [])
     evaluator = Evaluator(evaluation, vgg)
     with Progress(TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("evaluate", total=len(evaluation.contents) * len(methods))
