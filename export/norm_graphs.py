@@ -46,7 +46,7 @@ from stylecast.runtime.formats import (
 
 # Raised when the surgery changes, so that exports remake the graphs an older stylecast left beside a model (the
 # older ones still compute the same sums and stay usable).
-GRAPH_VERSION_KEY, GRAPH_VERSION = "stylecast.graph_version", "2"
+GRAPH_VERSION_KEY, GRAPH_VERSION = "stylecast.graph_version", "3"
 
 
 def _initializer(graph: onnx.GraphProto, name: str) -> onnx.TensorProto | None:
@@ -119,13 +119,17 @@ def stats_graph(single: onnx.ModelProto, single_sha: str = "") -> onnx.ModelProt
         if value.name == STYLE:  # one row, broadcast over the photo's patches
             value.type.tensor_type.shape.dim[0].dim_value = 1
     graph.initializer.extend([_const("stats_axes", [0, 2, 3]), _const("stats_flat", [1, -1]),
-                              _const("stats_shape", [1, -1, 1, 1])])
+                              _const("stats_shape", [1, -1, 1, 1]), _const("stats_same", [0, 0, 0, 0])])
     replaced, parts = {}, []
     for i, (node, _) in enumerate(layers):
-        x, p = node.input[0], f"stats{i}"
+        x, p = f"stats{i}_x", f"stats{i}"
         epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
         graph.initializer.extend([_const(f"{p}_eps", epsilon)])
         replaced[id(node)] = [
+            # A shape-preserving Reshape, so that the layer's input has one consumer: ONNX Runtime fuses an int8
+            # graph's DequantizeLinear-Conv-QuantizeLinear into QLinearConv only where the Q's DequantizeLinear
+            # feeds one node (it converts that Q/DQ pair to uint8 as the conv's input already is; measured faster).
+            helper.make_node("Reshape", [node.input[0], "stats_same"], [x]),
             helper.make_node("ReduceMean", [x, "stats_axes"], [f"{p}_mean4"], keepdims=1),
             helper.make_node("Sub", [x, f"{p}_mean4"], [f"{p}_centred"]),
             helper.make_node("Mul", [f"{p}_centred", f"{p}_centred"], [f"{p}_square"]),

@@ -96,6 +96,25 @@ def test_int8_graph_is_explicit_symmetric_qdq_with_fp32_instance_norm(low_precis
     assert chosen["leading"] < len(convs) - 1, "some convs are int8"
 
 
+def test_onnx_runtime_fuses_the_int8_convs_of_every_graph_alike(low_precision_export, tmp_path):
+    """The statistics graph's int8 convs run as QLinearConv as the single pass's do (an unfused one was slower)."""
+    import onnxruntime as ort
+
+    out, _ = low_precision_export
+
+    def fused(path):
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"{path.name}.optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return sum(n.op_type == "QLinearConv" for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+    single = fused(out / "tiny.int8.onnx")
+    assert single > 0
+    assert fused(out / "tiled" / "tiny.int8.stats.onnx") == single
+    assert fused(out / "tiled" / "tiny.int8.apply.onnx") == single
+
+
 def test_int8_fp32_convs_and_method_are_chosen_by_measured_parity(low_precision_export):
     out, _ = low_precision_export
     entry = _entry(out, "int8")
