@@ -119,7 +119,16 @@ def test_compiled_models_are_cached_per_shape_least_recently_used_first_out(tiny
     backend.run(np.zeros((1, 3, 40, 48), np.float32))
     backend.request((1, 3, 32, 32))  # used again: now the most recent
     backend.run(np.zeros((2, 3, 24, 24), np.float32))
-    assert list(backend._compiled) == [((1, 3, 32, 32),), ((2, 3, 24, 24),)]  # keyed by every input's shape
+    assert list(backend._compiled) == [((-1, 3, 32, 32),), ((-1, 3, 24, 24),)]  # keyed by every input's size
+
+
+def test_batches_of_one_image_size_share_one_compiled_model(tiny_exports):
+    backend = load_backend(tiny_exports["fp32"], backend="openvino", threads=1)
+    batch = np.concatenate([_photo_batch(32, 40), _photo_batch(32, 40)[..., ::-1], 255 - _photo_batch(32, 40)])
+    together = backend.run(batch)
+    alone = [backend.run(batch[i:i + 1]) for i in range(3)]
+    assert len(backend._compiled) == 1
+    assert np.abs(together - np.concatenate(alone)).max() < 1e-3
 
 
 def test_missing_openvino_is_one_line_error(tiny_exports, monkeypatch):
