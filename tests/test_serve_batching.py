@@ -180,3 +180,22 @@ def test_stop_gives_up_queued_work_and_readiness_follows_the_dispatcher():
     stopped_in, outcome, running = asyncio.run(scenario())
     assert stopped_in < 1.0 and isinstance(outcome, TimedOut) and "shutting down" in str(outcome)
     assert not running
+
+
+def test_the_engines_are_bound_to_the_thread_that_runs_them():
+    """A CUDA context is current per thread: ``bind`` and ``release`` run on the inference thread itself."""
+    threads: dict[str, int] = {}
+
+    def run(key, items, should_stop):
+        threads.setdefault("run", threading.get_ident())
+        return items
+
+    async def scenario():
+        batcher = _batcher(run)
+        batcher.start(lambda: threads.setdefault("bind", threading.get_ident()),
+                      lambda: threads.setdefault("release", threading.get_ident()))
+        await batcher.submit(("image", "m"), 1, 5.0, 1, 1)
+        await batcher.stop(1.0)
+
+    asyncio.run(scenario())
+    assert threads["bind"] == threads["run"] == threads["release"] != threading.get_ident()
