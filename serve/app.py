@@ -36,6 +36,7 @@ from stylecast.runtime.images import (
     decode_image,
     encode_image,
 )
+from stylecast.runtime.stroke import check_stroke
 from stylecast.serve.batching import Batcher, Cancelled, Overloaded, TimedOut, pixels_of
 from stylecast.serve.errors import HttpError
 from stylecast.serve.limits import MIN_UPLOAD_RATE, READ_TIMEOUT_S, AllowedHosts, check_key, read_body, upload_bytes
@@ -235,6 +236,14 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
         with admitted():
             pass
 
+    def stroke_of(stroke: float, where: str) -> float:
+        """A request's stroke size, or a 400 naming ``where`` (out of range, or no guided filter on this server)."""
+        try:
+            check_stroke(stroke, where)
+        except StylecastError as exc:
+            raise HttpError(400, str(exc)) from exc
+        return stroke
+
     async def in_codec_pool(call: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(codec_pool, functools.partial(call, *args))
 
@@ -278,8 +287,9 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
     @app.post("/v1/stylize", dependencies=guarded)
     async def stylize(request: Request, style: str | None = Query(None, max_length=MAX_CHOICE),
                       model: str | None = Query(None, max_length=64),
-                      strength: float = Query(1.0, ge=0.0, le=1.0),
+                      strength: float = Query(1.0, ge=0.0, le=1.0), stroke: float = Query(1.0),
                       asked: str | None = Query(None, alias="format", pattern="^(png|jpeg|jpg|webp)$")) -> Response:
+        stroke = stroke_of(stroke, "stroke")
         served, vector = models.pick(style, model)
         with metrics.stats.request(served.name) as timing:
             admit()
@@ -303,8 +313,8 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
             except Unencodable as exc:
                 raise HttpError(422, str(exc)) from exc
             with admitted(pixels_of(image.rgb)):
-                key = image_key(served, image.rgb, settings.max_batch_pixels)
-                result = await run(key, (image.rgb, strength, vector), request=request)
+                key = image_key(served, image.rgb, settings.max_batch_pixels, stroke)
+                result = await run(key, (image.rgb, strength, vector, stroke), request=request)
                 with timing.output():
                     body = await in_codec_pool(encode_image, result, image.alpha, fmt, settings.quality)
         return Response(body, media_type=MEDIA_TYPES[fmt],
@@ -386,9 +396,10 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
             batch, _, height, width = parsed.image.shape
             model.check_tensor(height, width)
             style = model.v2_styles(parsed.style, parsed.choice, batch)
+            stroke = stroke_of(parsed.stroke, "parameters.stroke")
             with admitted(pixels_of(parsed.image)):
                 # the key leaves the style out: requests in different styles run as one batch, a row each
-                result = await run(("v2", name, height, width), (parsed.image, style), batch, request)
+                result = await run(("v2", name, height, width, stroke), (parsed.image, style, stroke), batch, request)
                 with timing.output():
                     parts, headers = await codec.answer(name, parsed, result)
         return StreamingResponse(stream(parts), headers=headers)  # tens of MiB sent whole would stall the loop

@@ -16,8 +16,9 @@ from stylecast.runtime.errors import StylecastError
 from stylecast.runtime.formats import FILE_KINDS, ONNX, BackendOptions, kind_of, triton_model_name
 from stylecast.runtime.images import encode_image, load_image, resize_long_side
 from stylecast.runtime.media import run_image
+from stylecast.runtime.stroke import paint_at_stroke
 from stylecast.runtime.styles_catalog import blend_label, parse_style_choice, style_weights
-from stylecast.runtime.stylizer import Stylizer
+from stylecast.runtime.stylizer import Stylizer, pad_to_min
 from stylecast.runtime.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_NORM, default_tile
 from stylecast.serve.batching import Cancelled
 from stylecast.serve.errors import HttpError
@@ -69,9 +70,18 @@ class ServedModel:
             raise HttpError(400, f"input 'image': {width}x{height} is above the engine's profile of "
                                  f"{largest[3]}x{largest[2]}; send smaller tiles or use /v1/stylize, which tiles")
 
-    def forward(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray, style: np.ndarray, stroke: float = 1.0) -> np.ndarray:
         """The model alone on ``batch`` in the styles ``style`` (a row per image), in chunks of the engine
-        profile's largest batch."""
+        profile's largest batch; ``stroke`` below 1 paints the batch downscaled by it (``paint_at_stroke``)."""
+        if stroke < 1.0:
+            def paint(images: list[np.ndarray]) -> list[np.ndarray]:
+                height, width = images[0].shape[:2]  # padded where the model needs more, as stylize_batch pads
+                padded = np.stack([pad_to_min(image, self.stylizer.min_side) for image in images])
+                out = self.forward(np.ascontiguousarray(padded.transpose(0, 3, 1, 2)), style)
+                return list(out[:, :, :height, :width].transpose(0, 2, 3, 1))
+
+            painted = paint_at_stroke(paint, list(batch.transpose(0, 2, 3, 1)), stroke)
+            return np.ascontiguousarray(np.stack(painted).transpose(0, 3, 1, 2))
         largest = self.stylizer.backend.max_shape()
         step = largest[0] if largest else len(batch)
         return np.concatenate([self.stylizer.forward(batch[i:i + step], style=style[i:i + step])
@@ -190,40 +200,43 @@ class ModelSet:
         raise HttpError(400, f"a blend takes the styles of one multi-style model ({blends})")
 
     def run(self, key: Hashable, items: list[Any], should_stop: Callable[[], bool]) -> list[Any]:
-        """The batcher's work for ``key = (kind, model name, size...)``:
+        """The batcher's work for ``key = (kind, model name, size...)``; each item ends with its stroke size, one
+        per batch where the key holds it:
 
-        - ``v2``: (float NCHW tensor, [batch, N] style rows) pairs, concatenated and run through the model alone
-          (what Triton computes);
-        - ``image``: (HxWx3 uint8, strength, style vector) items of one size, run as one batch as `stylecast
-          stylize` runs them (their styles may differ: the model takes one style row per image);
+        - ``v2``: (float NCHW tensor, [batch, N] style rows, stroke) items, concatenated and run through the model
+          alone (what Triton computes);
+        - ``image``: (HxWx3 uint8, strength, style vector, stroke) items of one size, run as one batch as
+          `stylecast stylize` runs them (their styles may differ: the model takes one style row per image);
         - ``tiled``: one large image in tiles of the key's side and overlap, as `stylecast stylize` tiles large
           photos; it stops between tiles once ``should_stop()`` says its request was given up.
         """
         kind, name = key[0], key[1]
         stylizer = self.models[name].stylizer
         if kind == "v2":
-            out = self.models[name].forward(np.concatenate([image for image, _ in items]),
-                                            np.concatenate([style for _, style in items]))
-            return np.split(out, np.cumsum([len(image) for image, _ in items])[:-1])
+            out = self.models[name].forward(np.concatenate([image for image, _, _ in items]),
+                                            np.concatenate([style for _, style, _ in items]), items[0][2])
+            return np.split(out, np.cumsum([len(image) for image, _, _ in items])[:-1])
         if kind == "tiled":
             def step(done: int, total: int) -> None:
                 if should_stop():
                     raise Cancelled(f"given up after {done} of {total} tiles")
 
             tile, overlap = key[3], key[4]
-            return [run_image(stylizer, rgb, tile, overlap, step, strength=strength, style=style)
-                    for rgb, strength, style in items]
-        return stylizer.stylize_batch([rgb for rgb, _, _ in items], [strength for _, strength, _ in items],
-                                      styles=[style for _, _, style in items])
+            return [run_image(stylizer, rgb, tile, overlap, step, strength=strength, style=style, stroke=stroke)
+                    for rgb, strength, style, stroke in items]
+        return paint_at_stroke(lambda images: stylizer.stylize_batch(images, [item[1] for item in items],
+                                                                     styles=[item[2] for item in items]),
+                               [item[0] for item in items], items[0][3])
 
 
-def image_key(model: ServedModel, rgb: np.ndarray, max_pixels: int) -> tuple:
-    """Same-size images of one model batch together, whatever their styles; one above ``max_pixels`` (the most a
-    batch may hold) or outside the model's profile runs alone, in tiles."""
+def image_key(model: ServedModel, rgb: np.ndarray, max_pixels: int, stroke: float = 1.0) -> tuple:
+    """Same-size images of one model and stroke size batch together, whatever their styles; one above
+    ``max_pixels`` (the most a batch may hold) or outside the model's profile runs alone, in tiles (where its stroke
+    size still paints it smaller, the tiles are decided at that size)."""
     height, width = rgb.shape[:2]
     if height * width > max_pixels or not model.fits(1, height, width):
         return ("tiled", model.name, id(rgb), *serve_tiling(model, max_pixels))
-    return ("image", model.name, height, width)
+    return ("image", model.name, height, width, stroke)
 
 
 def serve_tiling(model: ServedModel, max_pixels: int) -> tuple[int, int]:

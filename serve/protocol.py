@@ -176,6 +176,7 @@ class InferRequest:
     binary_output: bool
     style: np.ndarray | None = None  # the ``style`` input's [batch, N] rows, each scaled to sum 1
     choice: str | None = None  # the ``style`` request parameter: a style or a blend, for the server to weigh
+    stroke: float = 1.0  # the ``stroke`` request parameter: the net paints the images downscaled by it
 
 
 class _Binary:
@@ -257,6 +258,14 @@ def _style_choice(header: dict) -> str | None:
     return choice
 
 
+def _stroke(header: dict) -> float:
+    """The ``stroke`` request parameter, a number (its range is checked with the server's other stroke sizes)."""
+    stroke = _parameters(header, "").get("stroke", 1.0)
+    if type(stroke) not in (int, float):  # type(), not isinstance: JSON's true is not a number
+        raise HttpError(400, f"parameters.stroke must be a number above 0 and at most 1, got {_json_type(stroke)}")
+    return float(stroke)
+
+
 def _binary_output(header: dict) -> bool:
     """Binary if the output asks for it, or (it does not say) the request-wide ``binary_data_output`` does."""
     default = _flag(_parameters(header, ""), "binary_data_output", "parameters.")
@@ -286,7 +295,7 @@ def _read(body: bytes, split: int, max_batch: int, max_pixels: int, min_side: in
     image = binary.values(tensor, where, shape)
     style = _style_rows(*inputs[STYLE], shape[0], styles, binary) if STYLE in inputs else None
     binary.check_used()
-    return InferRequest(request_id, image, _binary_output(header), style, _style_choice(header))
+    return InferRequest(request_id, image, _binary_output(header), style, _style_choice(header), _stroke(header))
 
 
 def parse_infer(body: bytes, split: int, max_batch: int, max_pixels: int, min_side: int,

@@ -94,6 +94,7 @@ def test_the_engine_profile_bounds_batches_tiles_and_tensors(tiny_onnx, tmp_path
     model.stylizer.forward = lambda batch, style: calls.append(len(batch)) or forward(batch, style=style)
     batch = np.random.default_rng(0).uniform(0, 255, (5, 3, 64, 64)).astype(np.float32)
     rows = np.ones((5, 1), np.float32)  # the single style of a single-style model
-    out = models.run(("v2", "tiny_fp32", 64, 64), [(batch[:3], rows[:3]), (batch[3:], rows[3:])], lambda: False)
+    out = models.run(("v2", "tiny_fp32", 64, 64, 1.0), [(batch[:3], rows[:3], 1.0), (batch[3:], rows[3:], 1.0)],
+                     lambda: False)
     assert calls == [2, 2, 1] and [len(o) for o in out] == [3, 2]
     assert np.allclose(np.concatenate(out), forward(batch), atol=1e-3)

@@ -1,5 +1,5 @@
-// The page of `stylecast serve`: styles from /v1/styles, one POST /v1/stylize per photo, strength or style, and
-// a blend of two styles of a multi-style model.
+// The page of `stylecast serve`: styles from /v1/styles, one POST /v1/stylize per photo, strength, stroke size or
+// style, and a blend of two styles of a multi-style model.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -109,9 +109,9 @@ function setFile(file) {
 async function stylize() {
   if (!state.file || !state.model) return;
   const ticket = ++state.pending;
-  const strength = $("strength").value;
+  const strength = $("strength").value, stroke = $("stroke").value;
   say("Stylizing…");
-  const query = new URLSearchParams({ model: state.model, strength });
+  const query = new URLSearchParams({ model: state.model, strength, stroke });
   if (state.style) query.set("style", state.style);
   let response;
   try {
@@ -136,7 +136,8 @@ async function stylize() {
   const painted = response.headers.get("X-Stylecast-Style") || "stylized";
   $("download").download = `${stem}.${painted}.${ext}`;
   $("download").hidden = false;
-  say(`Done: ${response.headers.get("X-Stylecast-Model")} (${painted}) at strength ${Number(strength).toFixed(2)}.`);
+  say(`Done: ${response.headers.get("X-Stylecast-Model")} (${painted}) at strength ${Number(strength).toFixed(2)}, ` +
+      `stroke size ${Number(stroke).toFixed(2)}.`);
 }
 
 // Sliders stylize once they rest, not at every step of a drag.
@@ -148,6 +149,10 @@ function later() {
 
 $("strength").addEventListener("input", () => {
   $("strength-value").textContent = Number($("strength").value).toFixed(2);
+  later();
+});
+$("stroke").addEventListener("input", () => {
+  $("stroke-value").textContent = Number($("stroke").value).toFixed(2);
   later();
 });
 $("blend-mix").addEventListener("input", () => { showBlend(); later(); });
