@@ -72,3 +72,23 @@ def test_perf_analyzer_measures_the_v2_route(tiny_onnx):
 def test_perf_analyzer_that_is_not_there_is_named():
     with pytest.raises(StylecastError, match="make perf-analyzer"):
         version("no-such-perf-analyzer")
+
+
+def test_ray_serve_overhead_pairs_bursts_of_two_servers(tiny_onnx):
+    """The measurement of `serve --ray` against `serve`, on two plain servers: every burst is answered, each level
+    and route gets a row, and the ratio is Ray's seconds over local's."""
+    import numpy as np
+
+    from stylecast.benchmarks.load import ray_overhead
+    from stylecast.benchmarks.load.client import calls
+
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8)
+    with running_server([tiny_onnx]) as local, running_server([tiny_onnx]) as other:
+        rows = ray_overhead.measure({"local": local, "ray": other}, calls(tiny_onnx, rgb), rounds=2, per_client=2)
+    assert [(r["route"], r["concurrency"]) for r in rows] == [("v1", 1), ("v1", 8), ("v2", 1), ("v2", 8)]
+    for row in rows:
+        assert row["images"] == row["concurrency"] * 2 and row["ratio"] > 0
+        assert row["local_images_per_s"] > 0 and row["ray_images_per_s"] > 0
+    text = ray_overhead.markdown({"size": 48, "machine": "m", "model": str(tiny_onnx), "threads": 1, "rounds": 2,
+                                  "ray_start_s": 9.0, "local_start_s": 1.0, "rows": rows})
+    assert text.count("\n| v") == 4 and "Ray's overhead" in text
