@@ -22,9 +22,13 @@
 #   make int8-sensitivity   each conv rounded to int8 on its own: why the leading convs stay fp32
 #   make bench-tiles        tiled vs whole-image agreement on a 12 MP photo per tile normalisation and precision,
 #                           sky crops, peak memory at 12 and 48 MP -> benchmarks/results/tiles/
+#   make bench-stroke       --stroke 1/0.5/0.25: crops of a 12 MP photo per style, 1080p latency against stroke 1 and
+#                           sharpness along the photo's edges -> benchmarks/results/stroke/
 #   make bench-video        a long video with audio: flicker with/without --temporal-blend, fps by batch
 #   make bench-ray          Ray's overhead: 200 (RAY_PHOTOS) 512 px photos through local stylize and --ray with
 #                           1 and 2 actors on the same cores, interleaved -> benchmarks/results/ray/ray.{md,json}
+#   make bench-ray-serve    Ray Serve's overhead: `serve --ray` (1 replica) against `serve` on the same cores, /v1 and v2
+#                           at concurrency 1 and 8, interleaved -> benchmarks/results/ray/serve.{md,json}
 #   make check-trt          the exports of $(STYLE) against TensorRT's documented ONNX-parser constraints (CPU)
 #   make gpu-check          the GPU acceptance run -> benchmarks/results/gpu-check/ (exit 77 without CUDA)
 #   make gpu-wheels         the small wheels a GPU box without network needs for gpu-check -> wheels/
@@ -39,6 +43,10 @@
 #   make quality-slim STYLE=wave   the same for models/$(STYLE)-slim.safetensors -> .../quality/$(STYLE)-slim/
 #   make quality-curve STYLE=wave  every snapshot of runs/$(STYLE) (RUN=...) scored: quality against training
 #                           CPU-hours and the hours a fit says 1.4x Gatys needs -> .../quality/$(STYLE)/curve.*
+#   make quality-catalogue  a multi-style model (MODEL=models/catalogue.safetensors) scored style by style (STYLES=all
+#                           or one style) -> .../quality/<model>/<style>/report.*, .../quality/<model>/summary.md
+#   make quality-catalogue-curve  every snapshot of a multi-style run (RUN=runs/catalogue) scored, the mean over its
+#                           styles (STYLES=all) or one style -> .../quality/<model>/mean-curve.* or .../<style>/curve.*
 #   make ship STYLE=...     what a trained style ships: exports at every precision, models/$(STYLE).gallery.jpg,
 #                           its quality report, then the styles sheet
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
@@ -67,7 +75,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see docs/benchmarks.md).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-video bench-ray int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve styles-sheet ship recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-stroke bench-video bench-ray bench-ray-serve int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve quality-catalogue quality-catalogue-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -229,6 +237,11 @@ bench-tiles: export
 	$(PY) -m stylecast.benchmarks.media.tiles --model $(ART)/$(STYLE).fp32.onnx --photo $(TILES_PHOTO) \
 		--docs docs/video.md $(ARGS)
 
+# Every --model STROKE_MODELS names (default: the wave export and one other exported style).
+STROKE_MODELS ?=
+bench-stroke: export
+	$(PY) -m stylecast.benchmarks.media.stroke $(foreach m,$(STROKE_MODELS),--model $(m)) --photo $(TILES_PHOTO) $(ARGS)
+
 bench-video: setup $(MODEL)
 	$(PY) -m stylecast.benchmarks.media.video --model $(MODEL) --photo $(PHOTO)
 
@@ -238,6 +251,9 @@ RAY_PHOTOS ?= 200
 bench-ray: $(ART)/$(STYLE).fp32.onnx
 	$(PY) -m stylecast.benchmarks.ray_overhead --model $(ART)/$(STYLE).fp32.onnx --photos $(RAY_PHOTOS) \
 		--source $(DATA) $(ARGS)
+
+bench-ray-serve: $(ART)/$(STYLE).fp32.onnx
+	$(PY) -m stylecast.benchmarks.load.ray_overhead --model $(ART)/$(STYLE).fp32.onnx $(ARGS)
 
 check-trt: setup
 	for r in 10.3 10.x 11; do $(SC) check-trt $(wildcard $(ART)/$(STYLE).*.onnx) --trt $$r || exit 1; done
@@ -270,6 +286,17 @@ quality-slim: quality-reference
 RUN ?= runs/$(STYLE)
 quality-curve: quality-reference
 	$(SC) quality-curve $(RUN) --style $(STYLE) --photos $(DATA) $(ARGS)
+
+# A multi-style model, each style against its own Gatys reference (a style without one is listed as such: make
+# quality-reference STYLE=<style> computes it). MODEL and RUN default to the catalogue's here.
+STYLES ?= all
+quality-catalogue: MODEL = models/catalogue.safetensors
+quality-catalogue: weights
+	$(SC) quality $(MODEL) --style $(STYLES) --photos $(DATA) $(ARGS)
+
+quality-catalogue-curve: RUN = runs/catalogue
+quality-catalogue-curve: weights
+	$(SC) quality-curve $(RUN) --style $(STYLES) --photos $(DATA) $(ARGS)
 
 styles-sheet: setup
 	$(PY) -m stylecast.benchmarks.quality.styles_sheet $(ARGS)

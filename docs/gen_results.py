@@ -27,6 +27,11 @@ REGENERATE = [
     (r"quality/(?P<style>[^/]+)-slim/report\.md", "make quality-slim STYLE={style}"),
     (r"quality/(?P<style>[^/]+)/report\.md", "make quality STYLE={style}"),
     (r"quality/(?P<style>[^/]+)/curve\.md", "make quality-curve STYLE={style} RUN={run}"),
+    (r"quality/(?P<model>[^/]+)/summary\.md", "make quality-catalogue MODEL=models/{model}.safetensors"),
+    (r"quality/(?P<model>[^/]+)/(?P<style>[^/]+)/report\.md",
+     "make quality-catalogue MODEL=models/{model}.safetensors STYLES={style}"),
+    (r"quality/(?P<model>[^/]+)/mean-curve\.md", "make quality-catalogue-curve RUN={run}"),
+    (r"quality/(?P<model>[^/]+)/(?P<style>[^/]+)/curve\.md", "make quality-catalogue-curve RUN={run} STYLES={style}"),
     (r"compress/(?P<style>[^/]+)/report\.md", "make compress STYLE={style}"),
     (r"recipe-ab/step-speed-[^/]+\.md", "make step-speed"),
     (r"recipe-ab/(?P<style>.+)-[0-9a-f]+\.md", "make recipe-ab STYLE={style}"),
@@ -37,6 +42,9 @@ REGENERATE = [
     (r"students-latency\.md", 'make students-latency ARGS="--resolution 512 --resolution 1080p"'),
     (r"gpu-check/[^/]+\.md", "make gpu-check"),
     (r"tiles/tiles\.md", "make bench-tiles"),
+    (r"stroke/stroke\.md", "make bench-stroke"),
+    (r"ray/ray\.md", "make bench-ray"),
+    (r"ray/serve\.md", "make bench-ray-serve"),
 ]
 
 

@@ -63,6 +63,7 @@ def evaluate(
 STYLES = Path("styles")
 HELDOUT = STYLES / "heldout.sha256"
 PHOTOS = Path("../shared/photos")
+RESULTS = Path("benchmarks/results/quality")
 
 # Options shared by quality-reference, quality and recipe-ab.
 HeldoutPhotos = Annotated[Path, typer.Option(help="Folder holding the held-out photos.")]
@@ -130,8 +131,12 @@ def quality_reference(
 
 def quality(
     model: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an ONNX export.")],
-    style: Annotated[str, typer.Option(help="Style name (styles/<style>.toml and its painting).")],
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: benchmarks/results/quality/<style>).")] = None,
+    style: Annotated[str | None, typer.Option(help="Style name (styles/<style>.toml and its painting); a single-style "
+                                                   "model's default is its own. A multi-style model: NAME, one of "
+                                                   "its styles, or all (a report per style and a summary).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: benchmarks/results/quality/<style>; a "
+                                                  "multi-style model's: .../quality/<model>, a folder per style)."
+                                             )] = None,
     photos: HeldoutPhotos = PHOTOS,
     styles_dir: StylesDir = STYLES,
     heldout: HeldoutList = None,
@@ -144,37 +149,70 @@ def quality(
     losses: Losses = "project,examples",
     loss_net_weights: Vgg16Weights = None,
 ) -> None:
-    """Score a model against the style's Gatys reference: loss ratios, 'matches Gatys after N', border measure,
-    still-camera flicker."""
+    """Score a model against the style's Gatys reference: loss ratios, style term, 'matches Gatys after N', border
+    measure, still-camera flicker."""
     need_torch()
+    from stylecast.benchmarks.quality.multistyle import (
+        ALL,
+        chosen_styles,
+        held_styles,
+        missing_reference,
+        write_summary,
+    )
     from stylecast.benchmarks.quality.yardstick import model_stylizer, report_dict, score, write_report
     from stylecast.runtime.images import load_image
 
-    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
-    stylize, meta = model_stylizer(model, input_pad)
-    scored = score(ys, stylize)
-    report = report_dict(ys, scored, model, meta, {"style": style, "input_pad_override": input_pad})
-    folder = out or Path("benchmarks/results/quality") / style
-    write_report(ys, scored, report, folder, load_image(ys.style_image).rgb)
+    name, held = held_styles(model)
+    multi = len(held) > 1
+    folder = out or RESULTS / (name if multi else held[0])
+    reports: dict[str, dict | None] = {}
+    for one in chosen_styles(model, held, style):
+        ys = _yardstick(one, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
+        missing = missing_reference(ys, one)
+        if missing and style != ALL:
+            raise StylecastError(missing)
+        if missing:
+            typer.echo(f"{one}: skipped, {missing}")
+            reports[one] = None
+            continue
+        stylize, meta = model_stylizer(model, input_pad, one)
+        scored = score(ys, stylize)
+        extra = {"style": one, "input_pad_override": input_pad, **({"model_styles": held} if multi else {})}
+        report = report_dict(ys, scored, model, meta, extra)
+        where = folder / one if multi else folder
+        write_report(ys, scored, report, where, load_image(ys.style_image).rgb)
+        _echo_scores(ys, report, where, f"{one}: " if multi else "")
+        reports[one] = report
+    if style == ALL:
+        write_summary(model, [c.name for c in ys.conventions], reports, folder)
+        typer.echo(f"wrote {folder / 'summary.md'}, summary.json")
+
+
+def _echo_scores(ys, report: dict, folder: Path, prefix: str) -> None:  # noqa: ANN001 - a Yardstick
+    """A report's figures on the terminal, each line led by ``prefix`` (a multi-style model's style)."""
     s = report["summary"]
     for c in ys.conventions:
         r = s[c.name]
-        typer.echo(f"{c.name} loss: {r['ratio']['median']:.2f}x Gatys-{ys.steps} (range {r['ratio']['min']:.2f}–"
-                   f"{r['ratio']['max']:.2f}), matches Gatys after {r['matches_after_median']} iterations (median)")
+        typer.echo(f"{prefix}{c.name} loss: {r['ratio']['median']:.2f}x Gatys-{ys.steps} (range {r['ratio']['min']:.2f}"
+                   f"–{r['ratio']['max']:.2f}), style term {r['style_ratio']['median']:.2f}x, matches Gatys after "
+                   f"{r['matches_after_median']} iterations (median)")
     flicker = s["flicker"]
     shown = ["n/a" if ratio is None else f"{ratio:.2f}"
              for ratio in (flicker["ratio"], flicker["blended"]["ratio"], flicker["held"]["ratio"])]
-    typer.echo(f"border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); still-camera "
-               f"flicker ratio {shown[0]} (with --temporal-blend {flicker['blended']['temporal_blend']:g}: {shown[1]}; "
-               f"with --input-hold {flicker['held']['input_hold']:g}: {shown[2]}); "
+    typer.echo(f"{prefix}border ratio {s['border_ratio']['median']:.2f} (photos {s['photo_border_ratio']:.2f}); "
+               f"still-camera flicker ratio {shown[0]} (with --temporal-blend {flicker['blended']['temporal_blend']:g}: "
+               f"{shown[1]}; with --input-hold {flicker['held']['input_hold']:g}: {shown[2]}); "
                f"wrote {folder / 'report.md'}, report.json, contact.jpg")
 
 
 def quality_curve(
     run_dir: Annotated[Path, typer.Argument(help="A training run's folder (its snapshots/, from --snapshot-every).")],
-    style: Annotated[str, typer.Option(help="The run's style (styles/<style>.toml and its painting).")],
+    style: Annotated[str | None, typer.Option(help="The run's style (styles/<style>.toml and its painting); a "
+                                                   "single-style run's default is its own. A multi-style run: NAME, "
+                                                   "one of its styles, or all (the mean over its styles).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for curve.{json,md,png} (default: benchmarks/results/"
-                                                  "quality/<style>).")] = None,
+                                                  "quality/<style>; a multi-style run's: .../quality/<model>/<style>, "
+                                                  "with all .../quality/<model>/mean-curve.*).")] = None,
     photos: HeldoutPhotos = PHOTOS,
     styles_dir: StylesDir = STYLES,
     heldout: HeldoutList = None,
@@ -191,19 +229,39 @@ def quality_curve(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from stylecast.benchmarks.quality import curve
+    from stylecast.benchmarks.quality.multistyle import ALL, chosen_styles, missing_reference
 
     _need_project(losses, "the curve's target is under it")
-    ys = _yardstick(style, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop, losses)
+    name, held = curve.run_styles(run_dir)
+    multi = len(held) > 1
+    # a single-style run's snapshots are checked against the painting of the --style given
+    chosen = chosen_styles(run_dir, held, style) if multi or style == ALL else [style or held[0]]
+    yardsticks = {one: _yardstick(one, styles_dir, photos, heldout, reference, steps, loss_net_weights, threads, crop,
+                                  losses) for one in chosen}
+    for one, ys in yardsticks.items():
+        missing = missing_reference(ys, one)
+        if missing:
+            raise StylecastError(missing)
     with Progress(TextColumn("[bold]score snapshots"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("score", total=None)
-        report = curve.curve(ys, run_dir, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    folder = out or Path("benchmarks/results/quality") / style
-    curve.write(report, folder)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if style == ALL:
+            report = curve.mean_curve(yardsticks, run_dir, progress)
+        else:
+            report = curve.curve(yardsticks[chosen[0]], run_dir, progress, chosen[0] if multi else None)
+    # a multi-style run's curves go under its net's name: a style's beside its report, the mean beside the summary
+    default = RESULTS / name / ("" if style == ALL else chosen[0]) if multi else RESULTS / chosen[0]
+    folder = out or default
+    written = curve.write(report, folder)
     last, fit = report["snapshots"][-1], report["fit"]
+    ratio = last["mean"]["project"] if "mean" in last else last["summary"]["project"]["ratio"]["median"]
     estimate = f"about {fit['hours']:.0f} CPU-hours" if fit["hours"] is not None else f"no estimate ({fit['why']})"
-    typer.echo(f"{len(report['snapshots'])} snapshots; at {last['cpu_hours']:.2f} CPU-hours the project ratio is "
-               f"{last['summary']['project']['ratio']['median']:.2f}x; {curve.TARGET_RATIO:g}x: {estimate}; "
-               f"wrote {folder / 'curve.md'}, curve.json, curve.png")
+    typer.echo(f"{len(report['snapshots'])} snapshots; at {last['cpu_hours']:.2f} CPU-hours the "
+               f"{'mean ' if 'mean' in last else ''}project ratio is {ratio:.2f}x; {curve.TARGET_RATIO:g}x: "
+               f"{estimate}; wrote {written}, {written.with_suffix('.json').name}, {written.with_suffix('.png').name}")
 
 
 def quality_heldout(

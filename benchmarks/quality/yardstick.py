@@ -3,7 +3,8 @@
 Gatys (L-BFGS from the photo) is run once per style, loss convention and held-out photo, and its loss is kept at
 checkpoints (``CHECKPOINTS``) next to the results, keyed by the style image, the loss settings and the photo
 (content hashes). A model is then scored in seconds: its total loss over the best 8-bit result of the converged
-optimisation (``ratio``), the iterations Gatys needs to do as well (``matches_after``), and the border measure.
+optimisation (``ratio``), its style term over that result's (``style_ratio``: how strongly it paints the
+style), the iterations Gatys needs to do as well (``matches_after``), and the border measure.
 
 Two conventions: ``project``, the style's own training loss (``styles/<style>.toml``), and ``examples``, the
 pytorch/examples fast_neural_style loss users compare with (VGG16, content relu2_2 x 1e5, style Gram/(c*h*w) at
@@ -197,6 +198,8 @@ def score(ys: Yardstick, stylize: Stylize) -> dict:
             terms = ys.terms(convention, photo, out)
             row[convention.name] = {**terms, "gatys": best, "gatys_best_after": best_step,
                                     "ratio": terms["total"] / best["total"],
+                                    # how strongly the style is painted, which the total can hide
+                                    "style_ratio": terms["style"] / best["style"],
                                     "matches_after": matches_after(reference, terms["total"]),
                                     "gatys_border_ratio": reference["border_ratio"]}
         rows.append(row)
@@ -207,6 +210,7 @@ def score(ys: Yardstick, stylize: Stylize) -> dict:
         median_after = float(np.median(after))
         summary[convention.name] = {
             "ratio": _spread([m["ratio"] for m in mine]),
+            "style_ratio": _spread([m["style_ratio"] for m in mine]),
             "matches_after_median": f"{median_after:g}" if median_after <= ys.steps else f">{ys.steps}",
             "gatys_border_ratio": float(np.median([m["gatys_border_ratio"] for m in mine])),
         }
@@ -276,29 +280,34 @@ def _heldout_note(excluded: str | None) -> str:
 
 def markdown(report: dict) -> str:
     s = report["summary"]
-    lines = [f"# Quality of `{Path(report['model']).name}` ({report['style_image']})", "",
+    of = f", style `{report['style']}`" if report.get("model_styles") else ""  # one style of a multi-style model
+    lines = [f"# Quality of `{Path(report['model']).name}`{of} ({report['style_image']})", "",
              f"{len(report['photos'])} held-out photos ({_heldout_note(report.get('excluded_photos'))}), "
              f"{report['crop']}x{report['crop']} centre "
              f"crops. Ratio: the model's total loss over the best that Gatys L-BFGS from the photo reaches in "
              f"{report['gatys_steps']} iterations on the same loss (1.0 = as good as the converged optimisation); "
              "matches after: the fewest Gatys iterations that do as well. Border: mean gradient magnitude in the "
              f"outer {report['band_px']} px over the interior's.", "",
-             "| loss | ratio median | ratio range | Gatys matches after (median) |", "|---|---:|---:|---:|"]
+             "Style term over Gatys: the model's style loss term over that of the same Gatys result (1.0 = as close "
+             "to the painting's textures as Gatys; higher: less of the style).", "",
+             "| loss | ratio median | ratio range | Gatys matches after (median) | style term over Gatys (median) |",
+             "|---|---:|---:|---:|---:|"]
     for c in report["conventions"]:
         r = s[c["name"]]
         lines.append(f"| {c['name']} | {r['ratio']['median']:.2f} | {r['ratio']['min']:.2f}–{r['ratio']['max']:.2f} | "
-                     f"{r['matches_after_median']} |")
+                     f"{r['matches_after_median']} | {r['style_ratio']['median']:.2f} |")
     b = s["border_ratio"]
     lines += ["", f"Border ratio: median {b['median']:.2f} (range {b['min']:.2f}–{b['max']:.2f}); the photos "
               f"{s['photo_border_ratio']:.2f}, Gatys ({report['conventions'][0]['name']} loss) "
               f"{s[report['conventions'][0]['name']]['gatys_border_ratio']:.2f}.", "",
               flicker_line(s["flicker"]), "",
-              "| photo | border | " + " | ".join(f"{c['name']} total | Gatys total | ratio | after"
+              "| photo | border | " + " | ".join(f"{c['name']} total | Gatys total | ratio | after | style term"
                                                  for c in report["conventions"]) + " |",
-              "|---|---:|" + "---:|---:|---:|---:|" * len(report["conventions"])]
+              "|---|---:|" + "---:|---:|---:|---:|---:|" * len(report["conventions"])]
     for row in report["photos"]:
         cells = [f"{row[c['name']]['total']:.3g} | {row[c['name']]['gatys']['total']:.3g} | "
-                 f"{row[c['name']]['ratio']:.2f} | {_after(row[c['name']]['matches_after'], report['gatys_steps'])}"
+                 f"{row[c['name']]['ratio']:.2f} | {_after(row[c['name']]['matches_after'], report['gatys_steps'])} | "
+                 f"{row[c['name']]['style_ratio']:.2f}"
                  for c in report["conventions"]]
         lines.append(f"| {row['photo']} | {row['border_ratio']:.2f} | " + " | ".join(cells) + " |")
     lines += ["", f"Model sha256 {report['model_sha256'][:16]}…, trained {report['trained_steps']} steps "
@@ -308,18 +317,19 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def model_stylizer(path: Path, input_pad: int | None = None) -> tuple[Stylize, dict]:
+def model_stylizer(path: Path, input_pad: int | None = None, style: str | None = None) -> tuple[Stylize, dict]:
     """A checkpoint (run in torch, fp32) or an ONNX export (the runtime) as an image -> image function, with its
-    metadata. ``input_pad`` overrides a checkpoint's padding: the runtime-pad remedy, measured without retraining."""
+    metadata. ``input_pad`` overrides a checkpoint's padding: the runtime-pad remedy, measured without retraining.
+    ``style`` is the one style of a multi-style model that is painted (the net fed its one-hot vector)."""
     if path.suffix == ".onnx":
         from stylecast.runtime.stylizer import Stylizer
 
         if input_pad is not None:
             raise StylecastError("--input-pad applies to .safetensors checkpoints; an export carries its own padding")
-        stylizer = Stylizer(path)
+        stylizer = Stylizer(path, style=style)
         return stylizer, dict(stylizer.backend.metadata)
     from stylecast.train.checkpoint import load_model
-    from stylecast.train.model import TransformerNet
+    from stylecast.train.model import TransformerNet, style_vector
 
     loaded = load_model(path)
     model = loaded.model
@@ -327,10 +337,12 @@ def model_stylizer(path: Path, input_pad: int | None = None) -> tuple[Stylize, d
         config = replace(model.config, input_pad=input_pad)
         model = TransformerNet(config).eval()
         model.load_state_dict(loaded.model.state_dict())
+    # a single-style net ignores the vector
+    vector = style_vector(loaded.styles, {style or loaded.styles[0]: 1.0})
 
     def run(rgb: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return to_rgb(model(to_tensor(rgb)))
+            return to_rgb(model(to_tensor(rgb), vector))
 
     return run, loaded.meta
 
