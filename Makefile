@@ -10,6 +10,9 @@
 #   make compress STYLE=wave  prune + distil students -> models/$(STYLE)-slim.safetensors + report (resumable)
 #   make slim-speedup       $(STYLE)-slim's int8 engines vs $(STYLE)'s eager fp32, 3 separate runs
 #                           -> benchmarks/results/slim-speedup.md
+#   make catalogue-latency  an 8-style net vs a single-style net of the same width (random init, or ARGS="--single
+#                           M --multi M"): latency per engine, precision and resolution, and serve's peak RSS with one,
+#                           the 8-style and 8 single-style models -> benchmarks/results/catalogue/latency.{md,json}
 #   make int8-graphs        $(STYLE)'s int8 graph as exported vs its last conv int8 too, on OpenVINO and ONNX Runtime
 #                           -> benchmarks/results/int8-graphs.md
 #   make bench              every model x format x precision x resolution -> benchmarks/results/
@@ -48,7 +51,8 @@
 #   make quality-catalogue-curve  every snapshot of a multi-style run (RUN=runs/catalogue) scored, the mean over its
 #                           styles (STYLES=all) or one style -> .../quality/<model>/mean-curve.* or .../<style>/curve.*
 #   make ship STYLE=...     what a trained style ships: exports at every precision, models/$(STYLE).gallery.jpg,
-#                           its quality report, then the styles sheet
+#                           its quality report, its deployment student distilled from it (make compress), then the
+#                           styles sheet; a student left from an older teacher is refused until this remakes it
 #   make styles-sheet       every style with a model on the same photos, and its quality figures -> README
 #                           (docs/examples/styles.jpg and the table between the styles markers)
 #   make recipe-ab STYLE=wave  benchmarks/recipes/$(STYLE).toml's variants at an equal CPU budget, scored
@@ -75,7 +79,7 @@ BENCH_BASELINE ?= benchmarks/baselines
 # One thread: single-threaded ratios hardly move when neighbours load the machine (see docs/benchmarks.md).
 BENCH_GATE := --quick --threads 1 --models models/$(STYLE).safetensors --artifacts artifacts/gate
 
-.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-stroke bench-video bench-ray bench-ray-serve int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve quality-catalogue quality-catalogue-curve styles-sheet ship recipe-ab step-speed
+.PHONY: setup weights train train-resume export demo test test-fast lint docs clean precision-latency compress students-latency slim-speedup catalogue-latency int8-graphs bench bench-check bench-baseline bench-gate-eval weights-vgg19 compare optimize-demo hostile bench-tiles bench-stroke bench-video bench-ray bench-ray-serve int8-sensitivity check-trt gpu-check gpu-wheels serve serve-load perf-analyzer serve-attack quality quality-reference quality-slim quality-curve quality-catalogue quality-catalogue-curve styles-sheet ship recipe-ab step-speed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -140,6 +144,11 @@ students-latency: setup
 slim-speedup: setup
 	$(PY) -m stylecast.benchmarks.studies.slim_speedup --teacher models/$(STYLE).safetensors \
 		--slim models/$(STYLE)-slim.safetensors $(ARGS)
+
+# One multi-style net against one single-style net of its architecture (random init: latency and memory do not depend
+# on the weights): within 5% of its latency everywhere, and serve's memory against one and against 8 models.
+catalogue-latency: setup
+	$(PY) -m stylecast.benchmarks.studies.catalogue_latency $(ARGS)
 
 # The int8 graph each engine wants: $(STYLE)'s export as made (last conv fp32) vs the last conv int8 too.
 int8-graphs: setup
@@ -301,7 +310,7 @@ quality-catalogue-curve: weights
 styles-sheet: setup
 	$(PY) -m stylecast.benchmarks.quality.styles_sheet $(ARGS)
 
-ship: export demo quality
+ship: export demo quality compress
 	cp $(ART)/gallery.jpg models/$(STYLE).gallery.jpg.tmp && mv models/$(STYLE).gallery.jpg.tmp models/$(STYLE).gallery.jpg
 	$(MAKE) --no-print-directory styles-sheet
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from stylecast.runtime.artifacts import FORMAT_KEY, sha256_file, tool_versions
+from stylecast.runtime.artifacts import FORMAT_KEY, TEACHER_KEY, sha256_file, tool_versions
 from stylecast.runtime.formats import INPUT, OUTPUT, STYLE
 from stylecast.runtime.images import atomic_write
 from stylecast.train.checkpoint import LoadedModel
@@ -71,8 +71,10 @@ def export_metadata(source: LoadedModel, precision: str) -> dict[str, str]:
     style input), architecture, precision, lineage, versions."""
     src = source.meta
     styles = {"styles": json.dumps(source.styles)} if source.model.config.styles > 1 else {}
+    teacher = {TEACHER_KEY: src[TEACHER_KEY]} if src.get(TEACHER_KEY) else {}  # a student's: checked on every load
     return {
         **styles,
+        **teacher,
         FORMAT_KEY: "onnx",
         "style": src["style"],
         "arch": src["arch"],

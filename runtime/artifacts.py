@@ -22,6 +22,7 @@ from stylecast.runtime.formats import FILE_KINDS, kind_of
 
 FORMAT_KEY = "stylecast.format"
 REQUIRED = ("style", "arch", "precision")
+TEACHER_KEY = "teacher_sha256"  # a distilled student's: the sha256 of the checkpoint it was distilled from
 
 
 def package_version(name: str) -> str | None:
@@ -59,6 +60,25 @@ def require(meta: dict[str, str], kind: str, path: Path, keys: tuple[str, ...] =
     missing = [k for k in keys if not meta.get(k)]
     if missing:
         raise StylecastError(f"{path}: metadata lacks {missing}; re-create it with this stylecast version")
+    check_teacher(meta, kind, path)
+
+
+def check_teacher(meta: dict[str, str], kind: str, path: Path) -> None:
+    """Refuse a distilled student beside a teacher it was not distilled from: its parity and quality figures were
+    measured against the old teacher, and the two would paint differently. The teacher is the style's own file
+    beside the student (``models/wave.safetensors`` for a checkpoint, the teacher's export of the same precision for
+    an ONNX file); a student deployed alone is not judged."""
+    want, style = meta.get(TEACHER_KEY), meta.get("style", "")
+    if not want or kind not in ("checkpoint", "onnx"):
+        return
+    teacher = path.with_name(f"{style}.safetensors" if kind == "checkpoint" else f"{style}.{meta.get('precision')}.onnx")
+    if teacher.resolve() == path.resolve() or not teacher.is_file():
+        return
+    found = sha256_file(teacher) if kind == "checkpoint" else onnx_metadata(teacher).get("source_sha256", "")
+    if found != want:
+        raise StylecastError(f"{path}: distilled from another {style} teacher than {teacher} (sha256 {want[:12]}, "
+                             f"now {found[:12] or 'unknown'}); distil it again from this one with `make ship "
+                             f"STYLE={style}`")
 
 
 def safetensors_metadata(path: Path) -> dict[str, str]:

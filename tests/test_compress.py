@@ -320,3 +320,35 @@ def test_select_takes_the_fastest_deployed_passing_student_and_says_when_there_i
     assert select(rows, "teacher") == "b"  # none passes: the one meeting most checks, then SSIM
     with pytest.raises(StylecastError, match="no student"):
         select({"teacher": rows["teacher"]}, "teacher")
+
+
+def test_a_student_beside_another_teacher_than_its_own_is_refused(tmp_path, photos):
+    """bench, export and serve load through the same checks: a student whose teacher beside it changed since it was
+    distilled is refused in one line naming `make ship`, as a checkpoint and as an export."""
+    from stylecast.runtime.errors import StylecastError
+
+    teacher = _write_teacher(tmp_path / "tiny.safetensors")
+    student = tmp_path / "tiny-slim.safetensors"
+    save_model(student, TransformerNet(ArchConfig(width=8, res_blocks=1)),
+               {"style": "tiny", "steps": "0", "teacher_sha256": hashlib.sha256(teacher.read_bytes()).hexdigest()})
+    assert load_model(student).meta["style"] == "tiny"  # its own teacher beside it
+    out = tmp_path / "artifacts"
+    for name in ("tiny", "tiny-slim"):
+        exported = run_cli("export", str(tmp_path / f"{name}.safetensors"), "--out", str(out), "--precision", "fp32",
+                           "--parity-images", str(photos))
+        assert exported.returncode == 0, exported.stderr
+    Stylizer(out / "tiny-slim.fp32.onnx").close()
+
+    _write_teacher(teacher, width=8)  # the shipped teacher retrained: another file
+    with pytest.raises(StylecastError, match="make ship STYLE=tiny"):
+        load_model(student)
+    refused = run_cli("export", str(student), "--out", str(out), "--precision", "fp32", "--parity-images", str(photos))
+    assert refused.returncode == 2 and "make ship STYLE=tiny" in refused.stderr and "Traceback" not in refused.stderr
+    assert run_cli("export", str(teacher), "--out", str(out), "--precision", "fp32", "--parity-images",
+                   str(photos)).returncode == 0  # its export follows it
+    with pytest.raises(StylecastError, match=r"tiny-slim\.fp32\.onnx: distilled from another tiny teacher"):
+        Stylizer(out / "tiny-slim.fp32.onnx")
+    alone = tmp_path / "deployed"
+    alone.mkdir()
+    (alone / "tiny-slim.fp32.onnx").write_bytes((out / "tiny-slim.fp32.onnx").read_bytes())
+    Stylizer(alone / "tiny-slim.fp32.onnx").close()  # a student deployed without its teacher is not judged
