@@ -45,6 +45,7 @@ REGENERATE = [
     (r"stroke/stroke\.md", "make bench-stroke"),
     (r"ray/ray\.md", "make bench-ray"),
     (r"ray/serve\.md", "make bench-ray-serve"),
+    (r"catalogue/latency\.md", "make catalogue-latency"),
 ]
 
 
