@@ -318,8 +318,7 @@ def _json_numbers(values: np.ndarray) -> list[bytes]:
     return parts
 
 
-def infer_response(model: str, request: InferRequest, result: np.ndarray) -> tuple[list[bytes | memoryview],
-                                                                                   dict[str, str]]:
+def infer_response(model: str, request: InferRequest, result: np.ndarray) -> tuple[list[bytes], dict[str, str]]:
     """The response body in parts of at most about a MiB, and its headers: JSON data, or a JSON header followed by
     the raw output tensor. Parts, because joining (or sending) tens of MiB at once is one copy that holds the GIL
     and stalls every other request; the server streams them."""
@@ -331,7 +330,8 @@ def infer_response(model: str, request: InferRequest, result: np.ndarray) -> tup
         raw = memoryview(np.ascontiguousarray(result, dtype="<f4")).cast("B")
         output["parameters"] = {"binary_data_size": raw.nbytes}
         text = orjson.dumps({**answer, "outputs": [output]})
-        parts = [text, *(raw[start:start + BINARY_CHUNK] for start in range(0, raw.nbytes, BINARY_CHUNK))]
+        # bytes, not views of the tensor: Ray Serve pickles each part on its way from a replica to its proxy
+        parts = [text, *(bytes(raw[start:start + BINARY_CHUNK]) for start in range(0, raw.nbytes, BINARY_CHUNK))]
         headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(text))}
     else:
         # {...answer, "outputs": [{...output, "data": [values]}]}, the values written in parts

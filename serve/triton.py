@@ -90,7 +90,7 @@ class InferCodec:
                                  "binary data") from exc
 
     async def answer(self, model: str, request: InferRequest,
-                     result: np.ndarray) -> tuple[list[bytes | memoryview], dict[str, str]]:
+                     result: np.ndarray) -> tuple[list[bytes], dict[str, str]]:
         return await asyncio.get_running_loop().run_in_executor(self.threads, infer_response, model, request, result)
 
     def close(self) -> None:
@@ -99,7 +99,7 @@ class InferCodec:
             self._decoder = None
 
 
-async def stream(parts: list[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+async def stream(parts: list[bytes]) -> AsyncIterator[bytes]:
     """A response body already in memory, part by part, without a thread hop per part."""
     for part in parts:
         yield part

@@ -94,6 +94,18 @@ def test_v2_infer_round_trip(deployment, tiny_onnx):
     np.testing.assert_allclose(np.asarray(output["data"], np.float32).reshape(tensor.shape), want, atol=1e-3)
     assert httpx.get(f"{url}/v2/models/tiny_fp32/ready", timeout=10).status_code == 200
 
+    # Binary tensors both ways, as Triton's clients send them: the answer's parts cross Ray's proxy pickled.
+    import tritonclient.http as triton_http
+
+    from stylecast.benchmarks.load.client import infer_call
+
+    call = infer_call("tiny_fp32", tensor)
+    binary = httpx.post(f"{url}{call.path}", content=call.body, headers=call.headers, timeout=60)
+    assert binary.status_code == 200, binary.text
+    header = int(binary.headers["Inference-Header-Content-Length"])
+    result = triton_http.InferenceServerClient.parse_response_body(binary.content, header_length=header)
+    np.testing.assert_allclose(result.as_numpy("stylized"), want, atol=1e-3)
+
 
 def test_a_burst_gets_only_200_and_503(deployment):
     url, _, _ = deployment
