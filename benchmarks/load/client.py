@@ -61,7 +61,7 @@ def calls(model: Path, rgb: np.ndarray) -> dict[str, Call]:
 
 @dataclass
 class Burst:
-    codes: Counter = field(default_factory=Counter)  # status code -> answers ("error" for no answer at all)
+    codes: Counter = field(default_factory=Counter)  # status code -> answers ("error ..." for no answer at all)
     latencies: list[float] = field(default_factory=list)  # seconds, of the 200s
     seconds: float = 0.0
     retry_after: set[str] = field(default_factory=set)  # the Retry-After values the 503s carried

@@ -109,11 +109,11 @@ def markdown(report: dict) -> str:
     lines += ["", f"Batching on: `{' '.join(BATCHING['on'])}`; off: `{' '.join(BATCHING['off'])}`. Every server exited "
               f"{'0 on SIGTERM' if all(r['exit_code'] == 0 for r in runs) else 'NON-ZERO'}.", "",
               "## The server's overhead", "",
-              f"One client, {report['size']}x{report['size']}: the round trip against the same model called in the "
-              "benchmark's process, `Stylizer(model)(rgb)` for `v1` (the server also decodes the JPEG and encodes its "
-              f"answer) and `Stylizer.forward` for `v2`. {report['overhead_rounds']} interleaved "
+              f"One client, {report['size']}x{report['size']}: the round trip against the same work done in the "
+              "benchmark's process: for `v1` the JPEG decoded, `Stylizer(model)(rgb)` and the answer encoded as the "
+              f"server encodes it; for `v2` `Stylizer.forward`. {report['overhead_rounds']} interleaved "
               f"rounds; medians; the ratio is the median of each round's server/direct ratio (target <= {TARGET:.2f}).",
-              "", "| model | batching | route | server ms | Stylizer ms | ratio | within target |",
+              "", "| model | batching | route | server ms | direct ms | ratio | within target |",
               "|---|---|---|---:|---:|---:|---|"]
     for run in runs:
         for route, cost in run["overhead"].items():

@@ -61,7 +61,8 @@ def swarm(base_url: str, call: Call, users: int, seconds: float, timeout: float 
     env = Environment(user_classes=[user_class(call, time.monotonic() + seconds, timeout)], host=base_url)
 
     def on_request(response: object, response_time: float, exception: BaseException | None, **_: object) -> None:
-        code = getattr(response, "status_code", 0) or "error"  # 0: no answer (refused, reset, timed out)
+        # 0: no answer (refused, reset, timed out); named by the client's exception, so a report says which
+        code = getattr(response, "status_code", 0) or f"error ({type(exception).__name__})"
         headers = getattr(response, "headers", None) or {}
         result.record(code, response_time / 1000, headers.get("retry-after"))
 
