@@ -92,7 +92,7 @@ def markdown(result: dict) -> str:
              "| route | concurrency | images per burst | local images/s | Ray images/s | Ray's overhead |",
              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['route']} | {r['concurrency']} | {r['images']} | {r['local_images_per_s']} | "
-              f"{r['ray_images_per_s']} | {(r['ratio'] - 1) * 100:+.0f}% |" for r in result["rows"]]
+              f"{r['ray_images_per_s']} | {round((r['ratio'] - 1) * 100):+d}% |" for r in result["rows"]]
     return "\n".join(lines) + "\n"
 
 
