@@ -22,7 +22,6 @@ from stylecast.benchmarks.timing import paired_speedup
 from stylecast.runtime.images import decode_image, encode_image
 from stylecast.runtime.stylizer import Stylizer
 from stylecast.runtime.timing import timed_ms
-from stylecast.serve.app import Settings
 
 TARGET = 1.10  # the server may add at most a tenth to a 512² image at concurrency 1
 
@@ -41,7 +40,7 @@ def overhead(base_url: str, model: Path, rgb: np.ndarray, rounds: int, warmup: i
 
     def direct_v1() -> bytes:
         image = decode_image(io.BytesIO(upload), "upload")
-        return encode_image(stylizer(image.rgb), image.alpha, "JPEG", Settings.quality)
+        return encode_image(stylizer(image.rgb), image.alpha, "JPEG")  # the server's quality is the same default
 
     with Stylizer(model) as stylizer, httpx.Client(base_url=base_url, timeout=120.0) as client:
         timed = {("v1", "server"): _round_trip(client, requests["v1"]), ("v1", "direct"): direct_v1,

@@ -301,7 +301,6 @@ def markdown(record: dict) -> str:
 
 def run(study: Study) -> dict:
     """Make or check the nets, export them, time them, measure serve; write the report; return its record."""
-    torch.set_num_threads(study.threads)
     given = study.single is not None
     single, multi = ((study.single, study.multi) if given
                      else random_checkpoints(study.work / "models", study.width, study.styles))
@@ -345,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
                       resolutions=args.resolution or ["512", "1080p"], precisions=args.precision or ["fp32", "int8"],
                       backends=args.backend or list(FILE_KINDS[ONNX].backends), threads=args.threads,
                       policy=replace(FULL, budget_s=args.budget), memory=not args.no_memory, out=args.out)
+        torch.set_num_threads(study.threads)  # the process's, so here and not in run(), which tests call
         record = run(study)
     except StylecastError as exc:
         sys.exit(f"error: {exc}")
