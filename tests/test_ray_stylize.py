@@ -202,6 +202,58 @@ def test_a_file_that_kills_its_worker_every_time_is_reported_not_retried_for_eve
     assert not list((tmp_path / "out" / MANIFEST).rglob("*.attempts"))  # the next run tries it afresh
 
 
+class SharingActor(StylizeActor):
+    """Starts work only once its sibling is up, is slow enough that one actor cannot finish the job alone, and
+    names its process in each image's note."""
+
+    barrier: Path
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        (self.barrier / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(self.barrier.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def image(self, row: dict, data: bytes) -> tuple[str, int]:
+        time.sleep(0.2)
+        return str(os.getpid()), super().image(row, data)[1]
+
+
+def test_both_actors_share_the_files(tiny_onnx, media, cluster, tmp_path):
+    SharingActor.barrier = tmp_path / "up"
+    SharingActor.barrier.mkdir()
+    counts, rows = run_job(media, tiny_onnx, tmp_path / "out", actor_class=SharingActor)
+    assert counts == {"stylized": 7, "skipped": 0, "failed": 1}
+    workers = {row["note"] for row in rows if row["status"] == "done" and row["note"]}
+    assert len(workers) == 2, f"one actor stylized every image: {rows}"
+
+
+class NoActor(StylizeActor):
+    """An actor that cannot start: a job that reaches the cluster fails."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("this job was not to start any actor")
+
+
+def test_a_finished_job_is_found_finished_without_the_cluster(tiny_onnx, cluster, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "rocket.jpg"):
+        (folder / name).write_bytes((DATA / "photos" / name).read_bytes())
+    counts, _ = run_job(folder, tiny_onnx, out)
+    assert counts == {"stylized": 2, "skipped": 0, "failed": 0}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    counts, rows = run_job(folder, tiny_onnx, out, actor_class=NoActor)
+    assert counts == {"stylized": 0, "skipped": 2, "failed": 0}
+    assert sorted((r["dest"], r["status"]) for r in rows) == [("chelsea.tiny.jpg", "skipped"),
+                                                               ("rocket.tiny.jpg", "skipped")]
+    assert {p: p.read_bytes() for p in before} == before
+    (folder / "coffee.jpg").write_bytes((DATA / "photos" / "coffee.jpg").read_bytes())  # work again: a Ray job
+    with pytest.raises(StylecastError, match="this job was not to start any actor"):
+        run_job(folder, tiny_onnx, out, actor_class=NoActor)
+
+
 def test_listing_names_outputs_as_local_stylize_and_keeps_subfolders(tmp_path):
     folder = tmp_path / "in"
     (folder / "a" / "b").mkdir(parents=True)
