@@ -27,7 +27,9 @@ class Stylizer:
 
     A multi-style model paints the style chosen by ``style``: one of its :attr:`styles` (``"starry_night"``) or a
     blend (``"wave=0.6,starry_night=0.4"``); without a choice it paints its first style. A single-style model takes
-    only its own style's name. In a chain the choice applies to its multi-style models.
+    only its own style's name. In a chain the choice applies to its multi-style models. Calls in the stylizer's own
+    choice run each model's graph with that choice folded in (:meth:`fixed_graphs`); calls that pass styles per image
+    (a server's mixed batches) run the general graph, which takes them.
     """
 
     def __init__(self, model: Path | str | list[Path | str], backend: str = "auto",
@@ -42,6 +44,7 @@ class Stylizer:
         self.options = options or BackendOptions(backend=backend, provider=providers, threads=threads)
         self.backends: list[Backend] = []
         self._apply: list[Backend] | None = None
+        self._fixed: list[Backend] | None = None
         try:
             for m in models:
                 self.backends.append(load_backend(Path(m), self.options))
@@ -83,20 +86,19 @@ class Stylizer:
         ``stats`` (from :meth:`tile_stats`) normalise every image, tiles of one photo, by that photo's
         statistics."""
         strengths = [self.strength] * len(images) if strengths is None else strengths
-        styles = [self.style_vector] * len(images) if styles is None else styles
         if len({im.shape for im in images}) == 1:
             height, width = images[0].shape[:2]
             if min(height, width) < self.min_side:
                 padded = [pad_to_min(im, self.min_side) for im in images]
                 return [out[:height, :width] for out in self.stylize_batch(padded, strengths, stats, styles)]
             photos = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32)
-            batch = self.forward(photos, stats, np.stack(styles))
+            batch = self.forward(photos, stats, None if styles is None else np.stack(styles))
             if min(strengths) < 1.0:
                 share = np.asarray(strengths, np.float32)[:, None, None, None]
                 batch = share * batch + (1.0 - share) * photos
             return list(to_uint8(batch))
-        return [self.stylize_batch([im], [s], stats, [v])[0]
-                for im, s, v in zip(images, strengths, styles, strict=True)]
+        rows = [None] * len(images) if styles is None else [[v] for v in styles]
+        return [self.stylize_batch([im], [s], stats, row)[0] for im, s, row in zip(images, strengths, rows, strict=True)]
 
     def bind_thread(self) -> None:
         """Make every engine usable from the calling thread (see ``Backend.bind_thread``)."""
@@ -108,7 +110,8 @@ class Stylizer:
             backend.release_thread()
 
     def close(self) -> None:
-        for backend in [*self.backends, *(self._apply or ())]:
+        folded = [b for b in self._fixed or () if all(b is not general for general in self.backends)]
+        for backend in [*self.backends, *(self._apply or ()), *folded]:
             backend.close()
 
     def __enter__(self) -> Stylizer:
@@ -120,11 +123,13 @@ class Stylizer:
     def forward(self, batch: np.ndarray, stats: list[np.ndarray] | None = None,
                 style: np.ndarray | None = None) -> np.ndarray:
         """The models alone, in order: float32 NCHW RGB in [0, 255] in and out (what a Triton model computes);
-        ``style`` [N, len(styles)] weighs the multi-style models' styles per image (default: the stylizer's
-        choice); with ``stats``, each model's apply graph normalises by them instead of by the batch itself."""
+        ``style`` [N, len(styles)] weighs the multi-style models' styles per image, through their general graphs
+        (default: the stylizer's choice, through :meth:`fixed_graphs`); with ``stats``, each model's apply graph
+        normalises by them instead of by the batch itself."""
+        graphs = self.fixed_graphs() if style is None and stats is None else self.backends
         style = np.repeat(self.style_vector[None], len(batch), axis=0) if style is None else style
         if stats is None:
-            for backend in self.backends:
+            for backend in graphs:
                 batch = backend.run(batch, **_style_input(backend, style))
             return batch
         for apply, model_stats in zip(self.apply_graphs(), stats, strict=True):
@@ -150,6 +155,16 @@ class Stylizer:
                 rows = np.repeat(row, len(batch), axis=0)
                 batch = apply.run(batch, np.repeat(found[-1], len(batch), axis=0), **_style_input(apply, rows))
         return found
+
+    def fixed_graphs(self) -> list[Backend]:
+        """Each model's single-pass graph in the stylizer's own style choice, opened on first use: a multi-style
+        model's with the choice folded into its InstanceNorms (``Backend.specialized``), which does a single-style
+        net's work; the model itself where there is nothing to fold or its engine cannot (a prebuilt engine). Opened
+        only when a call uses the stylizer's own choice, so a server, whose calls all pass styles per image, holds
+        one graph per model."""
+        if self._fixed is None:
+            self._fixed = [b.specialized(self.style_vector) or b for b in self.backends]
+        return self._fixed
 
     def apply_graphs(self) -> list[Backend]:
         """Each model's apply graph, opened on first use and checked against the model."""

@@ -90,6 +90,14 @@ class Backend(ABC):
         """The model's styles in the row order of its style input (a single-style model's one style)."""
         return model_styles(self.metadata, str(self.path))
 
+    def specialized(self, style: np.ndarray) -> Backend | None:
+        """This file's multi-style graph held to the style vector ``style`` (its weights folded into the
+        InstanceNorms, ``runtime.specialize``), opened as a backend of its own that takes no style: what a
+        single-style net of that style costs, for runs whose style is fixed. None where there is nothing to fold (a
+        graph without a style input) or the engine runs only the graph it was built from: TensorRT engines (plans)
+        keep the general graph, so a fixed style costs them the style input's Mul and Add per norm."""
+        return None
+
     @abstractmethod
     def run(self, batch: np.ndarray, stats: np.ndarray | None = None,
             style: np.ndarray | None = None) -> np.ndarray: ...

@@ -12,7 +12,8 @@ import numpy as np
 from stylecast.runtime.artifacts import onnx_metadata, require
 from stylecast.runtime.backends.base import Backend, Stages, Variant, check_inputs
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import DEVICE_PROVIDERS, TRT_PROFILE, BackendOptions, trt_profile
+from stylecast.runtime.formats import DEVICE_PROVIDERS, STYLE, TRT_PROFILE, BackendOptions, trt_profile
+from stylecast.runtime.specialize import specialized_bytes
 from stylecast.runtime.styles_catalog import model_styles
 from stylecast.runtime.timing import elapsed_ms
 
@@ -71,8 +72,11 @@ class OnnxRuntimeBackend(Backend):
     requires = "onnxruntime"
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int | None = None,
-                 config: dict[str, str] | None = None) -> None:
+                 config: dict[str, str] | None = None, graph: bytes | None = None) -> None:
+        """``graph``: the serialized graph to run in place of the file's (its style folded in, see ``specialized``);
+        the file still gives the metadata."""
         super().__init__(path)
+        self._settings = (providers, threads, config)
         ort = import_ort()
         from stylecast.runtime.cache import cache_dir
 
@@ -85,10 +89,10 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(ort.get_available_providers(), providers)
         self._meta = onnx_metadata(self.path)  # checked before any session is built for a foreign file
         require(self._meta, "onnx", path)
-        styles = len(model_styles(self._meta, str(path)))
+        styles = len(model_styles(self._meta, str(path))) if graph is None else 1  # a folded graph takes no style
         with_options = [(p, provider_options(p, cache_dir(), styles)) for p in chosen]
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=with_options)
+            self.session = ort.InferenceSession(str(path) if graph is None else graph, options, providers=with_options)
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StylecastError(f"{path}: ONNX Runtime cannot load this model ({first}); "
@@ -118,6 +122,13 @@ class OnnxRuntimeBackend(Backend):
     @property
     def metadata(self) -> dict[str, str]:
         return self._meta
+
+    def specialized(self, style: np.ndarray) -> OnnxRuntimeBackend | None:
+        """A session of this file's graph with ``style`` folded into its InstanceNorms, built from memory with this
+        one's providers and settings; None for a graph without a style input."""
+        if STYLE not in self.inputs:
+            return None
+        return OnnxRuntimeBackend(self.path, *self._settings, graph=specialized_bytes(self.path, style))
 
     def run_staged(self, batch: np.ndarray) -> tuple[np.ndarray, Stages | None]:
         """On a GPU provider, IO binding splits the copies from the compute; each ORT call returns once done."""

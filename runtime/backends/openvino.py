@@ -19,9 +19,10 @@ import numpy as np
 from stylecast.runtime.artifacts import onnx_metadata, package_version, require
 from stylecast.runtime.backends.base import Backend, Variant, check_inputs
 from stylecast.runtime.errors import StylecastError, import_optional
-from stylecast.runtime.formats import BackendOptions
+from stylecast.runtime.formats import STYLE, BackendOptions
 from stylecast.runtime.machine import class_id, fingerprint
 from stylecast.runtime.probes import FASTER_BELOW, cached_probe
+from stylecast.runtime.specialize import specialized_bytes
 from stylecast.runtime.timing import timed_ms
 
 # Compiled models kept per backend: a photo folder of mixed sizes recompiles less, and memory stays bounded.
@@ -124,8 +125,12 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     requires = "openvino"
 
-    def __init__(self, path: Path, device: str = "CPU", threads: int | None = None, precision: str = "f32") -> None:
+    def __init__(self, path: Path, device: str = "CPU", threads: int | None = None, precision: str = "f32",
+                 graph: bytes | None = None) -> None:
+        """``graph``: the serialized graph to run in place of the file's (its style folded in, see ``specialized``);
+        the file still gives the metadata."""
         super().__init__(path)
+        self._settings = (device, threads, precision)
         ov = import_openvino()
         self._meta = onnx_metadata(self.path)  # checked before OpenVINO parses a foreign file
         require(self._meta, "onnx", path)
@@ -134,7 +139,7 @@ class OpenVinoBackend(Backend):
             raise StylecastError(f"OpenVINO device {device!r} not available here; available: "
                                  f"{', '.join(self.core.available_devices)}")
         try:
-            self.model = self.core.read_model(str(path))
+            self.model = self.core.read_model(str(path) if graph is None else graph)
         except Exception as exc:  # OpenVINO raises its own untyped errors for bad files
             raise StylecastError(f"{path}: OpenVINO cannot read this model ({first_line(exc)}); "
                                  "re-export it with `stylecast export`") from exc
@@ -171,6 +176,14 @@ class OpenVinoBackend(Backend):
 
     def details(self) -> dict[str, str]:
         return {"precision_hint": self.hint, "hint_reason": self.hint_reason} if self.hint else {}
+
+    def specialized(self, style: np.ndarray) -> OpenVinoBackend | None:
+        """This file's graph with ``style`` folded into its InstanceNorms, read from memory for the same device,
+        threads and precision; None for a graph without a style input. The CPU plugin compiles it as it compiles a
+        single-style net: the general graph's per-norm affine, style MatMuls and the layout reorders they need go."""
+        if STYLE not in self.inputs:
+            return None
+        return OpenVinoBackend(self.path, *self._settings, graph=specialized_bytes(self.path, style))
 
     def close(self) -> None:
         self._compiled.clear()  # the compiled model of every shape
