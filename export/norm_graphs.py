@@ -43,6 +43,7 @@ from stylecast.runtime.formats import (
     GraphRole,
     companion_path,
 )
+from stylecast.runtime.specialize import prune
 
 # Raised when the surgery changes, so that exports remake the graphs an older stylecast left beside a model (the
 # older ones still compute the same sums and stay usable).
@@ -76,22 +77,6 @@ def norm_layers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, int]]:
 def _const(name: str, values: list[int] | float) -> onnx.TensorProto:
     array = np.asarray(values, np.int64 if isinstance(values, list) else np.float32)
     return numpy_helper.from_array(array, name)
-
-
-def _prune(model: onnx.ModelProto) -> None:
-    """Drop the nodes and initializers no graph output depends on."""
-    graph = model.graph
-    needed = {o.name for o in graph.output}
-    kept = []
-    for node in reversed(graph.node):
-        if any(out in needed for out in node.output):
-            kept.append(node)
-            needed.update(i for i in node.input if i)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    unused = [t for t in graph.initializer if t.name not in needed]
-    for tensor in unused:
-        graph.initializer.remove(tensor)
 
 
 def _with_role(model: onnx.ModelProto, role: GraphRole, layout: list[int], single_sha: str) -> onnx.ModelProto:
@@ -151,7 +136,7 @@ def stats_graph(single: onnx.ModelProto, single_sha: str = "") -> onnx.ModelProt
     graph.node.extend(nodes)
     del graph.output[:]
     graph.output.extend([helper.make_tensor_value_info(STATS, TensorProto.FLOAT, [1, 2 * sum(c for _, c in layers)])])
-    _prune(model)
+    prune(model.graph)
     return _with_role(model, "stats", [c for _, c in layers], single_sha)
 
 

@@ -128,9 +128,9 @@ def _fold_norm(graph: GraphProto, norm: NodeProto, known: dict[str, np.ndarray],
     return folded
 
 
-def _prune(graph: GraphProto) -> None:
-    """Drop the nodes and initializers no graph output depends on any longer (the style's part, and a cast that fed
-    only a replaced scale), and the shapes recorded for tensors that are gone."""
+def prune(graph: GraphProto) -> None:
+    """Drop the nodes and initializers no graph output depends on any longer (after surgery: here the style's part,
+    and a cast that fed only a replaced scale), and the shapes recorded for tensors that are gone."""
     needed = {o.name for o in graph.output}
     kept = []
     for node in reversed(graph.node):
@@ -180,7 +180,7 @@ def specialize(model: ModelProto, style: np.ndarray) -> ModelProto:
     del graph.node[:]
     graph.node.extend(kept)
     graph.input.remove(next(i for i in graph.input if i.name == STYLE))
-    _prune(graph)
+    prune(graph)
     return out
 
 
