@@ -651,17 +651,17 @@ def stylize_on_ray(inputs: list[str], models: list[Path], out_location: str, set
     job = Job(plan_roots(inputs, out), out, settings, backend if gpu else replace(backend, threads=threads),
               bundle.sha256, tag, options.files_per_task, secrets.token_hex(8), output_options(settings, backend))
     summary = RaySummary(report=out.shown(FAILURES))
-    started = time.perf_counter()
-    finished = finished_rows(job)
-    if finished is not None:
-        for row in finished:
-            summary.skipped += 1
-            on_result(row)
-        out.put_bytes(FAILURES, b"")
-        summary.seconds = time.perf_counter() - started
-        return summary
-    joined = connect(options.ray_address)
+    started, joined = time.perf_counter(), False
     try:
+        finished = finished_rows(job)
+        if finished is not None:
+            for row in finished:
+                summary.skipped += 1
+                on_result(row)
+            out.put_bytes(FAILURES, b"")
+            summary.seconds = time.perf_counter() - started
+            return summary
+        joined = connect(options.ray_address)
         pool = plan_pool(ray.cluster_resources(), gpu, threads, options.actors)
         data = ray.data
         # The listing reserves no CPU (it waits on storage, and the actors may hold every CPU); that also keeps Ray
