@@ -237,7 +237,7 @@ def create_app(models: ModelSet, settings: Settings) -> FastAPI:
             pass
 
     def stroke_of(stroke: float, where: str) -> float:
-        """A request's stroke size, or a 400 naming ``where`` (out of range, or no guided filter on this server)."""
+        """A request's stroke size, or a 400 naming ``where`` (out of range, or no OpenCV on this server)."""
         try:
             check_stroke(stroke, where)
         except StylecastError as exc:
