@@ -426,6 +426,17 @@ def _digest(fs: FileSystem, path: str, keep: bool) -> tuple[str, bytes]:
     return digest.hexdigest(), b"".join(kept)
 
 
+def read_input(job: Job, row: dict, keep: bool) -> tuple[str, bytes]:
+    """The SHA-256 of ``row``'s input, and its bytes when ``keep``; a file that cannot be read is one line."""
+    root = job.roots[row["root"]]
+    try:
+        if is_local(root.fs):
+            refuse_special(Path(row["path"]))  # a pipe would block the read for ever
+        return _digest(root.fs, row["path"], keep=keep)
+    except OSError as exc:
+        raise read_error(row["name"], exc) from exc
+
+
 class StylizeActor:
     """The job's second stage, one per actor: a :class:`Stylizer` loaded once, then per file read and hash it, skip
     it when its output and manifest record show it done, else decode, stylize, encode, write and record.
@@ -462,13 +473,7 @@ class StylizeActor:
 
     def read(self, row: dict) -> tuple[str, bytes]:
         """The input's SHA-256, and its bytes (an image; a video is read again where it is stylized)."""
-        root = self.job.roots[row["root"]]
-        try:
-            if is_local(root.fs):
-                refuse_special(Path(row["path"]))  # a pipe would block the read for ever
-            return _digest(root.fs, row["path"], keep=not row["video"])
-        except OSError as exc:
-            raise read_error(row["name"], exc) from exc
+        return read_input(self.job, row, keep=not row["video"])
 
     def stylize(self, row: dict, sha: str, data: bytes) -> dict:
         """Stylize and write one file, then its manifest record. An actor Ray restarted counts its tries at each file
@@ -528,10 +533,7 @@ def finished_rows(job: Job, budget_s: float = FINISHED_CHECK_S) -> list[dict] | 
     for lister in listers(job):
         for row in lister():
             try:
-                root = job.roots[row["root"]]
-                if is_local(root.fs):
-                    refuse_special(Path(row["path"]))
-                sha, _ = _digest(root.fs, row["path"], keep=False)
+                sha, _ = read_input(job, row, keep=False)
                 done = job.out.made(row["dest"], job.made_from(sha)) is not None
             except (StylecastError, OSError):
                 return None
